@@ -1,0 +1,42 @@
+// omni: one CLI for unified multimodal models. `omni --help` lists the subcommands.
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "commands.h"
+#include "omni/core/error.h"
+#include "omni/core/log.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"omni.cpp: understand, generate, edit and train unified multimodal models"};
+  app.require_subcommand(1);
+  std::string log_level;
+  app.add_option("--log", log_level, "log level: debug, info, warn, error, off (env OMNI_LOG)");
+
+  omni::cli::Runner run;
+  omni::cli::add_inspect_command(app, run);
+  omni::cli::add_tokenize_command(app, run);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (!log_level.empty()) omni::set_log_level(omni::parse_log_level(log_level));
+    return run ? run() : 0;
+  } catch (const omni::Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {
+    // libtorch (c10::Error) and the standard library land here; keep it to one line.
+    std::string msg = e.what();
+    auto nl = msg.find('\n');
+    if (nl != std::string::npos) msg.resize(nl);
+    std::fprintf(stderr, "error: %s\n", msg.c_str());
+    return 1;
+  }
+}
