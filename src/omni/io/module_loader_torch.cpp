@@ -1,0 +1,71 @@
+#include "omni/io/module_loader_torch.h"
+
+#include <chrono>
+#include <set>
+
+#include "omni/core/error.h"
+#include "omni/io/dtype_torch.h"
+
+namespace omni::io {
+namespace {
+
+bool is_float(torch::ScalarType t) { return c10::isFloatingType(t); }
+
+bool convertible(torch::ScalarType from, torch::ScalarType to) {
+  if (is_float(from) || is_float(to)) return is_float(from) && is_float(to);
+  if (from == torch::kBool || to == torch::kBool) return from == to;
+  return true;  // integer widths may differ (e.g. I32 buffers stored as I64)
+}
+
+std::string describe(const TensorInfo& i) {
+  return std::string(dtype_name(i.dtype)) + " " + shape_str(i.shape);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, torch::Tensor>> named_state(const torch::nn::Module& module) {
+  std::vector<std::pair<std::string, torch::Tensor>> out;
+  for (const auto& p : module.named_parameters(true)) out.emplace_back(p.key(), p.value());
+  for (const auto& b : module.named_buffers(true)) out.emplace_back(b.key(), b.value());
+  return out;
+}
+
+LoadReport load_module(torch::nn::Module& module, const Checkpoint& ckpt, const LoadOptions& opts) {
+  const auto t0 = std::chrono::steady_clock::now();
+  LoadReport rep;
+  torch::NoGradGuard no_grad;
+  std::set<std::string> used;
+  for (auto& [local, dst] : named_state(module)) {
+    const std::string name = opts.prefix + local;
+    if (!ckpt.contains(name)) {
+      throw Error(ckpt.label(), "missing tensor '" + name + "' (the model expects " +
+                                    std::string(c10::toString(dst.scalar_type())) + " " +
+                                    shape_str(dst.sizes().vec()) + ")");
+    }
+    const TensorInfo& info = ckpt.info(name);
+    if (info.shape != dst.sizes().vec())
+      throw Error(info.file, "tensor '" + name + "' has shape " + shape_str(info.shape) + ", the model expects " +
+                                 shape_str(dst.sizes().vec()));
+    if (!convertible(to_torch(info.dtype), dst.scalar_type()))
+      throw Error(info.file, "tensor '" + name + "' is " + describe(info) + ", the model expects " +
+                                 c10::toString(dst.scalar_type()));
+    dst.copy_(ckpt.get(name));
+    used.insert(name);
+    rep.tensors++;
+    rep.bytes_read += info.nbytes;
+  }
+  for (const auto& info : ckpt.tensors()) {
+    if (used.count(info.name)) continue;
+    if (opts.only_check_prefix && info.name.compare(0, opts.prefix.size(), opts.prefix) != 0) continue;
+    if (opts.ignore_unused && opts.ignore_unused(info.name)) {
+      rep.ignored++;
+      continue;
+    }
+    throw Error(info.file, "unexpected tensor '" + info.name + "' (" + describe(info) +
+                               "): the model has no parameter or buffer of that name");
+  }
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+}  // namespace omni::io

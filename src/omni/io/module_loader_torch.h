@@ -1,0 +1,39 @@
+// Strict loading of a checkpoint into a torch::nn::Module whose parameter and buffer names are
+// the checkpoint's dotted tensor names. Every module parameter/buffer must be in the checkpoint
+// with the same shape, and every checkpoint tensor must be used or explicitly ignored.
+#pragma once
+#include <torch/torch.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "omni/io/checkpoint_torch.h"
+
+namespace omni::io {
+
+struct LoadOptions {
+  std::string prefix;  // checkpoint name = prefix + module name (e.g. "language_model.")
+  // Checkpoint tensors that exist but are deliberately unused (e.g. Janus' attn_pool.*).
+  std::function<bool(const std::string&)> ignore_unused;
+  // Restrict the "unexpected tensor" check to names under `prefix` (several modules may share
+  // one checkpoint). Default true.
+  bool only_check_prefix = true;
+};
+
+struct LoadReport {
+  size_t tensors = 0;
+  uint64_t bytes_read = 0;  // checkpoint bytes copied (as stored)
+  size_t ignored = 0;
+  double seconds = 0;
+  double gb_per_s() const { return seconds > 0 ? bytes_read / seconds / 1e9 : 0; }
+};
+
+// Throws omni::Error naming the tensor and the file: missing, unexpected, wrong shape, or a
+// dtype that cannot be converted (float <-> integer/bool). Float dtypes convert to the module's.
+LoadReport load_module(torch::nn::Module& module, const Checkpoint& ckpt, const LoadOptions& opts = {});
+
+// Named parameters and buffers, recursively, in registration order.
+std::vector<std::pair<std::string, torch::Tensor>> named_state(const torch::nn::Module& module);
+
+}  // namespace omni::io
