@@ -9,7 +9,7 @@
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/dtype_torch.h"
 #include "omni/io/module_loader_torch.h"
-#include "omni/io/safetensors.h"
+#include "omni/io/trace_torch.h"
 #include "test_paths.h"
 
 using namespace omni;
@@ -26,13 +26,7 @@ fs::path fresh_dir(const std::string& name) {
 }
 
 void save(const fs::path& p, const std::vector<std::pair<std::string, torch::Tensor>>& ts) {
-  std::vector<torch::Tensor> keep;
-  std::vector<RawTensor> raw;
-  for (const auto& [n, t] : ts) {
-    keep.push_back(t.contiguous());
-    raw.push_back({n, from_torch(t.scalar_type()), t.sizes().vec(), keep.back().data_ptr()});
-  }
-  write_safetensors(p.string(), raw);
+  save_safetensors(p.string(), ts);
 }
 
 struct Tiny : torch::nn::Module {
@@ -190,4 +184,22 @@ TEST(Checkpoint, GoldenJanusFixtureLoads) {
   auto e = c.get("language_model.model.embed_tokens.weight", torch::kFloat32);
   EXPECT_EQ(e.sizes().vec(), (std::vector<int64_t>{2048, 64}));
   EXPECT_TRUE(torch::isfinite(e).all().item<bool>());
+}
+
+TEST(Trace, RecordsReplacesAndSaves) {
+  auto d = fresh_dir("trace");
+  Trace off;
+  off.record("x", torch::ones({2}));
+  EXPECT_TRUE(off.tensors().empty());
+  Trace tr((d / "t.safetensors").string());
+  auto x = torch::arange(4, torch::kFloat32);
+  tr.record("x", x);
+  x.add_(10);  // the trace holds a copy, not the live tensor
+  tr.record("ids", torch::tensor({3, 1}, torch::kInt64));
+  tr.record("x", torch::arange(3, torch::kFloat32).reshape({1, 3}).t());  // replaced; non-contiguous
+  tr.save();
+  auto c = Checkpoint::open((d / "t.safetensors").string());
+  ASSERT_EQ(c.tensors().size(), 2u);
+  EXPECT_TRUE(torch::equal(c.get("x"), torch::arange(3, torch::kFloat32).reshape({3, 1})));
+  EXPECT_TRUE(torch::equal(c.get("ids"), torch::tensor({3, 1}, torch::kInt64)));
 }
