@@ -1,0 +1,58 @@
+// Image decoding and encoding (PNG, JPEG, WebP), torch-free.
+//
+// Every decoder returns 8-bit RGB exactly as Pillow 9.4 gives it after
+// `Image.open(path).convert("RGB")`, so that preprocessing matches the Python reference
+// implementations bit for bit:
+//   * grey (1/2/4/8 bit) is replicated; 16-bit grey is clamped to 0..255 (Pillow opens it as
+//     mode "I" and its I→RGB conversion clamps, it does not scale);
+//   * grey+alpha and RGBA drop the alpha channel (no compositing onto a background);
+//   * 16-bit RGB(A) and grey+alpha keep the most significant byte;
+//   * palette images are looked up in the PLTE palette (tRNS is ignored); indices past the
+//     end of PLTE read Pillow's default grey ramp (index i → (i,i,i));
+//   * gamma/ICC/sBIT/EXIF orientation are ignored, as Pillow's open/convert ignore them;
+//   * JPEG is decoded by libjpeg(-turbo) with Pillow's settings (ISLOW DCT, fancy upsampling);
+//     CMYK/YCCK JPEGs are read with Adobe polarity (inverted) and converted with Pillow's
+//     CMYK→RGB rule  R = (255-K) - round((255-K)·C/255);
+//   * WebP (if built with libwebp) is decoded to RGBA and the alpha is dropped; animated WebP
+//     is refused.
+// Errors throw omni::Error whose message names the file and says what is wrong.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace omni::io {
+
+// An 8-bit RGB image, row-major HWC (rgb.size() == width * height * 3).
+struct Image {
+  int width = 0;
+  int height = 0;
+  std::vector<uint8_t> rgb;
+
+  Image() = default;
+  Image(int w, int h) : width(w), height(h), rgb(static_cast<size_t>(w) * h * 3, 0) {}
+
+  bool empty() const { return width == 0 || height == 0; }
+  size_t index(int x, int y, int c) const {
+    return (static_cast<size_t>(y) * width + x) * 3 + c;
+  }
+  uint8_t at(int x, int y, int c) const { return rgb[index(x, y, c)]; }
+  uint8_t& at(int x, int y, int c) { return rgb[index(x, y, c)]; }
+  const uint8_t* row(int y) const { return rgb.data() + static_cast<size_t>(y) * width * 3; }
+  uint8_t* row(int y) { return rgb.data() + static_cast<size_t>(y) * width * 3; }
+};
+
+// Reads a PNG, JPEG or WebP file (detected from its first bytes, not its extension).
+Image read_image(const std::string& path);
+// Same for bytes already in memory; `name` is used in error messages.
+Image decode_image(const uint8_t* data, size_t size, const std::string& name);
+
+// 8-bit RGB PNG, no interlacing. `path` / "PNG encoder" appear in error messages.
+std::vector<uint8_t> encode_png(const Image& img);
+void write_png(const std::string& path, const Image& img);
+
+// Whether this build can decode WebP (libwebp was found at configure time).
+bool have_webp();
+
+}  // namespace omni::io
