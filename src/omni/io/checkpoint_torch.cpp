@@ -8,25 +8,14 @@
 #include "omni/io/dtype_torch.h"
 #include "omni/io/safetensors.h"
 #include "omni/io/shard_index.h"
+#include "omni/io/torch_bin_torch.h"
 
 namespace fs = std::filesystem;
 
 namespace omni {
 
 DType from_torch(torch::ScalarType t) {
-  switch (t) {
-    case torch::kFloat64: return DType::F64;
-    case torch::kFloat32: return DType::F32;
-    case torch::kFloat16: return DType::F16;
-    case torch::kBFloat16: return DType::BF16;
-    case torch::kInt64: return DType::I64;
-    case torch::kInt32: return DType::I32;
-    case torch::kInt16: return DType::I16;
-    case torch::kInt8: return DType::I8;
-    case torch::kUInt8: return DType::U8;
-    case torch::kBool: return DType::BOOL;
-    default: break;
-  }
+  if (auto d = try_from_torch(t)) return *d;
   throw Error(std::string("dtype ") + c10::toString(t), "cannot be stored in a checkpoint");
 }
 
@@ -71,19 +60,16 @@ bool is_torch_bin(const std::string& p) {
 
 std::shared_ptr<Checkpoint::Source> open_source(const std::string& file);
 
-// PyTorch .bin (torch.save zip): no zero-copy; each shard's storages are read once, on first use.
+// PyTorch .bin (torch.save zip): no zero-copy; a storage is read from the zip the first time
+// one of its tensors is requested, then cached for tensors that share it.
 class TorchBinSource : public Checkpoint::Source {
  public:
-  explicit TorchBinSource(const std::string& path) : path_(path) {}
-  std::vector<TensorInfo> list() const override {
-    throw Error(path_, "PyTorch .bin checkpoints are not supported yet");
-  }
-  torch::Tensor get(const TensorInfo& info) const override {
-    throw Error(path_, "PyTorch .bin checkpoints are not supported yet");
-  }
+  explicit TorchBinSource(const std::string& path) : file_(TorchBinFile::open(path)) {}
+  std::vector<TensorInfo> list() const override { return file_->tensors(); }
+  torch::Tensor get(const TensorInfo& info) const override { return file_->get(info.name); }
 
  private:
-  std::string path_;
+  std::shared_ptr<TorchBinFile> file_;
 };
 
 std::shared_ptr<Checkpoint::Source> make_torch_bin_source(const std::string& path) {

@@ -2,6 +2,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <optional>
+
 #include "omni/io/dtype.h"
 
 namespace omni {
@@ -22,7 +24,24 @@ inline torch::ScalarType to_torch(DType t) {
   return torch::kFloat32;
 }
 
-// Throws omni::Error for scalar types that checkpoints cannot hold (complex, quantized...).
+// nullopt for scalar types that checkpoints cannot hold (complex, quantized...).
+inline std::optional<DType> try_from_torch(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat64: return DType::F64;
+    case torch::kFloat32: return DType::F32;
+    case torch::kFloat16: return DType::F16;
+    case torch::kBFloat16: return DType::BF16;
+    case torch::kInt64: return DType::I64;
+    case torch::kInt32: return DType::I32;
+    case torch::kInt16: return DType::I16;
+    case torch::kInt8: return DType::I8;
+    case torch::kUInt8: return DType::U8;
+    case torch::kBool: return DType::BOOL;
+    default: return std::nullopt;
+  }
+}
+
+// Throws omni::Error for scalar types that checkpoints cannot hold.
 DType from_torch(torch::ScalarType t);
 
 }  // namespace omni
