@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   omni::cli::Runner run;
   omni::cli::add_inspect_command(app, run);
   omni::cli::add_tokenize_command(app, run);
+  omni::cli::add_infer_command(app, run);
 
   try {
     app.parse(argc, argv);
