@@ -1,0 +1,203 @@
+#include "omni/nn/llama.h"
+
+#include <limits>
+
+#include "omni/core/error.h"
+
+namespace omni::nn {
+
+LlamaConfig LlamaConfig::from_hf(const io::HfConfig& j) {
+  LlamaConfig c;
+  c.vocab_size = j.get_or<int64_t>("vocab_size", 32000);
+  c.hidden_size = j.get_or<int64_t>("hidden_size", 4096);
+  c.intermediate_size = j.get_or<int64_t>("intermediate_size", 11008);
+  c.num_hidden_layers = j.get_or<int64_t>("num_hidden_layers", 32);
+  c.num_attention_heads = j.get_or<int64_t>("num_attention_heads", 32);
+  c.num_key_value_heads = j.get_or<int64_t>("num_key_value_heads", c.num_attention_heads);
+  check(c.num_attention_heads > 0 && (c.hidden_size % c.num_attention_heads == 0 || j.has("head_dim")),
+        j.where("num_attention_heads"), "must divide hidden_size");
+  c.head_dim = j.get_or<int64_t>("head_dim", c.hidden_size / c.num_attention_heads);
+  c.max_position_embeddings = j.get_or<int64_t>("max_position_embeddings", 2048);
+  c.rms_norm_eps = j.get_or<double>("rms_norm_eps", 1e-6);
+  c.rope_theta = j.get_or<double>("rope_theta", 10000.0);
+  c.attention_bias = j.get_or<bool>("attention_bias", false);
+  c.mlp_bias = j.get_or<bool>("mlp_bias", false);
+  c.tie_word_embeddings = j.get_or<bool>("tie_word_embeddings", false);
+  c.hidden_act = j.get_or<std::string>("hidden_act", "silu");
+  check(c.hidden_act == "silu", j.where("hidden_act"), "only \"silu\" is supported, got \"" + c.hidden_act + "\"");
+  check(!j.has("rope_scaling"), j.where("rope_scaling"), "RoPE scaling is not supported");
+  check(j.get_or<int64_t>("pretraining_tp", 1) == 1, j.where("pretraining_tp"), "only 1 is supported");
+  check(c.num_key_value_heads > 0 && c.num_attention_heads % c.num_key_value_heads == 0,
+        j.where("num_key_value_heads"), "must divide num_attention_heads");
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+  weight = register_parameter("weight", torch::ones({dim}));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  const auto dtype = x.scalar_type();
+  auto h = x.to(torch::kFloat32);
+  auto variance = h.pow(2).mean(-1, /*keepdim=*/true);
+  h = h * torch::rsqrt(variance + eps);
+  return weight * h.to(dtype);
+}
+
+// ---------------------------------------------------------------------------------------------
+LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
+    : heads(c.num_attention_heads), kv_heads(c.num_key_value_heads), head_dim(c.head_dim) {
+  const bool qkvb = c.attention_bias || c.qkv_bias;
+  q_proj = register_module("q_proj", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, heads * head_dim).bias(qkvb)));
+  k_proj = register_module("k_proj", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, kv_heads * head_dim).bias(qkvb)));
+  v_proj = register_module("v_proj", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, kv_heads * head_dim).bias(qkvb)));
+  o_proj = register_module("o_proj",
+                           torch::nn::Linear(torch::nn::LinearOptions(heads * head_dim, c.hidden_size).bias(c.attention_bias)));
+  scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+}
+
+torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin& rope, const torch::Tensor& mask,
+                                          torch::Tensor* k_buf, torch::Tensor* v_buf, int64_t past) {
+  const int64_t B = x.size(0), T = x.size(1);
+  auto q = q_proj->forward(x).view({B, T, heads, head_dim}).transpose(1, 2);
+  auto k = k_proj->forward(x).view({B, T, kv_heads, head_dim}).transpose(1, 2);
+  auto v = v_proj->forward(x).view({B, T, kv_heads, head_dim}).transpose(1, 2);
+  q = apply_rope(q, rope);
+  k = apply_rope(k, rope);
+
+  torch::Tensor K, V;
+  if (k_buf) {
+    k_buf->narrow(2, past, T).copy_(k);
+    v_buf->narrow(2, past, T).copy_(v);
+    K = k_buf->narrow(2, 0, past + T);
+    V = v_buf->narrow(2, 0, past + T);
+  } else {
+    K = k;
+    V = v;
+  }
+  const int64_t S = K.size(2);
+  const int64_t G = heads / kv_heads;
+  // Query heads h = kvh * G + g share kv head kvh (HF repeat_kv); fold (G, T) into the row dim so
+  // one batched matmul per kv head covers its whole group without materialising repeated keys.
+  auto qg = q.reshape({B, kv_heads, G * T, head_dim});
+  auto scores = torch::matmul(qg, K.transpose(2, 3)) * scale;  // [B, kvH, G*T, S]
+  if (mask.defined()) {
+    scores = (scores.view({B, kv_heads, G, T, S}) + mask.unsqueeze(1)).view({B, kv_heads, G * T, S});
+  }
+  auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
+  auto out = torch::matmul(probs, V);  // [B, kvH, G*T, D]
+  out = out.view({B, heads, T, head_dim}).transpose(1, 2).reshape({B, T, heads * head_dim});
+  return o_proj->forward(out);
+}
+
+// ---------------------------------------------------------------------------------------------
+LlamaMLPImpl::LlamaMLPImpl(const LlamaConfig& c) {
+  auto lin = [&](int64_t i, int64_t o) { return torch::nn::Linear(torch::nn::LinearOptions(i, o).bias(c.mlp_bias)); };
+  gate_proj = register_module("gate_proj", lin(c.hidden_size, c.intermediate_size));
+  up_proj = register_module("up_proj", lin(c.hidden_size, c.intermediate_size));
+  down_proj = register_module("down_proj", lin(c.intermediate_size, c.hidden_size));
+}
+
+torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
+  return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+// ---------------------------------------------------------------------------------------------
+LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c) {
+  self_attn = register_module("self_attn", LlamaAttention(c));
+  mlp = register_module("mlp", LlamaMLP(c));
+  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+}
+
+torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, const RopeCosSin& rope, const torch::Tensor& mask,
+                                             torch::Tensor* k_buf, torch::Tensor* v_buf, int64_t past) {
+  auto h = x + self_attn->forward(input_layernorm->forward(x), rope, mask, k_buf, v_buf, past);
+  return h + mlp->forward(post_attention_layernorm->forward(h));
+}
+
+// ---------------------------------------------------------------------------------------------
+torch::Tensor causal_mask(int64_t T, int64_t past, const torch::Tensor& attention_mask,
+                          const torch::TensorOptions& opts) {
+  const int64_t S = past + T;
+  if (T == 1 && !attention_mask.defined()) return {};
+  auto dev = opts.device();
+  auto iopts = torch::TensorOptions().dtype(torch::kInt64).device(dev);
+  auto qpos = torch::arange(past, S, iopts).view({T, 1});
+  auto kpos = torch::arange(0, S, iopts).view({1, S});
+  auto blocked = (kpos > qpos).view({1, T, S});  // [1, T, S]
+  if (attention_mask.defined()) {
+    check(attention_mask.dim() == 2 && attention_mask.size(1) == S, "attention_mask",
+          "expected [B, " + std::to_string(S) + "]");
+    blocked = blocked | (attention_mask.to(dev) == 0).view({attention_mask.size(0), 1, S});
+  }
+  auto m = torch::zeros(blocked.sizes(), opts);
+  // HF: torch.finfo(dtype).min of the activation dtype.
+  double lowest = std::numeric_limits<float>::lowest();
+  const auto st = c10::typeMetaToScalarType(opts.dtype());
+  if (st == torch::kBFloat16) lowest = static_cast<float>(std::numeric_limits<c10::BFloat16>::lowest());
+  else if (st == torch::kFloat16) lowest = static_cast<float>(std::numeric_limits<c10::Half>::lowest());
+  else if (st == torch::kFloat64) lowest = std::numeric_limits<double>::lowest();
+  m.masked_fill_(blocked, lowest);
+  return m.unsqueeze(1);  // [B|1, 1, T, S]
+}
+
+LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c) : cfg(c) {
+  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+    LlamaDecoderLayer l(c);
+    layers->push_back(l);
+    layer_ptrs.push_back(l);
+  }
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps));
+  inv_freq = rope_inv_freq(c.head_dim, c.rope_theta);
+}
+
+KVCache LlamaModelImpl::make_cache(int64_t batch, int64_t capacity) const {
+  auto w = embed_tokens->weight;
+  return KVCache::allocate(cfg.num_hidden_layers, batch, cfg.num_key_value_heads, capacity, cfg.head_dim,
+                           torch::TensorOptions().dtype(w.scalar_type()).device(w.device()));
+}
+
+torch::Tensor LlamaModelImpl::forward(const torch::Tensor& inputs_embeds, KVCache* cache,
+                                      const torch::Tensor& position_ids, const torch::Tensor& attention_mask) {
+  check(inputs_embeds.dim() == 3 && inputs_embeds.size(2) == cfg.hidden_size, "llama forward",
+        "inputs_embeds must be [B, T, " + std::to_string(cfg.hidden_size) + "]");
+  const int64_t B = inputs_embeds.size(0), T = inputs_embeds.size(1);
+  const int64_t past = cache ? cache->length : 0;
+  if (cache) {
+    check(cache->layers() == cfg.num_hidden_layers && cache->batch() == B, "kv cache",
+          "was allocated for another model or batch size");
+    cache->check_room(T);
+  }
+  const auto dev = inputs_embeds.device();
+  if (inv_freq.device() != dev) inv_freq = inv_freq.to(dev);
+  torch::Tensor pos = position_ids.defined()
+                          ? position_ids.to(dev)
+                          : torch::arange(past, past + T, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  const auto rope = rope_cos_sin(inv_freq, pos, inputs_embeds.scalar_type());
+  const auto mask = causal_mask(T, past, attention_mask, inputs_embeds.options());
+
+  auto h = inputs_embeds;
+  for (size_t i = 0; i < layer_ptrs.size(); ++i) {
+    torch::Tensor* kb = cache ? &cache->k[i] : nullptr;
+    torch::Tensor* vb = cache ? &cache->v[i] : nullptr;
+    h = layer_ptrs[i]->forward(h, rope, mask, kb, vb, past);
+  }
+  if (cache) cache->length += T;
+  return norm->forward(h);
+}
+
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& c) : cfg(c) {
+  model = register_module("model", LlamaModel(c));
+  if (c.tie_word_embeddings) {
+    // logits() uses the embedding matrix; a checkpoint then needs no lm_head.weight.
+  } else {
+    lm_head = register_module("lm_head",
+                              torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
+  }
+}
+
+}  // namespace omni::nn

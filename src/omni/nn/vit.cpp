@@ -1,0 +1,96 @@
+#include "omni/nn/vit.h"
+
+#include "omni/core/error.h"
+
+namespace omni::nn {
+
+ViTAttentionImpl::ViTAttentionImpl(int64_t dim, int64_t heads_, bool qkv_bias) : heads(heads_), head_dim(dim / heads_) {
+  check(dim % heads_ == 0, "vit attention", "width must be divisible by heads");
+  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(qkv_bias)));
+  proj = register_module("proj", torch::nn::Linear(dim, dim));
+}
+
+torch::Tensor ViTAttentionImpl::forward(const torch::Tensor& x) {
+  const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
+  auto qkv_ = qkv->forward(x).reshape({B, N, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
+  auto q = qkv_[0], k = qkv_[1], v = qkv_[2];
+  // F.scaled_dot_product_attention (math): softmax(q k^T / sqrt(d)) v.
+  auto attn = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
+  attn = torch::softmax(attn, -1);
+  auto out = torch::matmul(attn, v);  // [B, H, N, d]
+  out = out.transpose(1, 2).reshape({B, N, C});
+  return proj->forward(out);
+}
+
+ViTMlpImpl::ViTMlpImpl(int64_t dim, int64_t hidden) {
+  fc1 = register_module("fc1", torch::nn::Linear(dim, hidden));
+  fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
+}
+
+torch::Tensor ViTMlpImpl::forward(const torch::Tensor& x) { return fc2->forward(torch::gelu(fc1->forward(x))); }
+
+ViTBlockImpl::ViTBlockImpl(const ViTConfig& c) {
+  auto ln = [&] { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width}).eps(c.ln_eps)); };
+  norm1 = register_module("norm1", ln());
+  attn = register_module("attn", ViTAttention(c.width, c.heads, c.qkv_bias));
+  norm2 = register_module("norm2", ln());
+  mlp = register_module("mlp", ViTMlp(c.width, c.mlp_hidden));
+}
+
+torch::Tensor ViTBlockImpl::forward(const torch::Tensor& x) {
+  auto h = x + attn->forward(norm1->forward(x));
+  return h + mlp->forward(norm2->forward(h));
+}
+
+PatchEmbedImpl::PatchEmbedImpl(int64_t in_chans, int64_t width, int64_t patch) {
+  proj = register_module("proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_chans, width, patch).stride(patch)));
+}
+
+torch::Tensor PatchEmbedImpl::forward(const torch::Tensor& x) {
+  return proj->forward(x).flatten(2).transpose(1, 2);  // NCHW -> NLC
+}
+
+VisionTransformerImpl::VisionTransformerImpl(const ViTConfig& c) : cfg(c) {
+  patch_embed = register_module("patch_embed", PatchEmbed(c.in_chans, c.width, c.patch_size));
+  pos_embed = register_parameter("pos_embed", torch::zeros({1, c.num_patches(), c.width}));
+  blocks = register_module("blocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.depth; ++i) {
+    ViTBlock b(c);
+    blocks->push_back(b);
+    block_ptrs.push_back(b);
+  }
+  if (c.final_norm) norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width}).eps(c.ln_eps)));
+}
+
+torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& pixels) {
+  check(pixels.dim() == 4 && pixels.size(2) == cfg.image_size && pixels.size(3) == cfg.image_size, "vision tower",
+        "expects pixels [B, 3, " + std::to_string(cfg.image_size) + ", " + std::to_string(cfg.image_size) + "]");
+  auto x = patch_embed->forward(pixels) + pos_embed;
+  for (auto& b : block_ptrs) x = b->forward(x);
+  return norm ? norm->forward(x) : x;
+}
+
+MlpProjectorImpl::MlpProjectorImpl(const std::string& type_, int64_t input_dim, int64_t n_embed, int64_t depth)
+    : type(type_) {
+  if (type == "identity") return;
+  if (type == "linear") {
+    linear = register_module("layers", torch::nn::Linear(input_dim, n_embed));
+    return;
+  }
+  check(type == "mlp_gelu", "projector_type", "unsupported projector \"" + type + "\" (identity, linear, mlp_gelu)");
+  check(depth >= 1, "projector depth", "must be >= 1");
+  auto layers = register_module("layers", std::make_shared<torch::nn::Module>());
+  mlp.push_back(layers->register_module("0", torch::nn::Linear(input_dim, n_embed)));
+  for (int64_t i = 1; i < depth; ++i)
+    mlp.push_back(layers->register_module(std::to_string(2 * i), torch::nn::Linear(n_embed, n_embed)));
+}
+
+torch::Tensor MlpProjectorImpl::forward(const torch::Tensor& x) {
+  if (type == "identity") return x;
+  if (linear) return linear->forward(x);
+  auto h = mlp[0]->forward(x);
+  for (size_t i = 1; i < mlp.size(); ++i) h = mlp[i]->forward(torch::gelu(h));
+  return h;
+}
+
+}  // namespace omni::nn
