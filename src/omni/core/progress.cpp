@@ -87,7 +87,8 @@ void Progress::draw(bool final) {
   // Plain mode: a line at every 10% (or every 5 s for long steps), and at the end.
   int percent = total_ > 0 ? static_cast<int>(10.0 * done_ / total_) : -1;
   bool due = final || since(last_draw_) >= 5.0 || (total_ > 0 && percent != last_percent_line_);
-  if (!due) return;
+  if (!due || done_ == last_line_done_) return;  // never the same line twice
+  last_line_done_ = done_;
   last_percent_line_ = percent;
   last_draw_ = std::chrono::steady_clock::now();
   std::fprintf(stderr, "%s\n", status_line().c_str());
@@ -97,7 +98,10 @@ void Progress::draw(bool final) {
 StageTimer::StageTimer(std::string stage, bool log_on_exit)
     : stage_(std::move(stage)), log_(log_on_exit), start_(std::chrono::steady_clock::now()) {}
 StageTimer::~StageTimer() {
-  if (log_) log_info(stage_, ": ", seconds(), " s");
+  if (!log_) return;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3f s", seconds());
+  log_info(stage_, ": ", buf);
 }
 double StageTimer::seconds() const { return since(start_); }
 

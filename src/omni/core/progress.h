@@ -28,6 +28,7 @@ class Progress {
   bool tty_, finished_ = false;
   std::chrono::steady_clock::time_point start_, last_draw_;
   int last_percent_line_ = -1;
+  int64_t last_line_done_ = -1;  // plain mode: the count the last line showed
 };
 
 // Wall-clock stage timer: logs "<stage>: 1.23 s" at info level when it goes out of scope.
