@@ -64,13 +64,13 @@ torch::Tensor VQDownsampleImpl::forward(const torch::Tensor& x) {
   return conv->forward(torch::constant_pad_nd(x, {0, 1, 0, 1}, 0));
 }
 
-VQUpsampleImpl::VQUpsampleImpl(int64_t ch) { conv = register_module("conv", ::omni::nn::conv(ch, ch, 3)); }
+VQUpsampleImpl::VQUpsampleImpl(int64_t ch, bool bf16) : bf16_cast(bf16) { conv = register_module("conv", ::omni::nn::conv(ch, ch, 3)); }
 
 torch::Tensor VQUpsampleImpl::forward(const torch::Tensor& x) {
   namespace F = torch::nn::functional;
   auto opts = F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest);
   torch::Tensor y;
-  if (x.scalar_type() != torch::kFloat32)
+  if (bf16_cast && x.scalar_type() != torch::kFloat32)
     y = F::interpolate(x.to(torch::kFloat32), opts).to(torch::kBFloat16);  // sic: official casts to bf16
   else
     y = F::interpolate(x, opts);

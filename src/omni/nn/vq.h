@@ -42,12 +42,14 @@ class VQDownsampleImpl : public torch::nn::Module {
 };
 TORCH_MODULE(VQDownsample);
 
-// nearest x2 (via float32 then bf16 for non-float32 inputs, as the official code), then 3x3 conv.
+// nearest x2, then 3x3 conv. With bf16_cast (Janus' official code) non-float32 inputs are
+// interpolated in float32 and cast to bf16; without it (FLUX) the input dtype is kept.
 class VQUpsampleImpl : public torch::nn::Module {
  public:
-  explicit VQUpsampleImpl(int64_t ch);
+  explicit VQUpsampleImpl(int64_t ch, bool bf16_cast = true);
   torch::Tensor forward(const torch::Tensor& x);
   torch::nn::Conv2d conv{nullptr};
+  bool bf16_cast = true;
 };
 TORCH_MODULE(VQUpsample);
 
