@@ -1,6 +1,7 @@
 #include "omni/nn/vit.h"
 
 #include "omni/core/error.h"
+#include "omni/nn/linear.h"
 
 namespace omni::nn {
 
@@ -88,8 +89,8 @@ MlpProjectorImpl::MlpProjectorImpl(const std::string& type_, int64_t input_dim, 
 torch::Tensor MlpProjectorImpl::forward(const torch::Tensor& x) {
   if (type == "identity") return x;
   if (linear) return linear->forward(x);
-  auto h = mlp[0]->forward(x);
-  for (size_t i = 1; i < mlp.size(); ++i) h = mlp[i]->forward(torch::gelu(h));
+  auto h = linear_rows(mlp[0], x);
+  for (size_t i = 1; i < mlp.size(); ++i) h = linear_rows(mlp[i], torch::gelu(h));
   return h;
 }
 

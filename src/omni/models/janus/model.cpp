@@ -8,6 +8,7 @@
 #include "omni/core/log.h"
 #include "omni/core/progress.h"
 #include "omni/io/module_loader_torch.h"
+#include "omni/nn/linear.h"
 
 namespace omni::models::janus {
 
@@ -18,6 +19,10 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+// lm->logits(h) for the few rows of a decode step, through the streaming linear.
+torch::Tensor head_logits(nn::LlamaForCausalLM& lm, const torch::Tensor& h) {
+  return lm->lm_head ? nn::linear_rows(lm->lm_head, h) : lm->logits(h);
+}
 
 // Modules create their parameters in the default dtype: building them directly in the compute
 // dtype avoids an fp32 staging copy of the whole model (28 GB for Janus-Pro-7B).
@@ -52,7 +57,7 @@ VisionHeadImpl::VisionHeadImpl(const GenHeadConfig& c) {
 }
 
 torch::Tensor VisionHeadImpl::forward(const torch::Tensor& x) {
-  return vision_head->forward(torch::gelu(output_mlp_projector->forward(x)));
+  return nn::linear_rows(vision_head, torch::gelu(nn::linear_rows(output_mlp_projector, x)));
 }
 
 MultiModalityCausalLMImpl::MultiModalityCausalLMImpl(const JanusConfig& c) {
@@ -230,7 +235,7 @@ TextGenResult JanusModel::understand(const torch::Tensor& inputs_embeds, const T
 
   auto t0 = std::chrono::steady_clock::now();
   auto h = lm->model->forward(inputs_embeds.to(dev, dtype()), &cache, positions_for(T, T), mask_for(T));
-  auto logits = lm->logits(h.select(1, T - 1)).to(torch::kFloat32);  // [1, V]
+  auto logits = head_logits(lm, h.select(1, T - 1)).to(torch::kFloat32);  // [1, V]
   trace("logits_last", logits);  // [1, V]: the last prefill position
   r.prefill_seconds = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
@@ -251,7 +256,7 @@ TextGenResult JanusModel::understand(const torch::Tensor& inputs_embeds, const T
     if (step + 1 == o.max_new_tokens) break;
     const int64_t len = cache.length + 1;
     h = lm->model->forward(lm->model->embed(next.view({1, 1})), &cache, positions_for(len, 1), mask_for(len));
-    logits = lm->logits(h.select(1, 0)).to(torch::kFloat32);
+    logits = head_logits(lm, h.select(1, 0)).to(torch::kFloat32);
   }
   r.logits_last = logits[0];
   if (o.keep_step_logits) r.step_logits = r.step_logits.narrow(0, 0, static_cast<int64_t>(r.tokens.size()));
