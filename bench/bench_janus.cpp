@@ -5,10 +5,11 @@
 //   bandwidth-bound stages (greedy decode, the text-to-image CFG loop): bytes that each step must
 //     stream (weights, excluding gathered embedding tables, plus the KV cache it reads) / the
 //     memory-copy rate of a 1 GiB fp32 copy_ (bytes read + bytes written).
-//   bench_janus [--tokens 32] [--image_tokens 64] [--prefill 628] [--threads 2] [--quick] [--malloc_reuse]
-// --malloc_reuse: mallopt(M_MMAP_MAX, 0) + a 2 GB M_TRIM_THRESHOLD before anything else, so freed
-// tensors stay in the heap for reuse. By default glibc gives every block over 32 MB back to the OS
-// on free and the next one page-faults fresh zeroed pages (ViT, VQ decode: seconds of system time).
+//   bench_janus [--tokens 32] [--image_tokens 64] [--prefill 628] [--threads 2] [--quick] [--no_malloc_reuse]
+// Like the omni CLI, the bench sets mallopt(M_MMAP_MAX, 0) + a 2 GB M_TRIM_THRESHOLD before anything
+// else, so freed tensors stay in the heap for reuse. --no_malloc_reuse keeps glibc's defaults, which
+// give every block over 32 MB back to the OS on free so the next one page-faults fresh zeroed
+// pages (ViT, VQ decode: seconds of system time).
 // --image_tokens N times the CFG loop over the first ceil(sqrt(N))^2 image tokens (an image of
 // 16*ceil(sqrt(N)) pixels: the same per-token work as a 384^2 image, apart from the attention
 // over a shorter KV cache) and extrapolates to the 576 tokens of a 384^2 image.
@@ -132,7 +133,7 @@ bool finite(const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>
 
 int main(int argc, char** argv) {
   int tokens = 32, image_tokens = 64, prefill = 628, threads = 2;
-  bool quick = false, malloc_reuse = false;
+  bool quick = false, malloc_reuse = true;  // as the omni CLI (tools/omni/main.cpp)
   for (int i = 1; i < argc; ++i) {
     auto next = [&](int& v) {
       if (i + 1 < argc) v = std::atoi(argv[++i]);
@@ -143,9 +144,10 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--threads")) next(threads);
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--malloc_reuse")) malloc_reuse = true;
+    else if (!std::strcmp(argv[i], "--no_malloc_reuse")) malloc_reuse = false;
     else {
       std::fprintf(stderr, "usage: bench_janus [--tokens N] [--image_tokens N] [--prefill N] [--threads N] [--quick] "
-                   "[--malloc_reuse]\n");
+                   "[--no_malloc_reuse]\n");
       return 2;
     }
   }
@@ -387,7 +389,8 @@ int main(int argc, char** argv) {
 
   std::printf("\nJanus-Pro-1B pipeline, random fp32 weights (%lld parameters, %.2f GB), CPU, %d threads%s\n",
               static_cast<long long>(n_params), wbytes / 1e9, threads, quick ? " [--quick]" : "");
-  if (malloc_reuse) std::printf("[--malloc_reuse: glibc keeps freed blocks in the heap instead of munmap]\n");
+  std::printf(malloc_reuse ? "[malloc reuse as the CLI: glibc keeps freed blocks in the heap instead of munmap]\n"
+                           : "[--no_malloc_reuse: glibc defaults, blocks over 32 MB are munmapped on free]\n");
   std::printf("(the checkpoint's 2,089,297,547 elements less the unused SigLIP attn_pool head and the codebook_used buffer)\n");
   std::printf("bounds: GEMM %.1f GFLOP/s (best of %s); memory copy %.1f GB/s (1 GiB fp32 copy_, bytes read + written;\n"
               "        for reference a read-only sum of the same 1 GiB: %.1f GB/s)\n",

@@ -1,0 +1,162 @@
+// BAGEL's Qwen2 Mixture-of-Transformers decoder (ByteDance-Seed/Bagel modeling/bagel/qwen2_navit.py:
+// Qwen2MoTDecoderLayer, PackedAttentionMoT, Qwen2Model, Qwen2ForCausalLM), over packed sequences.
+//
+// Every per-token weight has a `_moe_gen` twin. Tokens are routed by type, not by a learned router:
+// understanding rows (text, markers, ViT patches) use the plain weights, generation rows (VAE latent
+// tokens) the `_moe_gen` ones; attention is ONE softmax over all rows. Module names mirror the
+// checkpoint: model.embed_tokens, model.layers.N.{self_attn.{q,k,v,o}_proj[_moe_gen],
+// self_attn.{q,k}_norm[_moe_gen], mlp, mlp_moe_gen, input_layernorm[_moe_gen],
+// post_attention_layernorm[_moe_gen]}, model.norm, model.norm_moe_gen, lm_head.
+//
+// Numerics (float32 evaluation of the official formulas): q/k/v with bias, o without; QK-norm =
+// RMSNorm over each head vector (one [head_dim] weight shared by all heads) BEFORE RoPE; RoPE is
+// HF's default rotate-half on the packed position ids; softmax in float32; GQA query head h uses
+// kv head h / (H / kvH). The K/V cache stores keys after QK-norm and RoPE.
+#pragma once
+#include <torch/torch.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "omni/io/hf_config.h"
+#include "omni/nn/llama.h"
+
+namespace omni::nn {
+
+struct Qwen2MoTConfig {
+  LlamaConfig llm;      // qkv_bias is always true for Qwen2
+  bool qk_norm = true;  // BAGEL's loaders force it on
+  // Qwen2 config.json (llm_config.json). qk_norm and tie_word_embeddings are the loader's (BAGEL
+  // forces qk_norm=True, tie_word_embeddings=False), not the file's.
+  static Qwen2MoTConfig from_hf(const io::HfConfig& cfg, bool qk_norm = true);
+};
+
+// Which rows of a packed block go to which expert. `gen` empty = every row is understanding.
+struct TokenRoute {
+  torch::Tensor und, gen;  // int64 row indexes (disjoint, covering [0, T))
+  bool all_und() const { return !gen.defined() || gen.numel() == 0; }
+  static TokenRoute understanding() { return {}; }
+  // Rows [begin, end) are generation rows, the rest understanding (an image block: marker,
+  // latent tokens, marker).
+  static TokenRoute gen_range(int64_t T, int64_t begin, int64_t end);
+  // From a bool mask [T] (true = generation row).
+  static TokenRoute from_gen_mask(const torch::Tensor& is_gen);
+};
+
+// One inference context of the official inferencer (gen / cfg_text / cfg_img): kv_lens, ropes and
+// the NaiveCache, for one sequence. K/V per layer are [capacity, kvH, head_dim] buffers whose rows
+// [0, kv_len) are valid. fork() is the official deepcopy, copy-on-write: forks share buffers until
+// one of them appends.
+class KVContext {
+ public:
+  KVContext() = default;
+  KVContext(int64_t layers, int64_t kv_heads, int64_t head_dim) : layers_(layers), kv_heads_(kv_heads), head_dim_(head_dim) {}
+  int64_t kv_len = 0;  // cached rows
+  int64_t rope = 0;    // next RoPE position
+  KVContext fork() const { return *this; }
+  bool empty() const { return kv_len == 0; }
+  int64_t layers() const { return layers_; }
+  // Valid rows of layer l: [kv_len, kvH, head_dim] (views).
+  torch::Tensor keys(int64_t l) const;
+  torch::Tensor values(int64_t l) const;
+  // Makes room for `t` more rows (copying shared or full buffers); then writes are in place.
+  void reserve_append(int64_t t, const torch::TensorOptions& opts);
+  // Writes layer l's new rows at [kv_len, kv_len + k.size(0)) (after reserve_append).
+  void write(int64_t l, const torch::Tensor& k, const torch::Tensor& v);
+  uint64_t bytes() const;
+
+ private:
+  struct Buffers {
+    std::vector<torch::Tensor> k, v;
+  };
+  std::shared_ptr<Buffers> buf_;
+  int64_t layers_ = 0, kv_heads_ = 0, head_dim_ = 0;
+};
+
+// Packed multi-head attention core: q [Tq, H, D], k/v [S, kvH, D] -> [Tq, H*D]. causal: query i
+// sees keys [0, S - Tq + i] (bottom-right aligned, flash-attn >= 2.1); else all keys. mask:
+// optional additive float mask [Tq, S] (training's packed rules), used instead of `causal`.
+// Large blocks are processed in query chunks to bound the [H, Tq, S] score memory.
+torch::Tensor packed_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
+                               double scale, const torch::Tensor& mask = {});
+
+class MoTAttentionImpl : public torch::nn::Module {
+ public:
+  explicit MoTAttentionImpl(const Qwen2MoTConfig& c);
+  // x [T, C] (already input-normed, routed). Returns [T, C]. New keys/values of the block are
+  // returned through k_new/v_new ([T, kvH, D]); past_k/past_v: [P, kvH, D] or undefined.
+  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const TokenRoute& route,
+                        const torch::Tensor& past_k, const torch::Tensor& past_v, bool causal,
+                        const torch::Tensor& mask, torch::Tensor* k_new, torch::Tensor* v_new);
+  torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  torch::nn::Linear q_proj_moe_gen{nullptr}, k_proj_moe_gen{nullptr}, v_proj_moe_gen{nullptr},
+      o_proj_moe_gen{nullptr};
+  RMSNorm q_norm{nullptr}, k_norm{nullptr}, q_norm_moe_gen{nullptr}, k_norm_moe_gen{nullptr};
+  int64_t heads, kv_heads, head_dim;
+  double scale;
+};
+TORCH_MODULE(MoTAttention);
+
+class MoTDecoderLayerImpl : public torch::nn::Module {
+ public:
+  explicit MoTDecoderLayerImpl(const Qwen2MoTConfig& c);
+  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const TokenRoute& route,
+                        const torch::Tensor& past_k, const torch::Tensor& past_v, bool causal,
+                        const torch::Tensor& mask, torch::Tensor* k_new, torch::Tensor* v_new);
+  MoTAttention self_attn{nullptr};
+  LlamaMLP mlp{nullptr}, mlp_moe_gen{nullptr};
+  RMSNorm input_layernorm{nullptr}, input_layernorm_moe_gen{nullptr};
+  RMSNorm post_attention_layernorm{nullptr}, post_attention_layernorm_moe_gen{nullptr};
+};
+TORCH_MODULE(MoTDecoderLayer);
+
+class MoTModelImpl : public torch::nn::Module {
+ public:
+  explicit MoTModelImpl(const Qwen2MoTConfig& c);
+  torch::Tensor embed(const torch::Tensor& ids) { return embed_tokens->forward(ids); }
+  // The official forward_inference for one sequence: x [T, C] packed query rows at RoPE positions
+  // `positions` [T], attending to ctx's cached rows plus the block (causal or full). With
+  // `update`, the block's K/V are appended to ctx (ctx.kv_len += T; ctx.rope is the caller's).
+  // Returns the final-normed hidden states [T, C] (routed norm / norm_moe_gen).
+  torch::Tensor forward_inference(const torch::Tensor& x, const torch::Tensor& positions, KVContext& ctx,
+                                  const TokenRoute& route, bool causal, bool update);
+  // Training forward over a whole packed sequence: x [T, C], positions [T], additive mask [T, T].
+  torch::Tensor forward_train(const torch::Tensor& x, const torch::Tensor& positions, const TokenRoute& route,
+                              const torch::Tensor& mask);
+  KVContext make_context() const;
+
+  Qwen2MoTConfig cfg;
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers;
+  std::vector<MoTDecoderLayer> layer_ptrs;
+  RMSNorm norm{nullptr}, norm_moe_gen{nullptr};
+  torch::Tensor inv_freq;  // not registered (HF: persistent=False)
+};
+TORCH_MODULE(MoTModel);
+
+class MoTForCausalLMImpl : public torch::nn::Module {
+ public:
+  explicit MoTForCausalLMImpl(const Qwen2MoTConfig& c);
+  torch::Tensor logits(const torch::Tensor& hidden);
+  Qwen2MoTConfig cfg;
+  MoTModel model{nullptr};
+  torch::nn::Linear lm_head{nullptr};
+};
+TORCH_MODULE(MoTForCausalLM);
+
+// Applies `und_fn` to the understanding rows and `gen_fn` to the generation rows of x [T, ...] and
+// scatters the results back into row order (== the official index assignments).
+template <class FU, class FG>
+torch::Tensor route_rows(const torch::Tensor& x, const TokenRoute& r, FU&& und_fn, FG&& gen_fn) {
+  if (r.all_und()) return und_fn(x);
+  torch::Tensor yu = r.und.numel() ? und_fn(x.index_select(0, r.und)) : torch::Tensor();
+  torch::Tensor yg = gen_fn(x.index_select(0, r.gen));
+  auto sizes = yg.sizes().vec();
+  sizes[0] = x.size(0);
+  auto out = torch::zeros(sizes, yg.options());
+  if (yu.defined()) out = out.index_copy(0, r.und, yu);
+  return out.index_copy(0, r.gen, yg);
+}
+
+}  // namespace omni::nn
