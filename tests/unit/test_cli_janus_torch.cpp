@@ -10,40 +10,17 @@
 
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/image.h"
+#include "cli_test_util.h"
 #include "test_paths.h"
 
 namespace fs = std::filesystem;
 using omni::io::Checkpoint;
 
 namespace {
-const std::string kOmni = std::string(OMNI_BINARY_DIR) + "/omni";
 const std::string kDir = std::string(OMNI_FIXTURES) + "/janus_tiny";
-
-struct CliRun {
-  int rc;
-  std::string out, err;
-};
-
-CliRun run(const std::string& args) {
-  fs::path tmp = fs::temp_directory_path() / ("omni_cli_" + std::to_string(::getpid()));
-  fs::create_directories(tmp);
-  const std::string out = (tmp / "stdout").string(), err = (tmp / "stderr").string();
-  const std::string cmd = kOmni + " " + args + " > " + out + " 2> " + err + " < /dev/null";
-  int status = std::system(cmd.c_str());
-  auto slurp = [](const std::string& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out), slurp(err)};
-}
-
-fs::path tmpdir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / ("omni_cli_" + std::to_string(::getpid())) / name;
-  fs::create_directories(d);
-  return d;
-}
+using omni::testing::CliRun;
+using omni::testing::run;
+using omni::testing::tmpdir;
 }  // namespace
 
 TEST(CliJanus, UnderstandStreamsTheGreedyAnswerOfTheOfficialCode) {

@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "omni/core/error.h"
+#include "omni/core/log.h"
 #include "omni/models/registry.h"
 
 namespace omni::cli {
@@ -64,6 +65,7 @@ void add_infer_command(CLI::App& app, Runner& run) {
       for (const auto& img : o->images)
         if (!std::filesystem::is_regular_file(img)) throw Error(img, "image file not found");
       o->model_type = entry.model_type;
+      log_debug("model type ", entry.model_type, " (", o->model_path, ")");
       return entry.infer(*o);
     };
   });

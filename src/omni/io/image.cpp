@@ -56,6 +56,11 @@ struct PngState {
   size_t rowbytes = 0;
   png_color palette[256];
   int num_palette = 0;
+  // tRNS, as libpng read it (palette alphas, or the raw 16-bit key colour of grey/RGB)
+  bool has_trns = false;
+  uint8_t trns_alpha[256];
+  int num_trns = 0;
+  png_color_16 trns_color{};
   // pixels: malloc'ed by the info callback (plain C, nothing there may throw)
   uint8_t* raw = nullptr;
   png_bytep* rows = nullptr;
@@ -107,6 +112,21 @@ void png_on_info(png_structp png, png_infop info) {
       st->num_palette = n;
     }
   }
+  {
+    png_bytep ta = nullptr;
+    int nt = 0;
+    png_color_16p tc = nullptr;
+    if (png_get_tRNS(png, info, &ta, &nt, &tc) & PNG_INFO_tRNS) {
+      st->has_trns = true;
+      if (ct == PNG_COLOR_TYPE_PALETTE) {
+        if (nt > 256) nt = 256;
+        if (ta && nt > 0) std::memcpy(st->trns_alpha, ta, static_cast<size_t>(nt));
+        st->num_trns = ta ? nt : 0;
+      } else if (tc) {
+        st->trns_color = *tc;
+      }
+    }
+  }
   st->raw = static_cast<uint8_t*>(std::calloc(st->height, st->rowbytes));
   st->rows = static_cast<png_bytep*>(std::malloc(sizeof(png_bytep) * st->height));
   if (!st->raw || !st->rows) png_error(png, "out of memory");
@@ -149,7 +169,11 @@ struct PngRead {
   ~PngRead() { png_destroy_read_struct(&png, info ? &info : nullptr, nullptr); }
 };
 
-Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
+// `alpha`: when not null, it receives one alpha byte per pixel if Pillow 9.4 opens the file as
+// an image that BAGEL's pil_img2rgb composites (mode "RGBA", or a "transparency" entry in
+// info), and is left empty otherwise; see decode_image_composited in image.h.
+Image decode_png(const uint8_t* data, size_t size, const std::string& name,
+                 std::vector<uint8_t>* alpha = nullptr) {
   PngState st;
   PngRead r;
   r.png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &st, png_on_error, png_on_warning);
@@ -174,9 +198,29 @@ Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
   const int w = static_cast<int>(st.width), ht = static_cast<int>(st.height);
   Image img(w, ht);
   const bool wide = st.bit_depth == 16;
+  // Pillow 9.4 modes: RGBA (8/16 bit) and 16-bit grey+alpha (rawmode "LA;16B") open as "RGBA";
+  // 8-bit grey+alpha opens as "LA", which pil_img2rgb does not composite. Any tRNS chunk of a
+  // grey, RGB or palette image puts "transparency" in info.
+  enum class Alpha { None, Channel, Palette, Key } amode = Alpha::None;
+  if (alpha) {
+    if (ct == PNG_COLOR_TYPE_RGB_ALPHA || (ct == PNG_COLOR_TYPE_GRAY_ALPHA && wide))
+      amode = Alpha::Channel;
+    else if (st.has_trns && ct == PNG_COLOR_TYPE_PALETTE)
+      amode = Alpha::Palette;
+    else if (st.has_trns && (ct == PNG_COLOR_TYPE_GRAY || ct == PNG_COLOR_TYPE_RGB))
+      amode = Alpha::Key;
+    alpha->clear();
+    if (amode != Alpha::None) alpha->assign(static_cast<size_t>(w) * ht, 255);
+  }
+  // Pillow's convert_transparent compares the converted 8-bit pixel with the key's low bytes
+  // (rgbT2rgba masks with 0xff), so 16-bit and sub-8-bit keys follow that rule, not the PNG spec.
+  const int key_r = (ct == PNG_COLOR_TYPE_GRAY ? st.trns_color.gray : st.trns_color.red) & 0xff;
+  const int key_g = (ct == PNG_COLOR_TYPE_GRAY ? st.trns_color.gray : st.trns_color.green) & 0xff;
+  const int key_b = (ct == PNG_COLOR_TYPE_GRAY ? st.trns_color.gray : st.trns_color.blue) & 0xff;
   for (int y = 0; y < ht; ++y) {
     const uint8_t* in = st.rows[y];
     uint8_t* out = img.row(y);
+    uint8_t* a = amode == Alpha::None ? nullptr : alpha->data() + static_cast<size_t>(y) * w;
     for (int x = 0; x < w; ++x, out += 3) {
       switch (ct) {
         case PNG_COLOR_TYPE_GRAY: {
@@ -192,11 +236,13 @@ Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
             v = in[x] * scale[st.bit_depth];
           }
           out[0] = out[1] = out[2] = static_cast<uint8_t>(v);
+          if (amode == Alpha::Key && v == key_r && v == key_g && v == key_b) a[x] = 0;
           break;
         }
         case PNG_COLOR_TYPE_GRAY_ALPHA: {
           const uint8_t v = wide ? in[4 * x] : in[2 * x];
           out[0] = out[1] = out[2] = v;
+          if (amode == Alpha::Channel) a[x] = in[4 * x + 2];  // 16-bit only: high byte
           break;
         }
         case PNG_COLOR_TYPE_RGB: {
@@ -204,6 +250,7 @@ Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
           out[0] = in[(3 * x + 0) * s];
           out[1] = in[(3 * x + 1) * s];
           out[2] = in[(3 * x + 2) * s];
+          if (amode == Alpha::Key && out[0] == key_r && out[1] == key_g && out[2] == key_b) a[x] = 0;
           break;
         }
         case PNG_COLOR_TYPE_RGB_ALPHA: {
@@ -211,6 +258,7 @@ Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
           out[0] = in[(4 * x + 0) * s];
           out[1] = in[(4 * x + 1) * s];
           out[2] = in[(4 * x + 2) * s];
+          if (amode == Alpha::Channel) a[x] = in[(4 * x + 3) * s];
           break;
         }
         case PNG_COLOR_TYPE_PALETTE: {
@@ -222,6 +270,8 @@ Image decode_png(const uint8_t* data, size_t size, const std::string& name) {
           } else {  // Pillow's palette starts as a grey ramp; PLTE overwrites its head
             out[0] = out[1] = out[2] = static_cast<uint8_t>(i);
           }
+          // Pillow's palette alphas: tRNS entries first, 255 for every other index.
+          if (amode == Alpha::Palette) a[x] = i < st.num_trns ? st.trns_alpha[i] : 255;
           break;
         }
       }
@@ -389,7 +439,10 @@ Image decode_jpeg(const uint8_t* data, size_t size, const std::string& name) {
 // ============================== WebP ==============================
 
 #ifdef OMNI_HAVE_WEBP
-Image decode_webp(const uint8_t* data, size_t size, const std::string& name) {
+// `alpha`: when not null, receives the alpha plane if the file has an alpha channel (Pillow
+// then opens it as "RGBA"), and is left empty otherwise.
+Image decode_webp(const uint8_t* data, size_t size, const std::string& name,
+                  std::vector<uint8_t>* alpha = nullptr) {
   WebPBitstreamFeatures f;
   const VP8StatusCode status = WebPGetFeatures(data, size, &f);
   if (status == VP8_STATUS_NOT_ENOUGH_DATA) throw Error(name, "truncated WebP: the file ends early");
@@ -407,6 +460,13 @@ Image decode_webp(const uint8_t* data, size_t size, const std::string& name) {
     img.rgb[3 * i] = rgba[4 * i];
     img.rgb[3 * i + 1] = rgba[4 * i + 1];
     img.rgb[3 * i + 2] = rgba[4 * i + 2];
+  }
+  if (alpha) {
+    alpha->clear();
+    if (f.has_alpha) {
+      alpha->resize(n);
+      for (size_t i = 0; i < n; ++i) (*alpha)[i] = rgba[4 * i + 3];
+    }
   }
   return img;
 }
@@ -435,15 +495,20 @@ bool have_webp() {
 #endif
 }
 
-Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
+namespace {
+
+// Detects the format and decodes; `alpha` as in decode_png / decode_webp (JPEG never has one).
+Image decode_any(const uint8_t* data, size_t size, const std::string& name,
+                 std::vector<uint8_t>* alpha) {
+  if (alpha) alpha->clear();
   if (size == 0 || data == nullptr) throw Error(name, "not an image: the file is empty");
   static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (size >= 8 && std::memcmp(data, png_sig, 8) == 0) return decode_png(data, size, name);
+  if (size >= 8 && std::memcmp(data, png_sig, 8) == 0) return decode_png(data, size, name, alpha);
   if (size >= 3 && data[0] == 0xff && data[1] == 0xd8 && data[2] == 0xff)
     return decode_jpeg(data, size, name);
   if (size >= 12 && std::memcmp(data, "RIFF", 4) == 0 && std::memcmp(data + 8, "WEBP", 4) == 0) {
 #ifdef OMNI_HAVE_WEBP
-    return decode_webp(data, size, name);
+    return decode_webp(data, size, name, alpha);
 #else
     throw Error(name, "unsupported format: WebP (this build has no libwebp)");
 #endif
@@ -457,12 +522,70 @@ Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
                         std::string(have_webp() ? ", WebP" : "") + ")");
 }
 
-Image read_image(const std::string& path) {
+std::vector<uint8_t> read_file_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path, std::string("cannot open image: ") + std::strerror(errno));
   std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
   if (f.bad()) throw Error(path, std::string("cannot read image: ") + std::strerror(errno));
+  return bytes;
+}
+
+}  // namespace
+
+Image decode_image(const uint8_t* data, size_t size, const std::string& name) {
+  return decode_any(data, size, name, nullptr);
+}
+
+Image read_image(const std::string& path) {
+  const std::vector<uint8_t> bytes = read_file_bytes(path);
   return decode_image(bytes.data(), bytes.size(), path);
+}
+
+Image composite_alpha(const Image& rgb, const uint8_t* alpha, uint8_t r, uint8_t g, uint8_t b) {
+  check(rgb.rgb.size() == static_cast<size_t>(rgb.width) * rgb.height * 3, "composite_alpha",
+        "image buffer size does not match its dimensions");
+  Image out(rgb.width, rgb.height);
+  const uint8_t bg[3] = {r, g, b};
+  const size_t n = static_cast<size_t>(rgb.width) * rgb.height;
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned a = alpha[i];
+    for (int c = 0; c < 3; ++c) {
+      // Pillow's BLEND(mask, in1, in2) = DIV255(in1·(255-mask) + in2·mask), with
+      // DIV255(x) = ((x+128) + ((x+128) >> 8)) >> 8; in1 is the canvas, in2 the pasted pixel.
+      const unsigned t = bg[c] * (255u - a) + rgb.rgb[3 * i + c] * a + 128u;
+      out.rgb[3 * i + c] = static_cast<uint8_t>(((t >> 8) + t) >> 8);
+    }
+  }
+  return out;
+}
+
+Image composite_rgba(const uint8_t* rgba, int width, int height, uint8_t r, uint8_t g,
+                     uint8_t b) {
+  check(width > 0 && height > 0, "composite_rgba",
+        "image size " + std::to_string(width) + "x" + std::to_string(height) + " is empty");
+  Image rgb(width, height);
+  const size_t n = static_cast<size_t>(width) * height;
+  std::vector<uint8_t> alpha(n);
+  for (size_t i = 0; i < n; ++i) {
+    rgb.rgb[3 * i] = rgba[4 * i];
+    rgb.rgb[3 * i + 1] = rgba[4 * i + 1];
+    rgb.rgb[3 * i + 2] = rgba[4 * i + 2];
+    alpha[i] = rgba[4 * i + 3];
+  }
+  return composite_alpha(rgb, alpha.data(), r, g, b);
+}
+
+Image decode_image_composited(const uint8_t* data, size_t size, const std::string& name,
+                              uint8_t r, uint8_t g, uint8_t b) {
+  std::vector<uint8_t> alpha;
+  Image img = decode_any(data, size, name, &alpha);
+  if (alpha.empty()) return img;
+  return composite_alpha(img, alpha.data(), r, g, b);
+}
+
+Image read_image_composited(const std::string& path, uint8_t r, uint8_t g, uint8_t b) {
+  const std::vector<uint8_t> bytes = read_file_bytes(path);
+  return decode_image_composited(bytes.data(), bytes.size(), path, r, g, b);
 }
 
 std::vector<uint8_t> encode_png(const Image& img) {

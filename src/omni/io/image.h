@@ -5,7 +5,8 @@
 // implementations bit for bit:
 //   * grey (1/2/4/8 bit) is replicated; 16-bit grey is clamped to 0..255 (Pillow opens it as
 //     mode "I" and its I→RGB conversion clamps, it does not scale);
-//   * grey+alpha and RGBA drop the alpha channel (no compositing onto a background);
+//   * grey+alpha and RGBA drop the alpha channel (no compositing onto a background; for that
+//     see read_image_composited below);
 //   * 16-bit RGB(A) and grey+alpha keep the most significant byte;
 //   * palette images are looked up in the PLTE palette (tRNS is ignored); indices past the
 //     end of PLTE read Pillow's default grey ramp (index i → (i,i,i));
@@ -47,6 +48,35 @@ struct Image {
 Image read_image(const std::string& path);
 // Same for bytes already in memory; `name` is used in error messages.
 Image decode_image(const uint8_t* data, size_t size, const std::string& name);
+
+// Like read_image / decode_image, but transparency is composited onto a solid (r,g,b) canvas
+// exactly as BAGEL's `data_utils.pil_img2rgb` does with Pillow 9.4:
+//   if im.mode == "RGBA" or im.info.get("transparency") is not None:
+//       bg = Image.new("RGB", im.size, (r,g,b)); bg.paste(im.convert("RGBA"), mask=alpha)
+//   else: im.convert("RGB")
+// Per channel: out = DIV255(bg·(255-a) + c·a), DIV255(x) = ((x+128) + ((x+128)>>8)) >> 8
+// (Pillow's integer BLEND). Which files are composited follows the mode Pillow 9.4 opens:
+//   * PNG RGBA (8/16 bit, high bytes) and 16-bit grey+alpha (Pillow opens it as "RGBA"):
+//     composited with their alpha;
+//   * PNG 8-bit grey+alpha (Pillow mode "LA"): NOT composited, the alpha is dropped;
+//   * PNG palette + tRNS: alpha of index i = tRNS[i] (255 past the end of tRNS);
+//   * PNG grey / RGB + tRNS key colour: pixels whose converted 8-bit value equals the key's low
+//     byte(s) become (r,g,b) (Pillow's rgbT2rgba masks the 16-bit key with 0xff, so for
+//     16-bit and 1/2/4-bit images the match is Pillow's, not the PNG spec's);
+//   * WebP with an alpha channel: composited; JPEG: never.
+// Known gap: a palette tRNS longer than PLTE is discarded by libpng (Pillow would apply it).
+// Everything else (decoding, errors) is exactly read_image's.
+Image read_image_composited(const std::string& path, uint8_t r = 255, uint8_t g = 255,
+                            uint8_t b = 255);
+Image decode_image_composited(const uint8_t* data, size_t size, const std::string& name,
+                              uint8_t r = 255, uint8_t g = 255, uint8_t b = 255);
+// The compositing step alone: an RGBA buffer (row-major HWC, width*height*4 bytes) pasted
+// onto a solid (r,g,b) canvas through its own alpha, with Pillow's BLEND rounding as above.
+Image composite_rgba(const uint8_t* rgba, int width, int height, uint8_t r = 255,
+                     uint8_t g = 255, uint8_t b = 255);
+// Same, with the colour and the alpha plane (width*height bytes) given separately.
+Image composite_alpha(const Image& rgb, const uint8_t* alpha, uint8_t r = 255, uint8_t g = 255,
+                      uint8_t b = 255);
 
 // 8-bit RGB PNG, no interlacing. `path` / "PNG encoder" appear in error messages.
 std::vector<uint8_t> encode_png(const Image& img);

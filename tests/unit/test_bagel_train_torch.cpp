@@ -1,0 +1,153 @@
+// BAGEL's training forward against the official micro-step (tests/fixtures/bagel_tiny/
+// train.safetensors; README section 3 "train.safetensors"): the packed batch of two samples
+// through Bagel.forward, CE and MSE with the trainer's normalisation, and the gradient of every
+// trainable parameter after loss.backward().
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "alignment_util.h"
+#include "omni/io/checkpoint_torch.h"
+#include "omni/models/bagel/model.h"
+#include "omni/nn/flux_vae.h"
+#include "test_paths.h"
+
+using namespace omni;
+using namespace omni::testing;
+
+namespace {
+std::string bagel_dir() { return std::string(OMNI_FIXTURES) + "/bagel_tiny"; }
+
+std::vector<int64_t> to_vec(const torch::Tensor& t) {
+  auto c = t.to(torch::kLong).contiguous();
+  return std::vector<int64_t>(c.data_ptr<int64_t>(), c.data_ptr<int64_t>() + c.numel());
+}
+
+struct TrainFixture {
+  io::Checkpoint ck = io::Checkpoint::open(bagel_dir() + "/train.safetensors");
+  torch::Tensor operator()(const std::string& n) const { return ck.get(n).clone(); }
+  // manifest.json is Python's json.dumps (it holds -Infinity, which strict JSON parsers refuse):
+  // parse just the train split_info's "attn_modes" array.
+  std::vector<std::string> attn_modes() const {
+    std::ifstream in(bagel_dir() + "/manifest.json");
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const std::string text = ss.str();
+    const auto tr = text.find("\"split_info\"", text.find("\"train\""));
+    const auto a = text.find('[', text.find("\"attn_modes\"", tr));
+    const auto b = text.find(']', a);
+    if (tr == std::string::npos || a == std::string::npos || b == std::string::npos) return {};
+    return nlohmann::json::parse(text.substr(a, b - a + 1)).get<std::vector<std::string>>();
+  }
+};
+
+bagel::PackedBatch batch_from(const TrainFixture& f, const torch::Tensor& padded_latent) {
+  bagel::PackedBatch b;
+  b.sequence_length = f("sequence_length").item<int64_t>();
+  b.sample_lens = to_vec(f("sample_lens"));
+  b.split_lens = to_vec(f("split_lens"));
+  b.attn_modes = f.attn_modes();
+  b.packed_text_ids = f("packed_text_ids");
+  b.packed_text_indexes = f("packed_text_indexes");
+  b.packed_position_ids = f("packed_position_ids");
+  b.packed_vit_tokens = f("packed_vit_tokens");
+  b.packed_vit_position_ids = f("packed_vit_position_ids");
+  b.packed_vit_token_indexes = f("packed_vit_token_indexes");
+  b.vit_token_seqlens = to_vec(f("vit_token_seqlens"));
+  b.padded_latent = padded_latent;
+  auto shapes = f("patchified_vae_latent_shapes");
+  for (int64_t i = 0; i < shapes.size(0); ++i)
+    b.patchified_vae_latent_shapes.emplace_back(shapes[i][0].item<int64_t>(), shapes[i][1].item<int64_t>());
+  b.packed_latent_position_ids = f("packed_latent_position_ids");
+  b.packed_vae_token_indexes = f("packed_vae_token_indexes");
+  b.packed_timesteps = f("packed_timesteps_raw");
+  b.mse_loss_indexes = f("mse_loss_indexes");
+  b.ce_loss_indexes = f("ce_loss_indexes");
+  b.packed_label_ids = f("packed_label_ids");
+  return b;
+}
+}  // namespace
+
+TEST(BagelTrain, PackedMaskFollowsTheOfficialRules) {
+  bagel::PackedBatch b;
+  b.sequence_length = 7;
+  b.sample_lens = {5, 2, 9};  // the last is the flex padding sample
+  b.split_lens = {2, 2, 1, 1, 1, 9};
+  b.attn_modes = {"causal", "noise", "full", "causal", "full", "causal"};
+  auto m = bagel::packed_attention_mask(b) == 0;  // true = attend
+  // sample 0: causal [0,1], noise [2,3], full [4]
+  EXPECT_TRUE(m[1][0].item<bool>());
+  EXPECT_FALSE(m[0][1].item<bool>());
+  EXPECT_TRUE(m[2][3].item<bool>());   // inside the noise split: bidirectional
+  EXPECT_TRUE(m[2][0].item<bool>());   // noise sees the past
+  EXPECT_FALSE(m[4][2].item<bool>());  // nobody else sees noise
+  EXPECT_TRUE(m[4][1].item<bool>());
+  EXPECT_FALSE(m[5][4].item<bool>());  // samples are separate documents
+  EXPECT_TRUE(m[6][5].item<bool>());
+  EXPECT_FALSE(m[5][6].item<bool>());
+  b.attn_modes[0] = "sparse";
+  EXPECT_THROW(bagel::packed_attention_mask(b), Error);
+}
+
+TEST(BagelTrain, LossesAndGradientsMatchTheOfficialMicroStep) {
+  torch::set_num_threads(1);
+  TrainFixture f;
+  auto cfg = bagel::BagelConfig::load(bagel_dir());
+  auto model = bagel::BagelImpl::load(cfg);
+  model->use_training_position_tables();
+  model->train();
+  auto vae = nn::FluxAutoEncoderImpl::load(bagel_dir() + "/ae.safetensors", cfg.vae);
+
+  torch::Tensor padded_latent;
+  {
+    torch::NoGradGuard ng;  // the VAE is frozen; encode runs under no_grad
+    padded_latent = vae->encode(f("padded_images"), f("vae_posterior_eps"));
+  }
+  expect_close("padded_latent", padded_latent, f("padded_latent"), 1e-4);
+
+  auto b = batch_from(f, padded_latent);
+  auto out = model->forward_train(b, f("flow_noise"));
+  expect_close("ce_per_token", out.ce, f("ce_per_token"), 1e-5);
+  expect_close("mse_per_element", out.mse, f("mse_per_element"), 1e-4);
+  auto ce = out.ce.sum() / out.ce.size(0);
+  auto mse = out.mse.mean(-1).sum() / out.mse.size(0);
+  auto loss = ce + mse;
+  expect_close("ce", ce, f("ce"), 0, 1e-5);
+  expect_close("mse", mse, f("mse"), 0, 1e-5);
+  expect_close("loss", loss, f("loss"), 0, 1e-5);
+  loss.backward();
+
+  int compared = 0;
+  double worst_rel = 0;
+  std::string worst_name;
+  for (const auto& item : model->named_parameters()) {
+    const std::string& name = item.key();
+    const torch::Tensor& p = item.value();
+    if (!p.requires_grad()) {
+      EXPECT_TRUE(name == "vit_pos_embed.pos_embed" || name == "latent_pos_embed.pos_embed") << name;
+      continue;
+    }
+    ASSERT_TRUE(f.ck.contains("grad." + name)) << name;
+    ASSERT_TRUE(p.grad().defined()) << name << " got no gradient";
+    auto g = p.grad().to(torch::kFloat64);
+    auto want = f("grad." + name).to(torch::kFloat64);
+    const double ref = want.norm().item<double>();
+    if (ref < 1e-10) {  // the SigLIP k_proj biases: mathematically zero, rounding noise only
+      EXPECT_LE(g.abs().max().item<double>(), 1e-9) << name;
+    } else {
+      const double rel = (g - want).norm().item<double>() / ref;
+      EXPECT_LE(rel, 1e-4) << name;
+      if (rel > worst_rel) {
+        worst_rel = rel;
+        worst_name = name;
+      }
+    }
+    ++compared;
+  }
+  EXPECT_EQ(compared, 109);
+  std::cout << "[align] grads: " << compared << " tensors, worst relative L2 " << worst_rel << " (" << worst_name
+            << ")  [1e-4]" << std::endl;
+}
