@@ -7,6 +7,7 @@
 #include <string>
 
 #include "alignment_util.h"
+#include "bagel_test_util.h"
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/image.h"
 #include "omni/models/bagel/inferencer.h"
@@ -16,13 +17,7 @@ using namespace omni;
 using namespace omni::testing;
 
 namespace {
-std::string bagel_dir() { return std::string(OMNI_FIXTURES) + "/bagel_tiny"; }
-
-struct Fix {
-  io::Checkpoint ck;
-  explicit Fix(const std::string& f) : ck(io::Checkpoint::open(bagel_dir() + "/" + f)) {}
-  torch::Tensor operator()(const std::string& n) const { return ck.get(n).clone(); }
-};
+using Fix = BagelFixture;
 
 bagel::BagelInferencer& tiny() {
   static bagel::BagelInferencer inf = bagel::BagelInferencer::load(bagel_dir());
@@ -204,4 +199,43 @@ TEST_F(BagelFlow, RejectsBadSizesAndNoise) {
   EXPECT_THROW(inf.gen_image_latents(64, 96, {&gen, &gen, &gen}, o, torch::zeros({5, 64})), Error);
   o.cfg_renorm_type = "local";
   EXPECT_THROW(inf.gen_image_latents(64, 96, {&gen, &gen, &gen}, o), Error);
+}
+
+// ThinkMorph's interleaved loop with scripted text rounds (random tiny weights never write
+// "<image_start>"): each image round adds text + VAE block + ViT block to gen; the loop stops at
+// the first round without an image, or after max_rounds images.
+TEST_F(BagelFlow, InterleavedReasoningLoop) {
+  c10::InferenceMode g;
+  auto& inf = tiny();
+  auto img = io::read_image(bagel_dir() + "/und_image.png");  // 76x60 -> VAE rule 80x64
+  auto run = [&](const std::vector<std::string>& script, int max_rounds, int* draws) {
+    auto gen = inf.new_context();
+    inf.update_context_text(gen, "q");
+    size_t k = 0;
+    bagel::InterleavedSteps steps;
+    steps.gen_text = [&](const nn::KVContext&) { return script.at(k++); };
+    steps.draw = [&](const nn::KVContext& ctx, int round) {
+      EXPECT_EQ(round, *draws);
+      EXPECT_GT(ctx.kv_len, 0);
+      ++*draws;
+      return img;
+    };
+    auto texts = bagel::interleaved_reasoning(inf, gen, max_rounds, steps);
+    return std::make_pair(texts, gen);
+  };
+  const std::string a = "<think>a</think><image_start>", b = "<image_end><answer>x</answer>";
+  int draws = 0;
+  auto [texts, gen] = run({a, a, b}, 3, &draws);
+  EXPECT_EQ(draws, 2);
+  ASSERT_EQ(texts.size(), 3u);
+  EXPECT_EQ(texts.back(), b);
+  // positions: "q" block 3, then per text round its ids, each image +1 (VAE) +1 (ViT)
+  const int64_t la = static_cast<int64_t>(inf.text_ids(a).size()), lb = static_cast<int64_t>(inf.text_ids(b).size());
+  EXPECT_EQ(gen.rope, 3 + la + 2 + la + 2 + lb);
+  const int64_t vae_rows = (80 / 16) * (64 / 16) + 2, vit_rows = (84 / 14) * (70 / 14) + 2;  // 80x64 -> ViT 84x70
+  EXPECT_EQ(gen.kv_len, 3 + 2 * (la + vae_rows + vit_rows) + lb);
+  draws = 0;
+  auto [texts3, gen3] = run({a, a, a, a}, 3, &draws);
+  EXPECT_EQ(draws, 3);  // max_rounds images, no further text round
+  EXPECT_EQ(texts3.size(), 3u);
 }

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "alignment_util.h"
+#include "bagel_test_util.h"
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/hf_config.h"
 #include "omni/io/module_loader_torch.h"
@@ -17,13 +18,7 @@ using namespace omni;
 using namespace omni::testing;
 
 namespace {
-std::string bagel_dir() { return std::string(OMNI_FIXTURES) + "/bagel_tiny"; }
-
-struct Fix {
-  io::Checkpoint ck;
-  explicit Fix(const std::string& f) : ck(io::Checkpoint::open(bagel_dir() + "/" + f)) {}
-  torch::Tensor operator()(const std::string& n) const { return ck.get(n).clone(); }
-};
+using Fix = BagelFixture;
 
 nn::MoTForCausalLM& tiny_llm() {
   static nn::MoTForCausalLM m = [] {

@@ -111,3 +111,21 @@ TEST_F(BagelVae, Decode) {
   expect_close("vae/decoded", m.decode(vae_fix("z")), vae_fix("decoded"), 2e-4);
   expect_close("vae/decoded_from_mean", m.decode(vae_fix("z_from_mean")), vae_fix("decoded_from_mean"), 2e-4);
 }
+
+// The mid-block attention runs in query chunks once hw^2 scores exceed ~128 MB (a 1024^2 decode);
+// the chunked result equals the one-shot softmax(q k^T / sqrt(c)) v.
+TEST_F(BagelVae, AttentionInChunksMatchesOneShot) {
+  torch::manual_seed(0);
+  nn::VQAttnBlock blk(32);
+  torch::NoGradGuard ng;
+  for (auto& p : blk->parameters()) p.normal_(0, 0.2);
+  auto x = torch::randn({1, 32, 78, 78});  // hw = 6084: 6084^2 scores > the 32 Mi-float budget
+  auto got = blk->forward(x);
+  auto h_ = blk->norm->forward(x);
+  auto q = blk->q->forward(h_).reshape({1, 32, -1}).permute({0, 2, 1});
+  auto k = blk->k->forward(h_).reshape({1, 32, -1});
+  auto v = blk->v->forward(h_).reshape({1, 32, -1});
+  auto w = torch::softmax(torch::bmm(q, k) / std::sqrt(32.0), 2);
+  auto want = x + blk->proj_out->forward(torch::bmm(v, w.permute({0, 2, 1})).reshape({1, 32, 78, 78}));
+  expect_close("attn chunked vs one-shot", got, want, 1e-5);
+}

@@ -228,4 +228,17 @@ io::Image BagelInferencer::to_image(const torch::Tensor& decoded) {
   return img;
 }
 
+std::vector<std::string> interleaved_reasoning(BagelInferencer& inf, nn::KVContext& gen, int max_rounds,
+                                               const InterleavedSteps& steps) {
+  std::vector<std::string> texts;
+  for (int round = 0; round < max_rounds; ++round) {
+    texts.push_back(steps.gen_text(gen));
+    inf.update_context_text(gen, texts.back());
+    if (texts.back().find("<image_start>") == std::string::npos) break;
+    io::Image img = steps.draw(gen, round);
+    inf.update_context_image(gen, inf.vae_resize(img), /*vae=*/true, /*vit=*/true);
+  }
+  return texts;
+}
+
 }  // namespace omni::bagel

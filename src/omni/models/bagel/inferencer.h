@@ -50,6 +50,20 @@ struct GuidedVelocity {
   double text_scale = 1, img_scale = 1;  // after cfg_interval gating
 };
 
+class BagelInferencer;
+
+// ThinkMorph's interleave_inference loop (think=True, understanding_output=False) after the inputs:
+// up to max_rounds times, generate a text round and add it to `gen`; if the text contains
+// "<image_start>", draw an image (from `gen` and the caller's frozen CFG contexts), then add it
+// back to `gen` as a clean VAE block + a ViT block (after the VAE resize rule); otherwise stop.
+// Returns the text rounds in order. gen_text / draw are the caller's (streaming, tracing).
+struct InterleavedSteps {
+  std::function<std::string(const nn::KVContext& gen)> gen_text;
+  std::function<io::Image(const nn::KVContext& gen, int round)> draw;
+};
+std::vector<std::string> interleaved_reasoning(BagelInferencer& inf, nn::KVContext& gen, int max_rounds,
+                                               const InterleavedSteps& steps);
+
 class BagelInferencer {
  public:
   BagelInferencer(std::shared_ptr<BagelImpl> model, std::shared_ptr<nn::FluxAutoEncoderImpl> vae,

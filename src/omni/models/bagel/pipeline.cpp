@@ -244,14 +244,32 @@ BagelInferencer load(const InferOptions& o) {
   return BagelInferencer::load(o.model_path);
 }
 
+// What every mode starts with: inputs checked before the (slow) model load, the model, the
+// trace, the generator seeded (`random_seed`: a fresh logged seed when --seed is absent; else
+// only an explicit --seed), and the inputs resized.
+struct Session {
+  BagelInferencer inf;
+  io::Trace trace;
+  std::vector<InputItem> items;
+};
+Session start(const InferOptions& o, bool random_seed) {
+  build_inputs(o, nullptr);
+  Session s{load(o), io::Trace(o.trace), {}};
+  if (random_seed)
+    seed_rng(o);
+  else if (o.seed)
+    torch::manual_seed(static_cast<uint64_t>(*o.seed));
+  s.items = build_inputs(o, &s.inf);
+  return s;
+}
+
 int run_understand(const InferOptions& o) {
   if (o.prompt.empty()) throw Error("--prompt", "required for --mode understand (the question)");
   c10::InferenceMode guard;
-  build_inputs(o, nullptr);  // check markers and images before the model load
-  auto inf = load(o);
-  io::Trace trace(o.trace);
-  if (o.seed) torch::manual_seed(static_cast<uint64_t>(*o.seed));
-  auto items = build_inputs(o, &inf);
+  Session s = start(o, /*random_seed=*/false);
+  auto& inf = s.inf;
+  auto& trace = s.trace;
+  const auto& items = s.items;
   Contexts c = feed_inputs(inf, items, o.think ? omni::bagel::kVlmThinkSystemPrompt : nullptr, /*vae=*/false, {}, trace);
   if (c.last_text_hidden.defined())
     trace.record("logits_last", inf.model().logits(c.last_text_hidden.narrow(0, c.last_text_hidden.size(0) - 1, 1)));
@@ -274,11 +292,10 @@ int run_generate_or_edit(const InferOptions& o, bool edit) {
   const FlowOptions f = flow_options(o, edit);
   const InjectedNoise noise = read_init_noise(o);
   c10::InferenceMode guard;
-  build_inputs(o, nullptr);
-  auto inf = load(o);
-  io::Trace trace(o.trace);
-  seed_rng(o);
-  auto items = build_inputs(o, &inf);
+  Session s = start(o, /*random_seed=*/true);
+  auto& inf = s.inf;
+  auto& trace = s.trace;
+  const auto& items = s.items;
   const char* sys = o.think ? omni::bagel::kGenThinkSystemPrompt : nullptr;
   Contexts c = feed_inputs(inf, items, sys, /*vae=*/true, noise.vae_posterior_eps, trace);
   if (o.think) {
@@ -309,28 +326,29 @@ int run_thinkmorph(const InferOptions& o) {
   const int max_think = o.max_new_tokens;
   const int max_rounds = 3;
   c10::InferenceMode guard;
-  build_inputs(o, nullptr);
-  auto inf = load(o);
-  io::Trace trace(o.trace);
-  seed_rng(o);
-  auto items = build_inputs(o, &inf);
+  Session s = start(o, /*random_seed=*/true);
+  auto& inf = s.inf;
+  auto& trace = s.trace;
+  const auto& items = s.items;
   Contexts c = feed_inputs(inf, items, kThinkMorphSystemPrompt, /*vae=*/true, {}, trace);
   log_info("thinkmorph: interleaved reasoning (up to ", max_rounds, " images, text temperature ", temperature, ")");
-  std::string last_text;
-  for (int round = 0; round < max_rounds; ++round) {
-    last_text = generate_text_streamed(inf, c.gen, max_think, temperature, round == 0 ? &trace : nullptr);
-    inf.update_context_text(c.gen, last_text);
-    if (last_text.find("<image_start>") == std::string::npos) break;
+  omni::bagel::InterleavedSteps steps;
+  bool first = true;
+  steps.gen_text = [&](const nn::KVContext& gen) {
+    std::string t = generate_text_streamed(inf, gen, max_think, temperature, first ? &trace : nullptr);
+    first = false;
+    return t;
+  };
+  steps.draw = [&](const nn::KVContext&, int round) {
     const std::string path = omni::models::janus::numbered_output(out, round);
-    auto img = draw(inf, c, c.height, c.width, f, {}, trace, path);
+    auto img = draw(inf, c, c.height, c.width, f, {}, trace, path);  // c.gen is the live context
     std::printf("[image %d: %s]\n", round + 1, path.c_str());
     std::fflush(stdout);
-    inf.update_context_image(c.gen, inf.vae_resize(img), true, true);
-    if (round + 1 == max_rounds) {
-      // the official loop ends after the third image without another text round
-      last_text.clear();
-    }
-  }
+    return img;
+  };
+  auto texts = omni::bagel::interleaved_reasoning(inf, c.gen, max_rounds, steps);
+  // the official loop ends after the last image without another text round: no answer then
+  const std::string last_text = texts.back().find("<image_start>") == std::string::npos ? texts.back() : "";
   const auto a = last_text.find("<answer>");
   const auto b = last_text.find("</answer>");
   if (a != std::string::npos && b != std::string::npos && b > a)
