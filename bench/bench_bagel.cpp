@@ -34,7 +34,7 @@
 // --quick: a smoke run (~35 s: vocab 8192 instead of 152064, small images / blocks, 1 rep).
 #include <torch/torch.h>
 
-#include <malloc.h>
+#include "omni/core/memory.h"
 #include <unistd.h>
 
 #include <algorithm>
@@ -251,8 +251,7 @@ int main(int argc, char** argv) {
     }
   }
   if (malloc_reuse) {  // as the omni CLI (tools/omni/main.cpp)
-    mallopt(M_MMAP_MAX, 0);
-    mallopt(M_TRIM_THRESHOLD, 2000000000);
+    omni::keep_freed_memory_for_reuse();
   }
   torch::set_num_threads(std::max(1, threads));
   c10::InferenceMode guard;
@@ -679,7 +678,7 @@ int main(int argc, char** argv) {
               "Built: %lld parameters (%.2f GB); the real tree: %lld parameters (%.1f GB fp32) + VAE %lld.\n",
               (long long)layer_params, (long long)n_params, n_params * 4.0 / 1e9, (long long)full_params,
               full_params * 4.0 / 1e9, (long long)vae_params);
-  std::printf(malloc_reuse ? "[malloc reuse as the CLI: glibc keeps freed blocks in the heap instead of munmap]\n"
+  std::printf(malloc_reuse ? "[malloc reuse as the CLI: blocks under 256 MiB stay in the heap for reuse (omni/core/memory.h)]\n"
                            : "[--no_malloc_reuse: glibc defaults, blocks over 32 MB are munmapped on free]\n");
   std::printf("bounds (better of start / end): GEMM %.1f GFLOP/s (start %s; end %s GFLOP/s);\n"
               "        memory copy %.1f GB/s (1 GiB fp32 copy_, bytes read + written; start %.1f, end %.1f;\n"

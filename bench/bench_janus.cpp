@@ -6,10 +6,10 @@
 //     stream (weights, excluding gathered embedding tables, plus the KV cache it reads) / the
 //     memory-copy rate of a 1 GiB fp32 copy_ (bytes read + bytes written).
 //   bench_janus [--tokens 32] [--image_tokens 64] [--prefill 628] [--threads 2] [--quick] [--no_malloc_reuse]
-// Like the omni CLI, the bench sets mallopt(M_MMAP_MAX, 0) + a 2 GB M_TRIM_THRESHOLD before anything
-// else, so freed tensors stay in the heap for reuse. --no_malloc_reuse keeps glibc's defaults, which
-// give every block over 32 MB back to the OS on free so the next one page-faults fresh zeroed
-// pages (ViT, VQ decode: seconds of system time).
+// Like the omni CLI, the bench applies omni::keep_freed_memory_for_reuse() (omni/core/memory.h:
+// blocks under 256 MiB stay in the heap for reuse) before anything else. --no_malloc_reuse keeps
+// glibc's defaults, which give every block over 32 MB back to the OS on free so the next one
+// page-faults fresh zeroed pages (ViT, VQ decode: seconds of system time).
 // --image_tokens N times the CFG loop over the first ceil(sqrt(N))^2 image tokens (an image of
 // 16*ceil(sqrt(N)) pixels: the same per-token work as a 384^2 image, apart from the attention
 // over a shorter KV cache) and extrapolates to the 576 tokens of a 384^2 image.
@@ -17,7 +17,7 @@
 // measurements (2 GiB) run and are freed before the model exists.
 #include <torch/torch.h>
 
-#include <malloc.h>
+#include "omni/core/memory.h"
 
 #include <algorithm>
 #include <chrono>
@@ -152,8 +152,7 @@ int main(int argc, char** argv) {
     }
   }
   if (malloc_reuse) {
-    mallopt(M_MMAP_MAX, 0);
-    mallopt(M_TRIM_THRESHOLD, 2000000000);
+    omni::keep_freed_memory_for_reuse();
   }
   if (quick) {
     tokens = std::min(tokens, 4);
@@ -389,7 +388,7 @@ int main(int argc, char** argv) {
 
   std::printf("\nJanus-Pro-1B pipeline, random fp32 weights (%lld parameters, %.2f GB), CPU, %d threads%s\n",
               static_cast<long long>(n_params), wbytes / 1e9, threads, quick ? " [--quick]" : "");
-  std::printf(malloc_reuse ? "[malloc reuse as the CLI: glibc keeps freed blocks in the heap instead of munmap]\n"
+  std::printf(malloc_reuse ? "[malloc reuse as the CLI: blocks under 256 MiB stay in the heap for reuse (omni/core/memory.h)]\n"
                            : "[--no_malloc_reuse: glibc defaults, blocks over 32 MB are munmapped on free]\n");
   std::printf("(the checkpoint's 2,089,297,547 elements less the unused SigLIP attn_pool head and the codebook_used buffer)\n");
   std::printf("bounds: GEMM %.1f GFLOP/s (best of %s); memory copy %.1f GB/s (1 GiB fp32 copy_, bytes read + written;\n"

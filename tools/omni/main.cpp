@@ -1,32 +1,15 @@
 // omni: one CLI for unified multimodal models. `omni --help` lists the subcommands.
-#include <malloc.h>
-
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <exception>
 #include <string>
 
 #include "commands.h"
 #include "omni/core/error.h"
 #include "omni/core/log.h"
-
-namespace {
-// glibc hands every freed block over 32 MB straight back to the OS and page-faults fresh zeroed
-// pages for the next one; the large activations of a ViT / VAE / flow step are freed and
-// re-allocated every layer, which cost seconds of system time (bench_janus: VQ decode 5.6 s ->
-// 3.1 s, ViT 2.9 s -> 2.5 s with reuse, for +0.5 GiB peak RSS). So keep freed blocks in the heap.
-// OMNI_MALLOC_REUSE=0 restores glibc's defaults.
-void keep_freed_memory_for_reuse() {
-  const char* env = std::getenv("OMNI_MALLOC_REUSE");
-  if (env && std::strcmp(env, "0") == 0) return;
-  mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, 2000000000);
-}
-}  // namespace
+#include "omni/core/memory.h"
 
 int main(int argc, char** argv) {
-  keep_freed_memory_for_reuse();
+  omni::keep_freed_memory_for_reuse();  // see omni/core/memory.h
   CLI::App app{"omni.cpp: understand, generate, edit and train unified multimodal models"};
   app.require_subcommand(1);
   std::string log_level;

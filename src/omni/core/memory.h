@@ -1,0 +1,19 @@
+// Process-wide allocator policy for the CLI and the benches.
+//
+// glibc serves every block above its mmap threshold (dynamic, at most 32 MB) with a fresh mmap and
+// munmaps it on free, so each re-allocation of a large activation page-faults zeroed pages again:
+// Janus' VQ decode spent ~2.4 s of 5.6 s in the kernel that way. keep_freed_memory_for_reuse()
+// fixes the threshold at `mmap_threshold_bytes` (256 MiB by default): blocks below it come from the
+// heap and are reused after free; larger ones (a 1024^2 VAE decode's 0.5-1 GiB activations) are
+// still mmapped and returned to the OS at once, so a stage with huge temporaries does not leave
+// them in the heap for the rest of the run (with no mmap at all, bench_bagel's RSS grew from 7.8
+// to 15.0 GiB after the VAE phase). OMNI_MALLOC_REUSE=0 in the environment keeps glibc's defaults.
+#pragma once
+#include <cstddef>
+
+namespace omni {
+
+// Returns whether the policy was applied (false when OMNI_MALLOC_REUSE=0).
+bool keep_freed_memory_for_reuse(size_t mmap_threshold_bytes = size_t{256} << 20);
+
+}  // namespace omni
