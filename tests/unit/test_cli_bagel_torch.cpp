@@ -158,4 +158,9 @@ TEST(CliBagel, BadInputsGiveOneClearError) {
           "/und_image.png");
   EXPECT_EQ(r.rc, 1);
   EXPECT_NE(r.err.find("marker"), std::string::npos) << r.err;
+  r = run("infer --model_path " + kDir + " --mode understand --prompt hi --top_p 0.9");
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--top_p"), std::string::npos) << r.err;
+  // every error is one line
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
 }

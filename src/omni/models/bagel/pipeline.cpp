@@ -253,6 +253,10 @@ struct Session {
   std::vector<InputItem> items;
 };
 Session start(const InferOptions& o, bool random_seed) {
+  // BAGEL's sampler is softmax(logits / temperature) + multinomial, with no nucleus / top-k step.
+  if (o.top_p) throw Error("--top_p", "not supported by BAGEL's official sampler (use --temperature)");
+  if (o.cfg_weight) throw Error("--cfg_weight", "is Janus' flag; BAGEL uses --cfg_text_scale / --cfg_img_scale");
+  if (o.parallel_size != 1) throw Error("--parallel_size", "BAGEL generates one image per run (as the official inferencer)");
   build_inputs(o, nullptr);
   Session s{load(o), io::Trace(o.trace), {}};
   if (random_seed)
