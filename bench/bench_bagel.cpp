@@ -34,6 +34,8 @@
 // --quick: a smoke run (~35 s: vocab 8192 instead of 152064, small images / blocks, 1 rep).
 #include <torch/torch.h>
 
+#include "bench_util.h"
+
 #include "omni/core/memory.h"
 #include <unistd.h>
 
@@ -62,10 +64,9 @@
 namespace ob = omni::bagel;
 namespace onn = omni::nn;
 using clk = std::chrono::steady_clock;
+using namespace omni::bench;
 
 namespace {
-
-double secs(clk::time_point t) { return std::chrono::duration<double>(clk::now() - t).count(); }
 
 template <class F>
 double best_of(int reps, F&& f) {
@@ -95,11 +96,6 @@ uint64_t mem_available_bytes() {
   return 0;
 }
 
-int64_t numel_of(torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
 
 // Weight elements of the Linear modules under m (what multiplies every token; embeddings excluded).
 int64_t linear_numel(torch::nn::Module& m) {
@@ -124,19 +120,6 @@ ExpertSizes expert_sizes(torch::nn::Module& layer) {
   return s;
 }
 
-double conv_flops(const torch::nn::Conv2d& c, int64_t out_h, int64_t out_w) {
-  return 2.0 * static_cast<double>(c->weight.numel()) * out_h * out_w;
-}
-double resblock_flops(const onn::VQResnetBlock& r, int64_t hw) {
-  double f = conv_flops(r->conv1, hw, hw) + conv_flops(r->conv2, hw, hw);
-  if (r->nin_shortcut) f += conv_flops(r->nin_shortcut, hw, hw);
-  return f;
-}
-double attnblock_flops(const onn::VQAttnBlock& a, int64_t hw) {
-  const double n = static_cast<double>(hw) * hw, c = static_cast<double>(a->q->weight.size(0));
-  return conv_flops(a->q, hw, hw) + conv_flops(a->k, hw, hw) + conv_flops(a->v, hw, hw) +
-         conv_flops(a->proj_out, hw, hw) + 2 * 2.0 * n * n * c;
-}
 double mid_flops(const onn::FluxVaeMid& m, int64_t hw) {
   return resblock_flops(m->block_1, hw) + attnblock_flops(m->attn_1, hw) + resblock_flops(m->block_2, hw);
 }
@@ -189,11 +172,6 @@ struct Bounds {
   std::string note;
 };
 
-std::string fmt(const char* f, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
-}
 std::string strf(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string strf(const char* f, ...) {
   char b[512];

@@ -17,6 +17,8 @@
 // measurements (2 GiB) run and are freed before the model exists.
 #include <torch/torch.h>
 
+#include "bench_util.h"
+
 #include "omni/core/memory.h"
 
 #include <algorithm>
@@ -39,10 +41,9 @@
 using namespace omni;
 using namespace omni::models::janus;
 using clk = std::chrono::steady_clock;
+using namespace omni::bench;
 
 namespace {
-
-double secs(clk::time_point t) { return std::chrono::duration<double>(clk::now() - t).count(); }
 
 // deepseek-ai/Janus-Pro-1B config.json: the sub-configs the official code reads (spec §1). The
 // VQ-16 and SigLIP sizes come from the tables the parser shares with the official code.
@@ -66,11 +67,6 @@ const char* kJanusPro1BConfig = R"({
                "select_layer": -1}}
 })";
 
-int64_t numel_of(torch::nn::Module& m) {
-  int64_t n = 0;
-  for (const auto& p : m.parameters()) n += p.numel();
-  return n;
-}
 
 // Sum of weight elements that multiply every token (Linear and Conv weights, i.e. dim >= 2).
 int64_t matrix_numel(torch::nn::Module& m) {
@@ -82,21 +78,8 @@ int64_t matrix_numel(torch::nn::Module& m) {
   return n;
 }
 
-double conv_flops(const torch::nn::Conv2d& c, int64_t out_h, int64_t out_w) {
-  return 2.0 * static_cast<double>(c->weight.numel()) * out_h * out_w;
-}
 
-double resblock_flops(const nn::VQResnetBlock& r, int64_t hw) {
-  double f = conv_flops(r->conv1, hw, hw) + conv_flops(r->conv2, hw, hw);
-  if (r->nin_shortcut) f += conv_flops(r->nin_shortcut, hw, hw);
-  return f;
-}
 
-double attnblock_flops(const nn::VQAttnBlock& a, int64_t hw) {
-  const double n = static_cast<double>(hw) * hw, c = static_cast<double>(a->q->weight.size(0));
-  return conv_flops(a->q, hw, hw) + conv_flops(a->k, hw, hw) + conv_flops(a->v, hw, hw) +
-         conv_flops(a->proj_out, hw, hw) + 2 * 2.0 * n * n * c;
-}
 
 // VQ decode FLOPs (convolutions + the attention matmuls), walking the real decoder modules.
 double vq_decode_flops(nn::VQModelImpl& vq, int64_t grid) {
@@ -121,11 +104,6 @@ struct Row {
   std::string stage, ours, bound, ratio, official, speedup;
 };
 
-std::string fmt(const char* f, double v) {
-  char b[64];
-  std::snprintf(b, sizeof b, f, v);
-  return b;
-}
 
 bool finite(const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>(); }
 
