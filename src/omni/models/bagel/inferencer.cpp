@@ -197,10 +197,7 @@ torch::Tensor BagelInferencer::gen_image_latents(
                                   "x" + std::to_string(width));
   }
   auto pos_ids = model_->latent_position_ids(h, w);
-  auto ts = torch::linspace(1, 0, o.num_timesteps, torch::kFloat32);
-  ts = o.timestep_shift * ts / (1 + (o.timestep_shift - 1) * ts);
-  auto dts = ts.narrow(0, 0, o.num_timesteps - 1) - ts.narrow(0, 1, o.num_timesteps - 1);
-  const float* tp = ts.data_ptr<float>();
+  const std::vector<float> tp = flow_timesteps(o.num_timesteps, o.timestep_shift);
 
   auto x = init_noise.to(torch::kFloat32);
   std::unique_ptr<Progress> bar;
@@ -208,7 +205,7 @@ torch::Tensor BagelInferencer::gen_image_latents(
   for (int i = 0; i + 1 < o.num_timesteps; ++i) {
     auto g = guided_velocity(ctxs, x, tp[i], pos_ids, o);
     if (on_step) on_step(i, tp[i], x, g);
-    x = x - g.v * dts[i];
+    x = x - g.v * (tp[i] - tp[i + 1]);  // float32 dt, as timesteps[:-1] - timesteps[1:]
     if (bar) bar->tick();
   }
   if (bar) bar->finish();

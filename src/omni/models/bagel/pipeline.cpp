@@ -30,7 +30,7 @@ const char* const kThinkMorphSystemPrompt =
     "within <image_start> </image_end>, e.g. <image_start> thinking image here </image_end>. Finally conclude "
     "with the final answer wrapped in <answer></answer> tags, i.e.<answer> answer here </answer>.\n";
 
-// One piece of the user's input, in order: text or an image (already through the VAE resize).
+// One piece of the user's input, in order: text or an image (VAE-resized once the model is loaded).
 struct InputItem {
   bool is_image = false;
   std::string text;
@@ -39,7 +39,7 @@ struct InputItem {
 
 // --prompt with <image> markers: each marker takes the next --image at that place; without
 // markers the images come first, then the prompt (the official __call__(image, text) order).
-std::vector<InputItem> build_inputs(const InferOptions& o, BagelInferencer* inf) {
+std::vector<InputItem> build_inputs(const InferOptions& o) {
   std::vector<io::Image> imgs;
   for (const auto& p : o.images) imgs.push_back(io::read_image_composited(p));  // pil_img2rgb: RGBA on white
   const std::string marker = "<image>";
@@ -53,7 +53,7 @@ std::vector<InputItem> build_inputs(const InferOptions& o, BagelInferencer* inf)
   auto add_image = [&](const io::Image& img) {
     InputItem it;
     it.is_image = true;
-    it.image = inf ? inf->vae_resize(img) : img;
+    it.image = img;
     items.push_back(std::move(it));
   };
   auto add_text = [&](const std::string& t) {
@@ -257,13 +257,15 @@ Session start(const InferOptions& o, bool random_seed) {
   if (o.top_p) throw Error("--top_p", "not supported by BAGEL's official sampler (use --temperature)");
   if (o.cfg_weight) throw Error("--cfg_weight", "is Janus' flag; BAGEL uses --cfg_text_scale / --cfg_img_scale");
   if (o.parallel_size != 1) throw Error("--parallel_size", "BAGEL generates one image per run (as the official inferencer)");
-  build_inputs(o, nullptr);
+  auto items = build_inputs(o);  // markers checked and images decoded before the (slow) load
   Session s{load(o), io::Trace(o.trace), {}};
   if (random_seed)
     seed_rng(o);
   else if (o.seed)
     torch::manual_seed(static_cast<uint64_t>(*o.seed));
-  s.items = build_inputs(o, &s.inf);
+  for (auto& it : items)
+    if (it.is_image) it.image = s.inf.vae_resize(it.image);  // interleave_inference resizes every input first
+  s.items = std::move(items);
   return s;
 }
 
