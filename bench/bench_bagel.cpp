@@ -52,6 +52,7 @@
 #include <vector>
 
 #include "omni/core/progress.h"
+#include "omni/generate/random.h"
 #include "omni/models/bagel/config.h"
 #include "omni/models/bagel/inferencer.h"
 #include "omni/models/bagel/model.h"
@@ -234,6 +235,7 @@ int main(int argc, char** argv) {
   torch::set_num_threads(std::max(1, threads));
   c10::InferenceMode guard;
   torch::manual_seed(0);
+  at::Generator rng = omni::generate::make_generator(torch::kCPU, 0);
   auto total_t = clk::now();
   auto say = [&](const std::string& what) {
     std::fprintf(stderr, "[%6.1f s] %s (RSS %.2f GiB)\n", secs(total_t), what.c_str(), current_rss_bytes() / kGiB);
@@ -290,9 +292,9 @@ int main(int argc, char** argv) {
     say("VAE decode (small) timed");
     {
       auto x = torch::rand({1, 3, img_small, img_small}) * 2 - 1;
-      vae->encode(torch::rand({1, 3, 64, 64}) * 2 - 1);  // warm-up
+      vae->encode(torch::rand({1, 3, 64, 64}) * 2 - 1, {}, &rng);  // warm-up
       torch::Tensor lat;
-      const double s = best_of(1, [&] { lat = vae->encode(x); });
+      const double s = best_of(1, [&] { lat = vae->encode(x, {}, &rng); });
       if (!finite(lat)) std::fprintf(stderr, "warning: non-finite VAE encode output\n");
       flop_row(strf("VAE encode %lld^2 -> %lldx%lldx%lld latent (s)", (long long)img_small, (long long)z,
                     (long long)(img_small / f), (long long)(img_small / f)),

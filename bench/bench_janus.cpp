@@ -17,6 +17,7 @@
 // measurements (2 GiB) run and are freed before the model exists.
 #include <torch/torch.h>
 
+#include "omni/generate/random.h"
 #include "bench_util.h"
 
 #include "omni/core/memory.h"
@@ -303,7 +304,8 @@ int main(int argc, char** argv) {
     ImageGenOptions o;
     o.parallel_size = 1;
     o.image_size = grid * f;
-    o.seed = 1234;
+    at::Generator rng = omni::generate::make_generator(torch::kCPU, 1234);
+    o.generator = &rng;
     o.progress = false;
     std::vector<clk::time_point> stamps;
     stamps.reserve(n_tok);

@@ -4,6 +4,8 @@
 // velocities out), the full loop from the injected init_noise, the VAE decode and the PNG bytes.
 #include <gtest/gtest.h>
 
+#include "omni/generate/random.h"
+
 #include <string>
 
 #include "alignment_util.h"
@@ -220,7 +222,8 @@ TEST_F(BagelFlow, InterleavedReasoningLoop) {
       ++*draws;
       return img;
     };
-    auto texts = bagel::interleaved_reasoning(inf, gen, max_rounds, steps);
+    at::Generator rng = omni::generate::make_generator(torch::kCPU, 5);
+    auto texts = bagel::interleaved_reasoning(inf, gen, max_rounds, steps, rng);
     return std::make_pair(texts, gen);
   };
   const std::string a = "<think>a</think><image_start>", b = "<image_end><answer>x</answer>";

@@ -4,6 +4,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "cli_test_util.h"
 #include "omni/io/checkpoint_torch.h"
@@ -33,14 +35,16 @@ void expect_png_close(const std::string& png, const torch::Tensor& want_hwc) {
   EXPECT_GE((d == 0).to(torch::kFloat64).mean().item<double>(), 0.99);
 }
 
-// A ThinkMorph-style directory: the same tiny files with the weights named model.safetensors.
-fs::path thinkmorph_dir() {
-  auto d = tmpdir("thinkmorph_tiny");
+// A copy of the tiny BAGEL checkpoint with the weights named model.safetensors (what BAGEL's own
+// trainer writes), plus optional extra files (name -> contents).
+fs::path copy_as_model_safetensors(const std::string& name, const std::vector<std::pair<std::string, std::string>>& extra = {}) {
+  auto d = tmpdir(name);
   for (const auto& e : fs::directory_iterator(kDir)) {
-    std::string name = e.path().filename().string();
-    if (name == "ema.safetensors") name = "model.safetensors";
-    fs::copy_file(e.path(), d / name, fs::copy_options::overwrite_existing);
+    std::string fname = e.path().filename().string();
+    if (fname == "ema.safetensors") fname = "model.safetensors";
+    fs::copy_file(e.path(), d / fname, fs::copy_options::overwrite_existing);
   }
+  for (const auto& [fname, text] : extra) std::ofstream(d / fname) << text;
   return d;
 }
 }  // namespace
@@ -122,19 +126,55 @@ TEST(CliBagel, ThinkPlansThenDraws) {
   EXPECT_EQ(img.height, 32);
 }
 
-TEST(CliBagel, ThinkMorphDetectedAndRunsTheInterleavedLoop) {
-  auto dir = thinkmorph_dir();
-  auto d = tmpdir("thinkmorph_run");
-  const std::string out = (d / "tm.png").string();
-  CliRun r = run("infer --model_path " + dir.string() + " --mode understand --image " + kDir +
-                 "/und_image.png --prompt 'Where is the circle?' --max_new_tokens 6 --steps 3 --seed 7 --output " + out);
+// BAGEL vs ThinkMorph is what the checkpoint says, never the weights file name.
+TEST(CliBagel, FineTunedBagelWithModelSafetensorsLoadsAsBagel) {
+  auto dir = copy_as_model_safetensors("finetuned_bagel");
+  const std::string args = " --mode understand --image " + kDir +
+                           "/und_image.png --prompt 'Where is the circle?' --max_new_tokens 6 --seed 7";
+  CliRun r = run("infer --model_path " + dir.string() + args);
   ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_NE(r.err.find("thinkmorph"), std::string::npos) << r.err;  // the detected type is logged
+  EXPECT_NE(r.err.find("bagel on cpu"), std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("interleaved reasoning"), std::string::npos) << r.err;
+  // --model_type always wins: the same directory runs ThinkMorph's loop.
+  auto d = tmpdir("finetuned_as_tm");
+  r = run("infer --model_path " + dir.string() + " --model_type thinkmorph" + args + " --steps 3 --output " +
+          (d / "tm.png").string());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("thinkmorph: interleaved reasoning"), std::string::npos) << r.err;
   EXPECT_FALSE(r.out.empty());
-  // With --model_type bagel on the same directory the weights file is still model.safetensors.
-  r = run("infer --model_path " + dir.string() + " --model_type bagel --mode understand --image " + kDir +
-          "/und_image.png --prompt 'Is there a circle?' --max_new_tokens 8");
-  EXPECT_EQ(r.rc, 0) << r.err;
+}
+
+TEST(CliBagel, ThinkMorphDetectedFromItsModelCardOrOurMarker) {
+  const std::string args = " --mode understand --image " + kDir +
+                           "/und_image.png --prompt 'Where is the circle?' --max_new_tokens 6 --steps 3 --seed 7";
+  // ThinkMorph-7B's model card front matter names it (library_name: ThinkMorph-7B).
+  auto card = copy_as_model_safetensors(
+      "tm_card", {{"README.md", "---\nlicense: apache-2.0\nlibrary_name: ThinkMorph-7B\npipeline_tag: any-to-any\n---\n# ThinkMorph\n"}});
+  auto d = tmpdir("tm_runs");
+  CliRun r = run("infer --model_path " + card.string() + args + " --output " + (d / "a.png").string());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("thinkmorph: interleaved reasoning"), std::string::npos) << r.err;
+  // A card that only mentions ThinkMorph below the front matter says nothing about this checkpoint.
+  auto prose = copy_as_model_safetensors("tm_prose", {{"README.md", "---\nlibrary_name: bagel-mot\n---\nCompare ThinkMorph.\n"}});
+  r = run("infer --model_path " + prose.string() + " --mode understand --image " + kDir +
+          "/und_image.png --prompt 'Where is the circle?' --max_new_tokens 6");
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("bagel on cpu"), std::string::npos) << r.err;
+  // Our exports' marker: bagel_config.json "model_type" (here on an ema.safetensors layout).
+  auto marked = tmpdir("tm_marker");
+  for (const auto& e : fs::directory_iterator(kDir)) fs::copy_file(e.path(), marked / e.path().filename(), fs::copy_options::overwrite_existing);
+  auto j = nlohmann::json::parse(std::ifstream(kDir + "/bagel_config.json"));
+  j["model_type"] = "thinkmorph";
+  std::ofstream(marked / "bagel_config.json") << j.dump(2);
+  r = run("infer --model_path " + marked.string() + args + " --output " + (d / "b.png").string());
+  ASSERT_EQ(r.rc, 0) << r.err;
+  EXPECT_NE(r.err.find("thinkmorph: interleaved reasoning"), std::string::npos) << r.err;
+  j["model_type"] = "bagle";
+  std::ofstream(marked / "bagel_config.json") << j.dump(2);
+  r = run("infer --model_path " + marked.string() + args);
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
+  EXPECT_NE(r.err.find("model_type must be"), std::string::npos) << r.err;
 }
 
 TEST(CliBagel, BadInputsGiveOneClearError) {
@@ -160,7 +200,14 @@ TEST(CliBagel, BadInputsGiveOneClearError) {
   EXPECT_NE(r.err.find("marker"), std::string::npos) << r.err;
   r = run("infer --model_path " + kDir + " --mode understand --prompt hi --top_p 0.9");
   EXPECT_EQ(r.rc, 1);
-  EXPECT_NE(r.err.find("--top_p"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--top_p: not taken by bagel --mode understand"), std::string::npos) << r.err;
+  r = run("infer --model_path " + kDir + " --mode edit --image " + kDir + "/edit_image.png --prompt x --height 32 --output " +
+          (d / "x.png").string());
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--height: not taken by bagel --mode edit"), std::string::npos) << r.err;
+  r = run("infer --model_path " + kDir + " --mode generate --prompt x --parallel_size 2 --output " + (d / "x.png").string());
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_NE(r.err.find("--parallel_size: not taken by bagel"), std::string::npos) << r.err;
   // every error is one line
   EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
 }

@@ -79,6 +79,7 @@ TEST(CliJanus, ErrorsAreOneLineAndNonZero) {
   auto check = [](const std::string& args, const std::string& fragment) {
     CliRun r = run(args);
     EXPECT_NE(r.rc, 0) << args;
+    EXPECT_EQ(r.out, "") << args;
     EXPECT_LT(r.rc, 128) << "crashed: " << args;
     EXPECT_EQ(r.err.rfind("error: ", 0), 0u) << r.err;
     EXPECT_NE(r.err.find(fragment), std::string::npos) << r.err;
@@ -95,4 +96,15 @@ TEST(CliJanus, ErrorsAreOneLineAndNonZero) {
         "notimage.png");
   check("infer --model_path " + kDir + " --mode understand --image " + kDir + "/test_image.png --prompt 'a <image> b <image>'",
         "2 <image> marker(s) but 1 --image");
+  // Flags are scoped to the family and mode: one line naming the flag and the family.
+  check("infer --model_path " + kDir + " --mode understand --prompt hi --steps 5", "--steps: not taken by janus --mode understand");
+  check("infer --model_path " + kDir + " --mode generate --prompt hi --steps 5 --output x.png", "--steps: not taken by janus");
+  check("infer --model_path " + kDir + " --mode understand --prompt hi --cfg_weight 3", "--cfg_weight: not taken by janus");
+  check("infer --model_path " + kDir + " --mode understand --prompt hi --think", "--think: not taken by janus");
+  check("infer --model_path " + kDir + " --mode generate --prompt hi --parallel_size x --output " + (d / "x.png").string(),
+        "--parallel_size");
+  check("infer --model_path " + kDir + " --prompt hi --max_new_tokens x", "--max_new_tokens");
+  check("infer --model_path " + kDir + " --prompt hi --no_such_flag 1", "--no_such_flag");
+  check("infer --model_path " + kDir + " --prompt hi --device tpu", "--device tpu");
+  check("infer --model_path " + kDir + " --prompt hi --dtype int3", "--dtype int3: expected fp32, bf16 or fp16");
 }

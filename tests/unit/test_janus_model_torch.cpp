@@ -3,6 +3,8 @@
 // and the training losses. Tolerances are those of the fixture README §4.
 #include <gtest/gtest.h>
 
+#include "omni/generate/random.h"
+
 #include "alignment_util.h"
 #include "janus_test_util.h"
 #include "omni/core/error.h"
@@ -167,10 +169,17 @@ TEST_F(JanusTiny, JanusUnderstandingSampledIsSeeded) {
   o.max_new_tokens = 6;
   o.temperature = 0.7;
   o.top_p = 0.95;
-  o.seed = 42;
+  // The same seed gives the same draws; the draws come from the request's generator only.
+  at::Generator rng = omni::generate::make_generator(torch::kCPU, 42);
+  o.generator = &rng;
   auto a = m.understand(janus_fixture(kFixU, "inputs_embeds"), o);
+  at::Generator rng2 = omni::generate::make_generator(torch::kCPU, 42);
+  o.generator = &rng2;
+  torch::manual_seed(7);  // the global generator plays no part
   auto b = m.understand(janus_fixture(kFixU, "inputs_embeds"), o);
   EXPECT_EQ(a.tokens, b.tokens);
+  o.generator = nullptr;
+  EXPECT_THROW(m.understand(janus_fixture(kFixU, "inputs_embeds"), o), omni::Error);  // sampling needs one
   EXPECT_EQ(a.tokens.size(), 6u);
 }
 

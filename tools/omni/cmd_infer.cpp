@@ -1,72 +1,186 @@
-// omni infer: understand / generate / edit with any registered model.
+// omni infer: understand / generate / edit with any registered family. The CLI only builds the
+// request (model.h / request.h), checks which flags the chosen family and mode take — in one
+// place — and writes what the model streams out.
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <set>
 
 #include "commands.h"
 #include "omni/core/error.h"
 #include "omni/core/log.h"
+#include "omni/generate/output_paths.h"
+#include "omni/io/trace_torch.h"
 #include "omni/models/registry.h"
 
 namespace omni::cli {
 namespace {
 
 template <typename T>
-void optional_flag(CLI::App* cmd, const std::string& name, std::optional<T>& target, const std::string& help) {
-  cmd->add_option_function<T>(name, [&target](const T& v) { target = v; }, help);
+CLI::Option* optional_flag(CLI::App* cmd, const std::string& name, std::optional<T>& target, const std::string& help) {
+  return cmd->add_option_function<T>(name, [&target](const T& v) { target = v; }, help);
+}
+
+struct InferArgs {
+  std::string model_path, model_type, mode = "understand", prompt, output, trace;
+  std::string device = "cpu", dtype;
+  int threads = 0;
+  std::vector<std::string> images;
+  std::optional<uint64_t> seed;
+  std::string cfg_interval;
+  models::TextSampling text;
+  models::ImageSampling image;
+  std::map<std::string, std::string> extra;  // family flags as given
+};
+
+// Flags every family and mode takes (what to load and where, the input, the outputs).
+const std::set<std::string> kCommonFlags = {"--model_path", "--model_type", "--mode",  "--prompt", "--image",
+                                            "--output",     "--trace",      "--seed",  "--device", "--dtype",
+                                            "--threads"};
+
+// Streamed text to stdout; images to --output (numbered: out.png, out_1.png, ...), each path
+// printed on its own line.
+class CliSink final : public models::OutputSink {
+ public:
+  explicit CliSink(std::string output) : output_(std::move(output)) {}
+  void text(const std::string& piece) override {
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+  }
+  std::string image(const io::Image& img) override {
+    const std::string path = generate::numbered_output(output_, count_++);
+    io::write_png(path, img);
+    std::printf("%s\n", path.c_str());
+    std::fflush(stdout);
+    return path;
+  }
+
+ private:
+  std::string output_;
+  int count_ = 0;
+};
+
+void check_flags(CLI::App* cmd, const models::Family& family, const std::string& mode) {
+  const auto taken = family.flags ? family.flags(mode) : std::vector<std::string>{};
+  for (const CLI::Option* opt : cmd->get_options()) {
+    if (opt->count() == 0) continue;
+    const std::string name = opt->get_name();
+    if (name.rfind("--", 0) != 0 || kCommonFlags.count(name) || name == "--help") continue;
+    if (std::find(taken.begin(), taken.end(), name) != taken.end()) continue;
+    std::string list;
+    for (const auto& f : taken) list += (list.empty() ? "" : " ") + f;
+    throw Error(name, "not taken by " + family.name + " --mode " + mode + " (it takes: " +
+                          (list.empty() ? "no sampling flags" : list) + ")");
+  }
+}
+
+std::pair<double, double> parse_interval(const std::string& s) {
+  double a = 0, b = 0;
+  char comma = 0;
+  if (std::sscanf(s.c_str(), "%lf%c%lf", &a, &comma, &b) != 3 || comma != ',')
+    throw Error("--cfg_interval '" + s + "'", "expected two numbers A,B such as 0.4,1.0");
+  return {a, b};
 }
 
 }  // namespace
 
 void add_infer_command(CLI::App& app, Runner& run) {
   auto* cmd = app.add_subcommand("infer", "run a model: --mode understand | generate | edit");
-  auto o = std::make_shared<models::InferOptions>();
-  auto cfg_interval = std::make_shared<std::string>();
-  cmd->add_option("--model_path", o->model_path, "model directory (config.json + weights)")->required();
-  cmd->add_option("--model_type", o->model_type, "model family; detected from the directory when omitted");
-  cmd->add_option("--mode", o->mode, "understand | generate | edit")->default_str("understand");
-  cmd->add_option("--prompt", o->prompt, "question, instruction or image description; <image> marks image places");
-  cmd->add_option("--image", o->images, "input image (repeat for several)");
-  cmd->add_option("--output", o->output, "output image path (generate/edit)");
-  cmd->add_option("--trace", o->trace, "write named intermediates to this .safetensors file");
-  cmd->add_option("--max_new_tokens", o->max_new_tokens, "text tokens to generate at most")->default_str("512");
-  optional_flag(cmd, "--temperature", o->temperature, "sampling temperature (understand: 0 = greedy)");
-  optional_flag(cmd, "--top_p", o->top_p, "nucleus sampling threshold");
-  optional_flag(cmd, "--seed", o->seed, "random seed (libtorch generator)");
-  optional_flag(cmd, "--cfg_weight", o->cfg_weight, "classifier-free guidance weight (Janus)");
-  cmd->add_option("--parallel_size", o->parallel_size, "images to generate in one batch")->default_str("1");
-  optional_flag(cmd, "--steps", o->steps, "flow-matching timesteps");
-  optional_flag(cmd, "--height", o->height, "output height");
-  optional_flag(cmd, "--width", o->width, "output width");
-  optional_flag(cmd, "--cfg_text_scale", o->cfg_text_scale, "text CFG scale");
-  optional_flag(cmd, "--cfg_img_scale", o->cfg_img_scale, "image CFG scale");
-  cmd->add_option("--cfg_interval", *cfg_interval, "CFG interval A,B");
-  optional_flag(cmd, "--timestep_shift", o->timestep_shift, "timestep shift");
-  optional_flag(cmd, "--cfg_renorm_type", o->cfg_renorm_type, "global | channel | text_channel");
-  optional_flag(cmd, "--cfg_renorm_min", o->cfg_renorm_min, "CFG renorm minimum");
-  optional_flag(cmd, "--init_noise", o->init_noise, "safetensors file with the initial noise draws");
-  cmd->add_flag("--think", o->think, "write a plan before drawing");
-  cmd->callback([&run, o, cfg_interval] {
-    run = [o, cfg_interval]() -> int {
-      if (!cfg_interval->empty()) {
-        double a = 0, b = 0;
-        char comma = 0;
-        if (std::sscanf(cfg_interval->c_str(), "%lf%c%lf", &a, &comma, &b) != 3 || comma != ',')
-          throw Error("--cfg_interval '" + *cfg_interval + "'", "expected two numbers A,B such as 0.4,1.0");
-        o->cfg_interval = std::make_pair(a, b);
+  auto a = std::make_shared<InferArgs>();
+  cmd->add_option("--model_path", a->model_path, "model directory (config + weights)")->required();
+  cmd->add_option("--model_type", a->model_type, "model family; detected from the directory when omitted");
+  cmd->add_option("--mode", a->mode, "understand | generate | edit")->default_str("understand");
+  cmd->add_option("--prompt", a->prompt, "question, instruction or image description; <image> marks image places");
+  cmd->add_option("--image", a->images, "input image (repeat for several)");
+  cmd->add_option("--output", a->output, "output image path (numbered out_1.png, ... when several)");
+  cmd->add_option("--trace", a->trace, "write named intermediates to this .safetensors file");
+  optional_flag(cmd, "--seed", a->seed, "seed of the request's random generator");
+  cmd->add_option("--device", a->device, "cpu | cuda | cuda:N")->default_str("cpu");
+  cmd->add_option("--dtype", a->dtype, "fp32 | bf16 | fp16 (default: fp32 on cpu, bf16 on cuda)");
+  cmd->add_option("--threads", a->threads, "intra-op CPU threads (default: libtorch's)");
+  // text sampling
+  cmd->add_option("--max_new_tokens", a->text.max_new_tokens, "text tokens to generate at most")->default_str("512");
+  optional_flag(cmd, "--temperature", a->text.temperature, "sampling temperature (0 = greedy)");
+  optional_flag(cmd, "--top_k", a->text.top_k, "keep the k most likely tokens when sampling");
+  optional_flag(cmd, "--top_p", a->text.top_p, "nucleus sampling threshold");
+  // image sampling
+  optional_flag(cmd, "--height", a->image.height, "output height");
+  optional_flag(cmd, "--width", a->image.width, "output width");
+  optional_flag(cmd, "--steps", a->image.steps, "flow-matching timesteps");
+  optional_flag(cmd, "--timestep_shift", a->image.timestep_shift, "timestep shift");
+  optional_flag(cmd, "--cfg_text_scale", a->image.cfg_text_scale, "text CFG scale");
+  optional_flag(cmd, "--cfg_img_scale", a->image.cfg_img_scale, "image CFG scale");
+  cmd->add_option("--cfg_interval", a->cfg_interval, "CFG interval A,B");
+  optional_flag(cmd, "--cfg_renorm_type", a->image.cfg_renorm_type, "global | channel | text_channel");
+  optional_flag(cmd, "--cfg_renorm_min", a->image.cfg_renorm_min, "CFG renorm minimum");
+  cmd->add_option("--init_noise", a->image.init_noise, "safetensors file with the initial noise draws");
+  // the families' own flags
+  models::register_builtin_models();
+  std::set<std::string> seen;
+  for (const auto& fam : models::registered_families())
+    for (const auto& fl : fam.extra_flags) {
+      if (!seen.insert(fl.name).second) continue;
+      const std::string name = fl.name;
+      auto keep = [a, name](const std::string& v) { a->extra[name] = v; };
+      using Kind = models::FlagSpec::Kind;
+      switch (fl.kind) {
+        case Kind::Switch: cmd->add_flag_callback(name, [a, name] { a->extra[name] = "true"; }, fl.help); break;
+        case Kind::Int: cmd->add_option_function<std::string>(name, keep, fl.help)->check(CLI::TypeValidator<int64_t>()); break;
+        case Kind::Number: cmd->add_option_function<std::string>(name, keep, fl.help)->check(CLI::Number); break;
+        case Kind::Text: cmd->add_option_function<std::string>(name, keep, fl.help); break;
       }
-      models::register_builtin_models();
-      const auto& entry = o->model_type.empty() ? models::detect_model(o->model_path) : models::find_model(o->model_type);
-      if (!std::filesystem::is_directory(o->model_path)) throw Error(o->model_path, "model directory not found");
-      if (std::find(entry.modes.begin(), entry.modes.end(), o->mode) == entry.modes.end()) {
+    }
+
+  cmd->callback([&run, a, cmd] {
+    run = [a, cmd]() -> int {
+      const auto& family = models::resolve_family(a->model_path, a->model_type);
+      if (!std::filesystem::is_directory(a->model_path)) throw Error(a->model_path, "model directory not found");
+      if (std::find(family.modes.begin(), family.modes.end(), a->mode) == family.modes.end()) {
         std::string modes;
-        for (const auto& m : entry.modes) modes += (modes.empty() ? "" : ", ") + m;
-        throw Error("--mode " + o->mode, "not supported by " + entry.model_type + " (supported: " + modes + ")");
+        for (const auto& m : family.modes) modes += (modes.empty() ? "" : ", ") + m;
+        throw Error("--mode " + a->mode, "not supported by " + family.name + " (supported: " + modes + ")");
       }
-      for (const auto& img : o->images)
-        if (!std::filesystem::is_regular_file(img)) throw Error(img, "image file not found");
-      o->model_type = entry.model_type;
-      log_debug("model type ", entry.model_type, " (", o->model_path, ")");
-      return entry.infer(*o);
+      check_flags(cmd, family, a->mode);
+
+      models::LoadOptions lo;
+      lo.path = a->model_path;
+      lo.device = models::parse_device(a->device);
+      if (!a->dtype.empty()) lo.dtype = models::parse_dtype(a->dtype);
+      if (a->threads < 0) throw Error("--threads", "must be positive");
+      lo.threads = a->threads;
+
+      // Everything the user gave is checked before the (slow) load: markers, image files,
+      // output directory.
+      models::Request req;
+      req.input = generate::InterleavedInput::parse(a->prompt, a->images);
+      if (family.read_image) req.input.decode_images(family.read_image);
+      req.text = a->text;
+      req.image = a->image;
+      if (!a->cfg_interval.empty()) req.image.cfg_interval = parse_interval(a->cfg_interval);
+      req.seed = a->seed;
+      for (const auto& [k, v] : a->extra) req.extra.set(k, v);
+      if (a->text.max_new_tokens < 1) throw Error("--max_new_tokens", "must be at least 1");
+      std::string output = a->output;
+      if (output.empty() && a->mode != "understand")
+        throw Error("--output", "required for --mode " + a->mode + " (the PNG to write)");
+      if (output.empty()) output = family.name + ".png";  // images drawn while understanding
+      const auto parent = std::filesystem::path(output).parent_path();
+      if (!parent.empty() && !std::filesystem::is_directory(parent))
+        throw Error(output, "the output directory does not exist");
+
+      if (lo.threads > 0) torch::set_num_threads(lo.threads);
+      log_debug("model type ", family.name, " (", a->model_path, ")");
+      auto model = family.load(lo);
+      log_info(family.name, " on ", lo.device.str(), " in ", models::dtype_name(model->dtype()));
+      io::Trace trace(a->trace);
+      req.trace = &trace;
+      CliSink sink(output);
+      models::run_mode(*model, a->mode, req, sink);
+      trace.save();
+      return 0;
     };
   });
 }

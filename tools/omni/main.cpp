@@ -22,8 +22,17 @@ int main(int argc, char** argv) {
 
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, as every other error: unknown flags, values that do not convert, missing ones.
+    std::string msg = e.what();
+    auto nl = msg.find('\n');
+    if (nl != std::string::npos) msg.resize(nl);
+    std::fprintf(stderr, "error: %s\n", msg.c_str());
+    return 2;
   }
   try {
     if (!log_level.empty()) omni::set_log_level(omni::parse_log_level(log_level));

@@ -33,4 +33,9 @@ class Trace {
   std::map<std::string, std::string> metadata_;
 };
 
+// Records into `trace` when it is given and enabled.
+inline void record(Trace* trace, const std::string& name, const torch::Tensor& t) {
+  if (trace && trace->enabled()) trace->record(name, t);
+}
+
 }  // namespace omni::io

@@ -1,13 +1,14 @@
-// The list of built-in model families. Each family's register function adds its entry.
-#include "omni/models/bagel/pipeline.h"
-#include "omni/models/janus/pipeline.h"
+// The built-in families: one line each.
+#include "omni/models/bagel/family.h"
+#include "omni/models/janus/family.h"
 #include "omni/models/registry.h"
 
 namespace omni::models {
 
 void register_builtin_models() {
-  janus::register_janus();
-  bagel::register_bagel();
+  register_family(janus::janus_family());
+  register_family(bagel::bagel_family());
+  register_family(bagel::thinkmorph_family());
 }
 
 }  // namespace omni::models

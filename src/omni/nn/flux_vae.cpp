@@ -159,17 +159,18 @@ std::pair<torch::Tensor, torch::Tensor> FluxAutoEncoderImpl::encode_moments(cons
 }
 
 torch::Tensor FluxAutoEncoderImpl::sample_latent(const torch::Tensor& mean, const torch::Tensor& logvar,
-                                                 const torch::Tensor& eps) const {
-  torch::Tensor noise = eps.defined() ? eps : torch::randn_like(mean);
+                                                 const torch::Tensor& eps, at::Generator* gen) const {
+  check(eps.defined() || gen != nullptr, "FluxAutoEncoder.encode", "sampling the posterior needs eps or a generator");
+  torch::Tensor noise = eps.defined() ? eps : torch::randn(mean.sizes(), *gen, mean.options());
   check(noise.sizes() == mean.sizes(), "FluxAutoEncoder.encode eps",
         "expected shape " + shape_str(mean) + ", got " + shape_str(noise));
   auto z = mean + torch::exp(0.5 * logvar) * noise.to(mean.options());
   return cfg.scale_factor * (z - cfg.shift_factor);
 }
 
-torch::Tensor FluxAutoEncoderImpl::encode(const torch::Tensor& x, const torch::Tensor& eps) {
+torch::Tensor FluxAutoEncoderImpl::encode(const torch::Tensor& x, const torch::Tensor& eps, at::Generator* gen) {
   auto [mean, logvar] = encode_moments(x);
-  return sample_latent(mean, logvar, eps);
+  return sample_latent(mean, logvar, eps, gen);
 }
 
 torch::Tensor FluxAutoEncoderImpl::encode_mean(const torch::Tensor& x) {

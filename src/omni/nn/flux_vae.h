@@ -92,12 +92,13 @@ class FluxAutoEncoderImpl : public torch::nn::Module {
   // encoder(x) split along channels: (mean, logvar), each [B, z, h, w].
   std::pair<torch::Tensor, torch::Tensor> encode_moments(const torch::Tensor& x);
   // AutoEncoder.encode: z = mean + exp(0.5 * logvar) * eps, then scale * (z - shift).
-  // eps (same shape as mean) is injected; when undefined it is drawn with torch::randn_like.
-  torch::Tensor encode(const torch::Tensor& x, const torch::Tensor& eps = {});
+  // eps (same shape as mean) is injected; when undefined it is drawn from `gen` (then required).
+  torch::Tensor encode(const torch::Tensor& x, const torch::Tensor& eps = {}, at::Generator* gen = nullptr);
   // Same without sampling: scale * (mean - shift).
   torch::Tensor encode_mean(const torch::Tensor& x);
   // The posterior step alone, for callers that already have the moments.
-  torch::Tensor sample_latent(const torch::Tensor& mean, const torch::Tensor& logvar, const torch::Tensor& eps = {}) const;
+  torch::Tensor sample_latent(const torch::Tensor& mean, const torch::Tensor& logvar, const torch::Tensor& eps = {},
+                              at::Generator* gen = nullptr) const;
   // AutoEncoder.decode: decoder(z / scale + shift).
   torch::Tensor decode(const torch::Tensor& z);
 

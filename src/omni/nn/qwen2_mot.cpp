@@ -28,6 +28,13 @@ TokenRoute TokenRoute::gen_range(int64_t T, int64_t begin, int64_t end) {
   return r;
 }
 
+TokenRoute TokenRoute::on(const torch::Device& device) const {
+  TokenRoute r;
+  if (und.defined()) r.und = und.to(device);
+  if (gen.defined()) r.gen = gen.to(device);
+  return r;
+}
+
 TokenRoute TokenRoute::from_gen_mask(const torch::Tensor& is_gen) {
   TokenRoute r;
   auto m = is_gen.to(torch::kBool);
@@ -101,8 +108,9 @@ torch::Tensor packed_attention(const torch::Tensor& q, const torch::Tensor& k, c
       scores.add_(mask.narrow(0, r0, n));
     } else if (causal && !(n == 1 && r0 + past == S - 1)) {
       // key j visible to query row i (absolute past + i) iff j <= past + i
-      auto qi = torch::arange(r0 + past, r0 + past + n, torch::kLong).unsqueeze(1);
-      auto kj = torch::arange(S, torch::kLong).unsqueeze(0);
+      const auto li = torch::TensorOptions().dtype(torch::kLong).device(q.device());
+      auto qi = torch::arange(r0 + past, r0 + past + n, li).unsqueeze(1);
+      auto kj = torch::arange(S, li).unsqueeze(0);
       scores.masked_fill_(kj > qi, -std::numeric_limits<float>::infinity());
     }
     auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type()).view({kvH, G * n, S});
@@ -226,17 +234,18 @@ KVContext MoTModelImpl::make_context() const {
 }
 
 namespace {
-RopeCosSin packed_rope(const torch::Tensor& inv_freq, const torch::Tensor& positions, torch::ScalarType dt) {
-  auto cs = rope_cos_sin(inv_freq.to(positions.device()), positions.view({-1}), dt);
+RopeCosSin packed_rope(const torch::Tensor& inv_freq, const torch::Tensor& positions, const torch::Tensor& x) {
+  auto cs = rope_cos_sin(inv_freq.to(x.device()), positions.to(x.device()).view({-1}), x.scalar_type());
   return {cs.cos.squeeze(0), cs.sin.squeeze(0)};  // [T, D]
 }
 }  // namespace
 
 torch::Tensor MoTModelImpl::forward_inference(const torch::Tensor& x, const torch::Tensor& positions, KVContext& ctx,
-                                              const TokenRoute& route, bool causal, bool update) {
+                                              const TokenRoute& route_in, bool causal, bool update) {
   const int64_t T = x.size(0);
   check(ctx.layers() == cfg.llm.num_hidden_layers, "KVContext", "was made for another model");
-  auto rope = packed_rope(inv_freq, positions, x.scalar_type());
+  const TokenRoute route = route_in.on(x.device());
+  auto rope = packed_rope(inv_freq, positions, x);
   if (update) ctx.reserve_append(T, x.options());
   auto h = x;
   for (int64_t l = 0; l < static_cast<int64_t>(layer_ptrs.size()); ++l) {
@@ -251,8 +260,9 @@ torch::Tensor MoTModelImpl::forward_inference(const torch::Tensor& x, const torc
 }
 
 torch::Tensor MoTModelImpl::forward_train(const torch::Tensor& x, const torch::Tensor& positions,
-                                          const TokenRoute& route, const torch::Tensor& mask) {
-  auto rope = packed_rope(inv_freq, positions, x.scalar_type());
+                                          const TokenRoute& route_in, const torch::Tensor& mask) {
+  const TokenRoute route = route_in.on(x.device());
+  auto rope = packed_rope(inv_freq, positions, x);
   auto h = x;
   for (auto& layer : layer_ptrs) h = layer->forward(h, rope, route, {}, {}, false, mask, nullptr, nullptr);
   return route_rows(

@@ -42,6 +42,8 @@ struct TokenRoute {
   static TokenRoute gen_range(int64_t T, int64_t begin, int64_t end);
   // From a bool mask [T] (true = generation row).
   static TokenRoute from_gen_mask(const torch::Tensor& is_gen);
+  // The same route with its index tensors on `device` (no copy where they already are).
+  TokenRoute on(const torch::Device& device) const;
 };
 
 // One inference context of the official inferencer (gen / cfg_text / cfg_img): kv_lens, ropes and

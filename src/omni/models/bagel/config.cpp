@@ -1,6 +1,9 @@
 #include "omni/models/bagel/config.h"
 
+#include <cctype>
 #include <filesystem>
+#include <fstream>
+#include <vector>
 
 #include "omni/core/error.h"
 #include "omni/io/hf_config.h"
@@ -14,22 +17,51 @@ const char* variant_name(Variant v) { return v == Variant::ThinkMorph ? "thinkmo
 namespace {
 bool is_file(const fs::path& p) { return fs::is_regular_file(p); }
 
-// The weights file the official loaders read: BAGEL's app.py loads ema.safetensors; ThinkMorph's
-// inferencer (and the trainer's non-EMA dump) model.safetensors, possibly sharded.
-std::string find_weights(const fs::path& d, Variant* v) {
-  if (is_file(d / "ema.safetensors")) {
-    if (v) *v = Variant::Bagel;
-    return (d / "ema.safetensors").string();
-  }
-  for (const char* name : {"model.safetensors", "model.safetensors.index.json"}) {
-    if (is_file(d / name)) {
-      if (v) *v = Variant::ThinkMorph;
-      return (d / name).string();
-    }
+std::string lower(std::string s) {
+  for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return s;
+}
+
+// The YAML front matter of a model card (between the leading "---" lines), or "".
+std::string card_front_matter(const fs::path& readme) {
+  std::ifstream in(readme);
+  std::string line, out;
+  if (!std::getline(in, line) || line.rfind("---", 0) != 0) return {};
+  for (int n = 0; std::getline(in, line) && n < 200; ++n) {
+    if (line.rfind("---", 0) == 0) return out;
+    out += line + "\n";
   }
   return {};
 }
 
+// The weights file the official loaders read: BAGEL's app.py loads ema.safetensors; ThinkMorph's
+// inferencer (and BAGEL's trainer's non-EMA dump) model.safetensors, possibly sharded. Each
+// variant takes its own first and the other's when its own is absent.
+std::string find_weights(const fs::path& d, Variant v) {
+  std::vector<const char*> names = {"ema.safetensors", "model.safetensors", "model.safetensors.index.json"};
+  if (v == Variant::ThinkMorph) names = {"model.safetensors", "model.safetensors.index.json", "ema.safetensors"};
+  for (const char* n : names)
+    if (is_file(d / n)) return (d / n).string();
+  return {};
+}
+}  // namespace
+
+Variant detect_variant(const std::string& dir) {
+  const fs::path d(dir);
+  if (is_file(d / "bagel_config.json")) {
+    auto j = io::HfConfig::from_file((d / "bagel_config.json").string());
+    const std::string t = j.get_or<std::string>("model_type", "");
+    if (t == "thinkmorph") return Variant::ThinkMorph;
+    if (t == "bagel") return Variant::Bagel;
+    check(t.empty(), (d / "bagel_config.json").string(), "model_type must be \"bagel\" or \"thinkmorph\" (got \"" + t + "\")");
+  }
+  // ThinkMorph-7B's card says library_name: ThinkMorph-7B; BAGEL's says bagel-mot.
+  if (is_file(d / "README.md") && lower(card_front_matter(d / "README.md")).find("thinkmorph") != std::string::npos)
+    return Variant::ThinkMorph;
+  return Variant::Bagel;
+}
+
+namespace {
 ImageTransformParams transform_from(const io::HfConfig& j, ImageTransformParams p) {
   p.max_image_size = j.get_or<int>("max_image_size", p.max_image_size);
   p.min_image_size = j.get_or<int>("min_image_size", p.min_image_size);
@@ -43,7 +75,10 @@ ImageTransformParams transform_from(const io::HfConfig& j, ImageTransformParams 
 
 bool looks_like_bagel(const std::string& dir, Variant* variant) {
   const fs::path d(dir);
-  return is_file(d / "llm_config.json") && is_file(d / "vit_config.json") && !find_weights(d, variant).empty();
+  if (!is_file(d / "llm_config.json") || !is_file(d / "vit_config.json") || find_weights(d, Variant::Bagel).empty())
+    return false;
+  if (variant) *variant = detect_variant(dir);
+  return true;
 }
 
 BagelConfig BagelConfig::load(const std::string& dir) {
@@ -53,9 +88,10 @@ BagelConfig BagelConfig::load(const std::string& dir) {
     if (!is_file(d / f)) throw Error((d / f).string(), "no such file (a BAGEL checkpoint folder has it)");
   BagelConfig c;
   c.dir = dir;
-  c.weights_file = find_weights(d, &c.variant);
+  c.variant = detect_variant(dir);
+  c.weights_file = find_weights(d, c.variant);
   if (c.weights_file.empty())
-    throw Error(dir, "no weights: expected ema.safetensors (BAGEL) or model.safetensors[.index.json] (ThinkMorph)");
+    throw Error(dir, "no weights: expected ema.safetensors or model.safetensors[.index.json]");
 
   c.llm = nn::Qwen2MoTConfig::from_hf(io::HfConfig::from_file((d / "llm_config.json").string()), /*qk_norm=*/true);
   c.vit = nn::SiglipVisionConfig::from_file((d / "vit_config.json").string()).for_bagel_inference();

@@ -1,6 +1,7 @@
 // A BAGEL / ThinkMorph checkpoint directory as shipped (ByteDance-Seed/BAGEL-7B-MoT,
 // ThinkMorph/ThinkMorph-7B): llm_config.json, vit_config.json, ae.safetensors, the weights
 // (ema.safetensors for BAGEL, model.safetensors[.index.json] for ThinkMorph), tokenizer.json.
+// BAGEL vs ThinkMorph is read from the checkpoint (detect_variant below).
 //
 // The official loaders (app.py, the notebooks, ThinkMorph's inferencer) hard-code several values
 // instead of reading them from a file; they are the defaults here, and an optional
@@ -53,8 +54,14 @@ struct BagelConfig {
   static BagelConfig load(const std::string& dir);
 };
 
+// What the checkpoint says it is: bagel_config.json "model_type" ("bagel" | "thinkmorph", which
+// our exports write) first, then the model card (README.md front matter naming ThinkMorph, as
+// ThinkMorph-7B's library_name does); BAGEL otherwise. The weights file name never decides: BAGEL's
+// own trainer writes model.safetensors too.
+Variant detect_variant(const std::string& dir);
+
 // Whether `dir` looks like a BAGEL-family checkpoint (llm_config.json + vit_config.json +
-// ema.safetensors or model.safetensors[.index.json]), and which variant.
+// ema.safetensors or model.safetensors[.index.json]), and which variant (detect_variant).
 bool looks_like_bagel(const std::string& dir, Variant* variant = nullptr);
 
 }  // namespace omni::bagel

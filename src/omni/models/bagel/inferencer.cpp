@@ -5,7 +5,7 @@
 
 #include "omni/core/error.h"
 #include "omni/core/log.h"
-#include "omni/core/progress.h"
+#include "omni/generate/cfg.h"
 #include "omni/models/bagel/image_transform.h"
 
 namespace fs = std::filesystem;
@@ -29,29 +29,27 @@ void FlowOptions::validate() const {
         "--cfg_renorm_type", "expects global, channel or text_channel (got \"" + cfg_renorm_type + "\")");
 }
 
-std::vector<float> flow_timesteps(int num_timesteps, double shift) {
-  auto ts = torch::linspace(1, 0, num_timesteps, torch::kFloat32);
-  ts = shift * ts / (1 + (shift - 1) * ts);
-  return std::vector<float>(ts.data_ptr<float>(), ts.data_ptr<float>() + ts.numel());
-}
-
 BagelInferencer::BagelInferencer(std::shared_ptr<BagelImpl> model, std::shared_ptr<nn::FluxAutoEncoderImpl> vae,
                                  text::Tokenizer tokenizer)
-    : model_(std::move(model)), vae_(std::move(vae)), tok_(std::move(tokenizer)) {
-  auto& ids = model_->ids;
-  ids.bos = tok_.require_token_id("<|im_start|>");
-  ids.eos = tok_.require_token_id("<|im_end|>");
-  ids.start_of_image = tok_.require_token_id("<|vision_start|>");
-  ids.end_of_image = tok_.require_token_id("<|vision_end|>");
+    : model_(std::move(model)), vae_(std::move(vae)), tok_(std::move(tokenizer)) {}
+
+BagelTokenIds BagelInferencer::token_ids(const text::Tokenizer& tok) {
+  BagelTokenIds ids;
+  ids.bos = tok.require_token_id("<|im_start|>");
+  ids.eos = tok.require_token_id("<|im_end|>");
+  ids.start_of_image = tok.require_token_id("<|vision_start|>");
+  ids.end_of_image = tok.require_token_id("<|vision_end|>");
+  return ids;
 }
 
-BagelInferencer BagelInferencer::load(const std::string& dir) {
+BagelInferencer BagelInferencer::load(const std::string& dir, torch::Device device, torch::ScalarType dtype) {
   auto cfg = BagelConfig::load(dir);
   const std::string tok_path = (fs::path(dir) / "tokenizer.json").string();
   if (!fs::is_regular_file(tok_path)) throw Error(tok_path, "no such file (BAGEL needs the model's tokenizer.json)");
   auto tok = text::Tokenizer::from_file(tok_path);
-  auto model = BagelImpl::load(cfg);
+  auto model = BagelImpl::load(cfg, token_ids(tok), device, dtype);
   auto vae = nn::FluxAutoEncoderImpl::load((fs::path(dir) / "ae.safetensors").string(), cfg.vae);
+  if (device != torch::Device(torch::kCPU)) vae->to(device);
   vae->eval();
   return BagelInferencer(std::move(model), std::move(vae), std::move(tok));
 }
@@ -66,8 +64,8 @@ std::vector<int64_t> BagelInferencer::text_ids(const std::string& text) const {
   return ids;
 }
 
-void BagelInferencer::update_context_text(nn::KVContext& ctx, const std::string& text) {
-  model_->add_text_block(ctx, text_ids(text));
+torch::Tensor BagelInferencer::update_context_text(nn::KVContext& ctx, const std::string& text) {
+  return model_->add_text_block(ctx, text_ids(text));
 }
 
 io::Image BagelInferencer::vae_resize(const io::Image& img) const {
@@ -75,7 +73,8 @@ io::Image BagelInferencer::vae_resize(const io::Image& img) const {
 }
 
 BagelInferencer::ImageBlocks BagelInferencer::update_context_image(nn::KVContext& ctx, const io::Image& resized,
-                                                                   bool vae, bool vit, const torch::Tensor& vae_eps) {
+                                                                   bool vae, bool vit, const torch::Tensor& vae_eps,
+                                                                   at::Generator* gen) {
   check(vae || vit, "update_context_image", "needs a VAE or a ViT block");
   ImageBlocks out;
   if (vae) {
@@ -87,7 +86,7 @@ BagelInferencer::ImageBlocks BagelInferencer::update_context_image(nn::KVContext
         throw Error("vae_posterior_eps", "has shape " + std::string(c10::str(vae_eps.sizes())) + ", expected " +
                                              std::string(c10::str(c10::IntArrayRef(want))));
     }
-    out.vae_latent = vae_->encode(out.vae_input, vae_eps);
+    out.vae_latent = vae_->encode(out.vae_input.to(device()), vae_eps.defined() ? vae_eps.to(device()) : vae_eps, gen);
     model_->add_vae_block(ctx, out.vae_latent[0]);
   }
   if (vit) {
@@ -97,13 +96,13 @@ BagelInferencer::ImageBlocks BagelInferencer::update_context_image(nn::KVContext
   return out;
 }
 
-BagelInferencer::TextResult BagelInferencer::gen_text(const nn::KVContext& ctx_in, int max_length, bool do_sample,
-                                                      double temperature,
+BagelInferencer::TextResult BagelInferencer::gen_text(const nn::KVContext& ctx_in, int max_length,
+                                                      const generate::SamplerOptions& sampler, at::Generator* gen,
                                                       const std::function<bool(int64_t)>& on_token) {
+  check(sampler.greedy() || gen != nullptr, "gen_text", "sampling needs a generator");
   TextResult r;
   r.stop_reason = "max_length";
   nn::KVContext ctx = ctx_in.fork();  // the official deepcopy: the caller's context is unchanged
-  auto& lm = *model_->language_model;
   int64_t cur = model_->ids.bos;
   int64_t pos = ctx.rope;
   for (int step = 0; step < max_length; ++step) {
@@ -114,17 +113,10 @@ BagelInferencer::TextResult BagelInferencer::gen_text(const nn::KVContext& ctx_i
         break;
       }
     }
-    auto x = lm.model->embed(torch::tensor({cur}, torch::kLong));
-    auto h = lm.model->forward_inference(x, torch::tensor({pos}, torch::kLong), ctx, nn::TokenRoute::understanding(),
-                                         true, true);
-    auto logits = lm.logits(h)[0];
+    auto logits = model_->text_step_logits(ctx, cur, pos);  // [V]
     if (step == 0) r.first_logits = logits.clone();
-    if (do_sample) {
-      auto probs = torch::softmax(logits / temperature, -1);
-      cur = torch::multinomial(probs, 1).item<int64_t>();
-    } else {
-      cur = logits.argmax(-1).item<int64_t>();
-    }
+    cur = sampler.greedy() ? logits.argmax(-1).item<int64_t>()
+                           : generate::sample_next(logits.unsqueeze(0), sampler, *gen).item<int64_t>();
     ++pos;
     if (cur == model_->ids.eos) {
       r.stop_reason = "eos";
@@ -146,9 +138,11 @@ GuidedVelocity BagelInferencer::guided_velocity(const FlowContexts& ctxs, const 
   g.text_scale = active ? o.cfg_text_scale : 1.0;
   g.img_scale = active ? o.cfg_img_scale : 1.0;
   auto query = model_->flow_query(x_t, t, pos_ids);
-  g.v_cond = model_->flow_velocity(*ctxs.gen, query);
-  if (g.text_scale > 1.0) g.v_text = model_->flow_velocity(*ctxs.cfg_text, query);
-  if (g.img_scale > 1.0) g.v_img = model_->flow_velocity(*ctxs.cfg_img, query);
+  // Branch velocities in float32: the guidance and renorm arithmetic runs at full precision.
+  auto velocity = [&](const nn::KVContext& ctx) { return model_->flow_velocity(ctx, query).to(torch::kFloat32); };
+  g.v_cond = velocity(*ctxs.gen);
+  if (g.text_scale > 1.0) g.v_text = velocity(*ctxs.cfg_text);
+  if (g.img_scale > 1.0) g.v_img = velocity(*ctxs.cfg_img);
 
   const auto& v = g.v_cond;
   if (g.text_scale <= 1.0) {
@@ -157,13 +151,13 @@ GuidedVelocity BagelInferencer::guided_velocity(const FlowContexts& ctxs, const 
   }
   const double ts = g.text_scale, is = g.img_scale, rmin = o.cfg_renorm_min;
   if (o.cfg_renorm_type == "text_channel") {
-    auto v_text_ = g.v_text + ts * (v - g.v_text);
+    auto v_text_ = generate::cfg_combine(v, g.v_text, ts);
     auto scale = (torch::norm(v, 2, {-1}, true) / (torch::norm(v_text_, 2, {-1}, true) + 1e-8)).clamp(rmin, 1.0);
     auto v_text = v_text_ * scale;
-    g.v = is > 1.0 ? g.v_img + is * (v_text - g.v_img) : v_text;
+    g.v = is > 1.0 ? generate::cfg_combine(v_text, g.v_img, is) : v_text;
   } else {
-    auto v_text_ = g.v_text + ts * (v - g.v_text);
-    auto v_ = is > 1.0 ? g.v_img + is * (v_text_ - g.v_img) : v_text_;
+    auto v_text_ = generate::cfg_combine(v, g.v_text, ts);
+    auto v_ = is > 1.0 ? generate::cfg_combine(v_text_, g.v_img, is) : v_text_;
     torch::Tensor nv, nv_;
     if (o.cfg_renorm_type == "global") {
       nv = torch::norm(v);
@@ -179,7 +173,8 @@ GuidedVelocity BagelInferencer::guided_velocity(const FlowContexts& ctxs, const 
 
 torch::Tensor BagelInferencer::gen_image_latents(
     int height, int width, const FlowContexts& ctxs, const FlowOptions& o, torch::Tensor init_noise,
-    const std::function<void(int, float, const torch::Tensor&, const GuidedVelocity&)>& on_step, bool show_progress) {
+    const std::function<void(int, float, const torch::Tensor&, const GuidedVelocity&)>& on_step, bool show_progress,
+    at::Generator* gen) {
   o.validate();
   const int64_t ds = config().latent_downsample();
   check(height > 0 && width > 0 && height % ds == 0 && width % ds == 0, "--height/--width",
@@ -190,7 +185,8 @@ torch::Tensor BagelInferencer::gen_image_latents(
         "at most " + std::to_string(config().max_latent_size * ds) + " pixels per side for this checkpoint");
   const int64_t D = config().patch_latent_dim();
   if (!init_noise.defined()) {
-    init_noise = torch::randn({h * w, D});
+    check(gen != nullptr, "gen_image_latents", "needs init_noise or a generator to draw it");
+    init_noise = torch::randn({h * w, D}, *gen, torch::TensorOptions().dtype(torch::kFloat32).device(device()));
   } else if (init_noise.sizes().vec() != std::vector<int64_t>{h * w, D}) {
     throw Error("init_noise", "has shape " + std::string(c10::str(init_noise.sizes())) + ", expected [" +
                                   std::to_string(h * w) + ", " + std::to_string(D) + "] for " + std::to_string(height) +
@@ -199,41 +195,40 @@ torch::Tensor BagelInferencer::gen_image_latents(
   auto pos_ids = model_->latent_position_ids(h, w);
   const std::vector<float> tp = flow_timesteps(o.num_timesteps, o.timestep_shift);
 
-  auto x = init_noise.to(torch::kFloat32);
-  std::unique_ptr<Progress> bar;
-  if (show_progress) bar = std::make_unique<Progress>("flow", o.num_timesteps - 1, "step");
-  for (int i = 0; i + 1 < o.num_timesteps; ++i) {
-    auto g = guided_velocity(ctxs, x, tp[i], pos_ids, o);
-    if (on_step) on_step(i, tp[i], x, g);
-    x = x - g.v * (tp[i] - tp[i + 1]);  // float32 dt, as timesteps[:-1] - timesteps[1:]
-    if (bar) bar->tick();
-  }
-  if (bar) bar->finish();
-  return x;
+  return generate::euler_flow(
+      init_noise.to(device(), torch::kFloat32), tp,
+      [&](int i, float t, const torch::Tensor& x) {
+        auto g = guided_velocity(ctxs, x, t, pos_ids, o);
+        if (on_step) on_step(i, t, x, g);
+        return g.v;
+      },
+      show_progress ? "flow" : "");
 }
 
 torch::Tensor BagelInferencer::decode_latents(const torch::Tensor& tokens, int height, int width) {
   const int64_t ds = config().latent_downsample();
   auto latent = unpatchify_latent(tokens, height / ds, width / ds, config().latent_patch_size, config().latent_channels());
-  return vae_->decode(latent);
+  return vae_->decode(latent.to(device(), torch::kFloat32));
 }
 
 io::Image BagelInferencer::to_image(const torch::Tensor& decoded) {
-  auto u8 = ((decoded * 0.5 + 0.5).clamp(0, 1)[0].permute({1, 2, 0}) * 255).to(torch::kUInt8).contiguous();
+  auto u8 = ((decoded.to(torch::kCPU, torch::kFloat32) * 0.5 + 0.5).clamp(0, 1)[0].permute({1, 2, 0}) * 255)
+                .to(torch::kUInt8)
+                .contiguous();
   io::Image img(static_cast<int>(u8.size(1)), static_cast<int>(u8.size(0)));
   std::memcpy(img.rgb.data(), u8.data_ptr<uint8_t>(), img.rgb.size());
   return img;
 }
 
 std::vector<std::string> interleaved_reasoning(BagelInferencer& inf, nn::KVContext& gen, int max_rounds,
-                                               const InterleavedSteps& steps) {
+                                               const InterleavedSteps& steps, at::Generator& rng) {
   std::vector<std::string> texts;
   for (int round = 0; round < max_rounds; ++round) {
     texts.push_back(steps.gen_text(gen));
     inf.update_context_text(gen, texts.back());
     if (texts.back().find("<image_start>") == std::string::npos) break;
     io::Image img = steps.draw(gen, round);
-    inf.update_context_image(gen, inf.vae_resize(img), /*vae=*/true, /*vit=*/true);
+    inf.update_context_image(gen, inf.vae_resize(img), /*vae=*/true, /*vit=*/true, {}, &rng);
   }
   return texts;
 }

@@ -11,6 +11,8 @@
 #include <utility>
 #include <vector>
 
+#include "omni/generate/flow.h"
+#include "omni/generate/sampler.h"
 #include "omni/io/image.h"
 #include "omni/models/bagel/model.h"
 #include "omni/nn/flux_vae.h"
@@ -33,8 +35,7 @@ struct FlowOptions {
   void validate() const;  // throws omni::Error naming the flag
 };
 
-// linspace(1, 0, T) shifted: s t / (1 + (s - 1) t), float32 as the official code; T values.
-std::vector<float> flow_timesteps(int num_timesteps, double shift);
+using generate::flow_timesteps;
 
 // The three contexts of one generation.
 struct FlowContexts {
@@ -61,17 +62,24 @@ struct InterleavedSteps {
   std::function<std::string(const nn::KVContext& gen)> gen_text;
   std::function<io::Image(const nn::KVContext& gen, int round)> draw;
 };
+// The VAE posterior of each fed-back image is drawn from `rng`.
 std::vector<std::string> interleaved_reasoning(BagelInferencer& inf, nn::KVContext& gen, int max_rounds,
-                                               const InterleavedSteps& steps);
+                                               const InterleavedSteps& steps, at::Generator& rng);
 
 class BagelInferencer {
  public:
   BagelInferencer(std::shared_ptr<BagelImpl> model, std::shared_ptr<nn::FluxAutoEncoderImpl> vae,
                   text::Tokenizer tokenizer);
-  // Loads the checkpoint directory (weights, ae.safetensors, tokenizer.json).
-  static BagelInferencer load(const std::string& dir);
+  // Loads the checkpoint directory (weights, ae.safetensors, tokenizer.json). The MoT model,
+  // ViT and connectors run in `dtype` on `device`; the VAE stays float32 on `device`.
+  static BagelInferencer load(const std::string& dir, torch::Device device = torch::kCPU,
+                              torch::ScalarType dtype = torch::kFloat32);
+  // The marker ids the model needs, looked up by string in the tokenizer.
+  static BagelTokenIds token_ids(const text::Tokenizer& tok);
 
   BagelImpl& model() { return *model_; }
+  torch::Device device() const { return model_->device(); }
+  torch::ScalarType dtype() const { return model_->dtype(); }
   nn::FluxAutoEncoderImpl& vae() { return *vae_; }
   const text::Tokenizer& tokenizer() const { return tok_; }
   const BagelConfig& config() const { return model_->cfg; }
@@ -79,42 +87,46 @@ class BagelInferencer {
 
   // [<|im_start|>] + encode(text) + [<|im_end|>]
   std::vector<int64_t> text_ids(const std::string& text) const;
-  void update_context_text(nn::KVContext& ctx, const std::string& text);
+  // Appends a text block; returns its final hidden rows [L, C] (the last one predicts the next token).
+  torch::Tensor update_context_text(nn::KVContext& ctx, const std::string& text);
+  // float32 logits of hidden rows.
+  torch::Tensor logits(const torch::Tensor& hidden) { return model_->logits(hidden).to(torch::kFloat32); }
   // The VAE resize rule every input image gets first (interleave_inference).
   io::Image vae_resize(const io::Image& img) const;
   // update_context_image on an image already through vae_resize: a clean VAE block (posterior
-  // sampled with `vae_eps`, or torch::randn when undefined) and/or a ViT block.
+  // sampled with `vae_eps`, or drawn from `gen` when undefined) and/or a ViT block.
   // Optional outs: the VAE input / encoded latent and the packed ViT patches.
   struct ImageBlocks {
     torch::Tensor vae_input, vae_latent, vit_tokens;
   };
   ImageBlocks update_context_image(nn::KVContext& ctx, const io::Image& resized, bool vae, bool vit,
-                                   const torch::Tensor& vae_eps = {});
+                                   const torch::Tensor& vae_eps = {}, at::Generator* gen = nullptr);
 
   // gen_text on a copy of ctx: start token at ctx.rope, then one token at a time until
   // <|im_end|> (not returned) or `max_length` steps (the start token counts: max_length - 1 new
-  // tokens at most). Greedy unless do_sample (softmax(logits / temperature), multinomial).
+  // tokens at most). The official sampler: greedy, or softmax(logits / temperature) + multinomial
+  // drawn from `gen` (generate::SamplerOptions with temperature only).
   // on_token(id) is called for each new token; returning false stops.
   struct TextResult {
     std::vector<int64_t> tokens;  // without the start token
     torch::Tensor first_logits;   // logits of the start-token step [V]
     std::string stop_reason;      // "eos" | "max_length" | "callback"
   };
-  TextResult gen_text(const nn::KVContext& ctx, int max_length, bool do_sample = false, double temperature = 1.0,
-                      const std::function<bool(int64_t)>& on_token = {});
+  TextResult gen_text(const nn::KVContext& ctx, int max_length, const generate::SamplerOptions& sampler = {},
+                      at::Generator* gen = nullptr, const std::function<bool(int64_t)>& on_token = {});
   // The decoded string as the official gen_text returns it (text between the markers).
   std::string decode_text(const std::vector<int64_t>& tokens) const;
 
   // One _forward_flow evaluation at time t (gating by cfg_interval on t, as generate_image).
   GuidedVelocity guided_velocity(const FlowContexts& ctxs, const torch::Tensor& x_t, float t,
                                  const torch::Tensor& latent_position_ids, const FlowOptions& o);
-  // generate_image for an H x W image: from init_noise [h*w, D] (drawn with torch::randn when
-  // undefined) to the final latent tokens. on_step(i, t, x_t, gv) is called for every step.
+  // generate_image for an H x W image: from init_noise [h*w, D] (drawn from `gen` when undefined)
+  // to the final float32 latent tokens. on_step(i, t, x_t, gv) is called for every step.
   torch::Tensor gen_image_latents(int height, int width, const FlowContexts& ctxs, const FlowOptions& o,
                                   torch::Tensor init_noise = {},
                                   const std::function<void(int, float, const torch::Tensor&, const GuidedVelocity&)>&
                                       on_step = {},
-                                  bool show_progress = false);
+                                  bool show_progress = false, at::Generator* gen = nullptr);
   // decode_image: latent tokens -> VAE decode [1, 3, H, W] (float, before the uint8 mapping).
   torch::Tensor decode_latents(const torch::Tensor& tokens, int height, int width);
   // ((x * 0.5 + 0.5).clamp(0, 1) * 255).to(uint8) of [1, 3, H, W] -> RGB image.

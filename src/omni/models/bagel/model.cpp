@@ -25,7 +25,10 @@ torch::Tensor TimestepEmbedderImpl::frequencies(const torch::Tensor& t, int64_t 
   return emb;
 }
 
-torch::Tensor TimestepEmbedderImpl::forward(const torch::Tensor& t) { return mlp->forward(frequencies(t, freq_dim)); }
+// The frequencies are float32 (as the official code); the MLP runs in the model's dtype.
+torch::Tensor TimestepEmbedderImpl::forward(const torch::Tensor& t) {
+  return mlp->forward(frequencies(t, freq_dim).to(fc1->weight.scalar_type()));
+}
 
 torch::Tensor patchify_latent(const torch::Tensor& latent, int64_t p) {
   check(latent.dim() == 3 && latent.size(1) % p == 0 && latent.size(2) % p == 0, "patchify_latent",
@@ -54,24 +57,35 @@ BagelImpl::BagelImpl(const BagelConfig& c) : cfg(c) {
   latent_pos_embed = register_module("latent_pos_embed", PositionEmbedding(c.max_latent_size, C));
 }
 
-std::shared_ptr<BagelImpl> BagelImpl::load(const BagelConfig& c) {
-  auto m = std::make_shared<BagelImpl>(c);
+std::shared_ptr<BagelImpl> BagelImpl::load(const BagelConfig& c, const BagelTokenIds& ids, torch::Device device,
+                                           torch::ScalarType dtype) {
+  std::shared_ptr<BagelImpl> m;
+  {
+    io::DefaultDtypeGuard dg(dtype);  // parameters created (and loaded) straight in the compute dtype
+    m = std::make_shared<BagelImpl>(c);
+  }
+  m->ids = ids;
   auto ck = io::Checkpoint::open(c.weights_file);
   auto rep = io::load_module(*m, ck);
   log_debug("loaded ", rep.tensors, " tensors from ", c.weights_file, " in ", rep.seconds, " s");
+  if (device != torch::Device(torch::kCPU)) m->to(device);
   m->eval();
   return m;
 }
 
+torch::Tensor BagelImpl::ids_tensor(const std::vector<int64_t>& v) const {
+  return torch::tensor(v, torch::kLong).to(device());
+}
+
 torch::Tensor BagelImpl::marker_rows(int64_t n_inner, const torch::Tensor& inner) {
-  auto markers = language_model->model->embed(torch::tensor({ids.start_of_image, ids.end_of_image}, torch::kLong));
+  auto markers = language_model->model->embed(ids_tensor({ids.start_of_image, ids.end_of_image}));
   return torch::cat({markers.narrow(0, 0, 1), inner.to(markers.scalar_type()), markers.narrow(0, 1, 1)}, 0);
 }
 
 torch::Tensor BagelImpl::add_text_block(nn::KVContext& ctx, const std::vector<int64_t>& ids_with_markers) {
   const int64_t L = static_cast<int64_t>(ids_with_markers.size());
-  auto x = language_model->model->embed(torch::tensor(ids_with_markers, torch::kLong));
-  auto pos = torch::arange(ctx.rope, ctx.rope + L, torch::kLong);
+  auto x = language_model->model->embed(ids_tensor(ids_with_markers));
+  auto pos = torch::arange(ctx.rope, ctx.rope + L, long_options());
   auto h = language_model->model->forward_inference(x, pos, ctx, nn::TokenRoute::understanding(), true, true);
   ctx.rope += L;
   return h;
@@ -80,11 +94,12 @@ torch::Tensor BagelImpl::add_text_block(nn::KVContext& ctx, const std::vector<in
 torch::Tensor BagelImpl::add_vit_block(nn::KVContext& ctx, const torch::Tensor& image, torch::Tensor* vit_tokens) {
   auto packed = pack_vit_images({image}, cfg.vit.patch_size, cfg.vit_max_num_patch_per_side, cfg.interpolate_pos);
   if (vit_tokens) *vit_tokens = packed.tokens;
-  auto emb = embed_vit_tokens(*vit_model, *connector, *vit_pos_embed, packed.tokens, packed.position_ids,
+  auto emb = embed_vit_tokens(*vit_model, *connector, *vit_pos_embed, packed.tokens.to(device(), dtype()),
+                              packed.position_ids,
                               packed.seqlens);
   const int64_t N = emb.size(0);
   auto rows = marker_rows(N, emb);
-  auto pos = torch::full({N + 2}, ctx.rope, torch::kLong);
+  auto pos = torch::full({N + 2}, ctx.rope, long_options());
   auto h = language_model->model->forward_inference(rows, pos, ctx, nn::TokenRoute::understanding(), false, true);
   ctx.rope += 1;
   return h;
@@ -95,8 +110,9 @@ torch::Tensor BagelImpl::latent_position_ids(int64_t h, int64_t w) const {
 }
 
 torch::Tensor BagelImpl::embed_latents(const torch::Tensor& x, double t, const torch::Tensor& latent_position_ids) {
-  auto temb = time_embedder->forward(torch::full({1}, static_cast<float>(t), torch::kFloat32));
-  return vae2llm->forward(x) + temb + latent_pos_embed->forward(latent_position_ids);
+  auto temb = time_embedder->forward(
+      torch::full({1}, static_cast<float>(t), torch::TensorOptions().dtype(torch::kFloat32).device(device())));
+  return vae2llm->forward(x.to(device(), dtype())) + temb + latent_pos_embed->forward(latent_position_ids);
 }
 
 torch::Tensor BagelImpl::add_vae_block(nn::KVContext& ctx, const torch::Tensor& latent) {
@@ -105,7 +121,7 @@ torch::Tensor BagelImpl::add_vae_block(nn::KVContext& ctx, const torch::Tensor& 
   auto tokens = patchify_latent(latent.narrow(1, 0, h * p).narrow(2, 0, w * p), p);
   auto rows = marker_rows(h * w, embed_latents(tokens, 0.0, latent_position_ids(h, w)));
   const int64_t T = rows.size(0);
-  auto pos = torch::full({T}, ctx.rope, torch::kLong);
+  auto pos = torch::full({T}, ctx.rope, long_options());
   auto out = language_model->model->forward_inference(rows, pos, ctx, nn::TokenRoute::gen_range(T, 1, T - 1), false,
                                                       true);
   ctx.rope += 1;
@@ -119,10 +135,22 @@ torch::Tensor BagelImpl::flow_query(const torch::Tensor& x_t, double t, const to
 torch::Tensor BagelImpl::flow_velocity(const nn::KVContext& ctx, const torch::Tensor& query) {
   const int64_t T = query.size(0);
   nn::KVContext view = ctx.fork();  // update=false: nothing is written
-  auto pos = torch::full({T}, ctx.rope, torch::kLong);
+  auto pos = torch::full({T}, ctx.rope, long_options());
   auto out = language_model->model->forward_inference(query, pos, view, nn::TokenRoute::gen_range(T, 1, T - 1), false,
                                                       false);
   return llm2vae->forward(out.narrow(0, 1, T - 2));
 }
+
+torch::Tensor BagelImpl::text_step_logits(nn::KVContext& ctx, int64_t token, int64_t position) {
+  auto& lm = *language_model;
+  auto x = lm.model->embed(ids_tensor({token}));
+  auto h = lm.model->forward_inference(x, torch::full({1}, position, long_options()), ctx,
+                                       nn::TokenRoute::understanding(), true, true);
+  return lm.logits(h)[0].to(torch::kFloat32);
+}
+
+torch::Device BagelImpl::device() const { return vae2llm->weight.device(); }
+torch::ScalarType BagelImpl::dtype() const { return vae2llm->weight.scalar_type(); }
+torch::TensorOptions BagelImpl::long_options() const { return torch::TensorOptions().dtype(torch::kLong).device(device()); }
 
 }  // namespace omni::bagel

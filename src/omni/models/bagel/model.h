@@ -72,8 +72,13 @@ struct BagelTokenIds {
 class BagelImpl : public torch::nn::Module {
  public:
   explicit BagelImpl(const BagelConfig& c);
-  // Loads the weights file into this tree (strict) and returns it ready for inference.
-  static std::shared_ptr<BagelImpl> load(const BagelConfig& c);
+  // Loads the weights file into this tree (strict), built in `dtype` and moved to `device`, and
+  // returns it ready for inference. `ids` are the tokenizer's marker ids.
+  static std::shared_ptr<BagelImpl> load(const BagelConfig& c, const BagelTokenIds& ids = {},
+                                         torch::Device device = torch::kCPU,
+                                         torch::ScalarType dtype = torch::kFloat32);
+  torch::Device device() const;
+  torch::ScalarType dtype() const;
 
   // ---- blocks (each appends to / reads ctx; mode und = everything through the und expert) ----
   // Text block: ids with their markers, causal, und. Returns the final hidden [L, C].
@@ -95,18 +100,22 @@ class BagelImpl : public torch::nn::Module {
   // Embedded query block rows for latents x_t [N, D] at time t: [N + 2, C].
   torch::Tensor flow_query(const torch::Tensor& x_t, double t, const torch::Tensor& latent_position_ids);
   torch::Tensor logits(const torch::Tensor& hidden) { return language_model->logits(hidden); }
+  // One text decode step: `token` at RoPE `position`, appended to ctx (causal, und) -> float32
+  // logits [V].
+  torch::Tensor text_step_logits(nn::KVContext& ctx, int64_t token, int64_t position);
   // Bagel.forward in training mode (autograd on): the packed sequence through ViT, latents
   // noised with `noise` (randn_like when undefined) at sigmoid(raw t) shifted by
   // cfg.timestep_shift, the MoT decoder with the packed mask, CE on ce_loss_indexes and the
   // flow-matching squared error (noise - clean) on mse_loss_indexes.
-  TrainOutputs forward_train(const PackedBatch& b, const torch::Tensor& noise = {});
+  // `noise` undefined: drawn from `gen` (required then).
+  TrainOutputs forward_train(const PackedBatch& b, const torch::Tensor& noise = {}, at::Generator* gen = nullptr);
   // The trainer's view of the weights: the sin-cos tables recomputed in float32 (the trainer
   // drops the stored BF16 ones) and frozen.
   void use_training_position_tables();
   nn::KVContext make_context() const { return language_model->model->make_context(); }
 
   BagelConfig cfg;
-  BagelTokenIds ids;  // set by the caller from the tokenizer
+  BagelTokenIds ids;  // the tokenizer's marker ids (given to load)
   nn::MoTForCausalLM language_model{nullptr};
   nn::SiglipVisionModel vit_model{nullptr};
   MLPconnector connector{nullptr};
@@ -116,6 +125,8 @@ class BagelImpl : public torch::nn::Module {
   PositionEmbedding latent_pos_embed{nullptr};
 
  private:
+  torch::Tensor ids_tensor(const std::vector<int64_t>& v) const;  // int64 on the model's device
+  torch::TensorOptions long_options() const;
   torch::Tensor marker_rows(int64_t n_inner, const torch::Tensor& inner);  // [start; inner; end]
 };
 TORCH_MODULE(Bagel);

@@ -51,7 +51,7 @@ void BagelImpl::use_training_position_tables() {
   latent_pos_embed->pos_embed.set_requires_grad(false);
 }
 
-TrainOutputs BagelImpl::forward_train(const PackedBatch& b, const torch::Tensor& noise_in) {
+TrainOutputs BagelImpl::forward_train(const PackedBatch& b, const torch::Tensor& noise_in, at::Generator* gen) {
   const int64_t T = b.sequence_length, C = cfg.hidden_size();
   auto& lm = *language_model;
   auto text_emb = lm.model->embed(b.packed_text_ids);
@@ -84,7 +84,8 @@ TrainOutputs BagelImpl::forward_train(const PackedBatch& b, const torch::Tensor&
             "shape " + std::string(c10::str(noise_in.sizes())) + ", expected " + std::string(c10::str(clean.sizes())));
       noise = noise_in.to(clean.scalar_type());
     } else {
-      noise = torch::randn_like(clean);
+      check(gen != nullptr, "forward_train", "drawing the flow noise needs the run's generator");
+      noise = torch::randn(clean.sizes(), *gen, clean.options());
     }
     const double s = cfg.timestep_shift;
     t = torch::sigmoid(b.packed_timesteps.to(torch::kFloat32));

@@ -8,6 +8,8 @@
 #include "omni/core/log.h"
 #include "omni/core/progress.h"
 #include "omni/io/module_loader_torch.h"
+#include "omni/generate/cfg.h"
+#include "omni/generate/sampler.h"
 #include "omni/nn/linear.h"
 
 namespace omni::models::janus {
@@ -24,15 +26,6 @@ torch::Tensor head_logits(nn::LlamaForCausalLM& lm, const torch::Tensor& h) {
   return lm->lm_head ? nn::linear_rows(lm->lm_head, h) : lm->logits(h);
 }
 
-// Modules create their parameters in the default dtype: building them directly in the compute
-// dtype avoids an fp32 staging copy of the whole model (28 GB for Janus-Pro-7B).
-struct DefaultDtypeGuard {
-  caffe2::TypeMeta prev;
-  explicit DefaultDtypeGuard(torch::ScalarType t) : prev(torch::get_default_dtype()) {
-    torch::set_default_dtype(c10::scalarTypeToTypeMeta(t));
-  }
-  ~DefaultDtypeGuard() { torch::set_default_dtype(prev); }
-};
 }  // namespace
 
 // ---- modules ---------------------------------------------------------------------------------
@@ -79,7 +72,7 @@ std::unique_ptr<JanusModel> JanusModel::load(const std::string& dir, const LoadO
   check(c10::isFloatingType(opts.dtype), "janus load", "dtype must be a floating type");
   std::unique_ptr<JanusModel> m;
   {
-    DefaultDtypeGuard dg(opts.dtype);  // load_module converts float tensors to the module's dtype
+    io::DefaultDtypeGuard dg(opts.dtype);  // load_module converts float tensors to the module's dtype
     m = std::make_unique<JanusModel>(cfg);
   }
   // A single model.safetensors wins (a folder may hold other .safetensors, e.g. traces);
@@ -127,19 +120,16 @@ torch::ScalarType JanusModel::dtype() const {
 
 // ---- understanding ---------------------------------------------------------------------------
 torch::Tensor JanusModel::vision_features(const torch::Tensor& pixels) {
-  c10::InferenceMode guard;
   return net_->vision_model->forward(pixels.to(device(), dtype()));
 }
 
 torch::Tensor JanusModel::align(const torch::Tensor& features) {
-  c10::InferenceMode guard;
   return net_->aligner->forward(features);
 }
 
 torch::Tensor JanusModel::prepare_inputs_embeds(const torch::Tensor& input_ids, const torch::Tensor& pixel_values,
                                                 const torch::Tensor& images_seq_mask,
                                                 const torch::Tensor& images_emb_mask) {
-  c10::InferenceMode guard;
   check(input_ids.dim() == 2, "input_ids", "expected [B, T]");
   check(pixel_values.dim() == 5, "pixel_values", "expected [B, n_images, 3, H, W]");
   check(images_seq_mask.sizes() == input_ids.sizes(), "images_seq_mask", "must have the shape of input_ids");
@@ -167,41 +157,26 @@ torch::Tensor JanusModel::prepare_inputs_embeds(const torch::Tensor& input_ids, 
 }
 
 torch::Tensor JanusModel::lm_logits(const torch::Tensor& inputs_embeds, const torch::Tensor& attention_mask) {
-  c10::InferenceMode guard;
   auto& lm = net_->language_model;
   return lm->logits(lm->model->forward(inputs_embeds.to(device(), dtype()), nullptr, {}, attention_mask));
 }
 
 namespace {
-
-// HF generate(do_sample=True) warpers: temperature, top-k, top-p; then softmax + multinomial.
-torch::Tensor pick_next(const torch::Tensor& logits, const TextGenOptions& o) {
-  if (o.temperature <= 0) return logits.argmax(-1);  // greedy on the raw logits
-  auto scores = o.temperature != 1.0 ? logits / o.temperature : logits;
-  const float neg_inf = -std::numeric_limits<float>::infinity();
-  if (o.top_k > 0) {
-    const int64_t k = std::min<int64_t>(o.top_k, scores.size(-1));
-    auto kth = std::get<0>(torch::topk(scores, k)).index({"...", Slice(-1, torch::indexing::None)});
-    scores = scores.masked_fill(scores < kth, neg_inf);
-  }
-  if (o.top_p < 1.0) {
-    auto sorted = torch::sort(scores, -1, /*descending=*/false);
-    auto sorted_logits = std::get<0>(sorted), sorted_idx = std::get<1>(sorted);
-    auto cum = sorted_logits.softmax(-1).cumsum(-1);
-    auto remove = cum <= (1.0 - o.top_p);
-    remove.index_put_({"...", Slice(-1, torch::indexing::None)}, false);  // min_tokens_to_keep = 1
-    auto to_remove = remove.scatter(1, sorted_idx, remove);
-    scores = scores.masked_fill(to_remove, neg_inf);
-  }
-  auto probs = torch::softmax(scores, -1);
-  return torch::multinomial(probs, 1).squeeze(1);
+generate::SamplerOptions sampler_options(const TextGenOptions& o) {
+  generate::SamplerOptions s;
+  s.temperature = o.temperature;
+  s.top_k = o.top_k;
+  s.top_p = o.top_p;
+  return s;
 }
-
+at::Generator& need_generator(at::Generator* g, const char* what) {
+  check(g != nullptr, what, "sampling needs a generator (greedy / teacher forcing do not)");
+  return *g;
+}
 }  // namespace
 
 TextGenResult JanusModel::understand(const torch::Tensor& inputs_embeds, const TextGenOptions& o,
                                      const torch::Tensor& attention_mask) {
-  c10::InferenceMode guard;
   check(inputs_embeds.dim() == 3 && inputs_embeds.size(0) == 1, "understand", "inputs_embeds must be [1, T, D]");
   check(o.max_new_tokens >= 1, "max_new_tokens", "must be >= 1");
   auto& lm = net_->language_model;
@@ -230,7 +205,8 @@ TextGenResult JanusModel::understand(const torch::Tensor& inputs_embeds, const T
     return full_mask.defined() ? full_mask.narrow(1, 0, len) : torch::Tensor();
   };
 
-  if (o.seed) torch::manual_seed(*o.seed);
+  const auto sampler = sampler_options(o);
+  if (!sampler.greedy()) need_generator(o.generator, "understand");
   if (o.keep_step_logits) r.step_logits = torch::empty({o.max_new_tokens, lm->cfg.vocab_size}, torch::TensorOptions().dtype(torch::kFloat32).device(dev));
 
   auto t0 = std::chrono::steady_clock::now();
@@ -242,7 +218,7 @@ TextGenResult JanusModel::understand(const torch::Tensor& inputs_embeds, const T
   r.stop_reason = "max_new_tokens";
   for (int step = 0; step < o.max_new_tokens; ++step) {
     if (o.keep_step_logits) r.step_logits[step].copy_(logits[0]);
-    auto next = pick_next(logits, o);  // [1]
+    auto next = sampler.greedy() ? logits.argmax(-1) : generate::sample_next(logits, sampler, *o.generator);  // [1]
     const int64_t tok = next.item<int64_t>();  // the one host sync per token (EOS / streaming)
     r.tokens.push_back(tok);
     if (o.on_token && !o.on_token(tok)) {
@@ -281,7 +257,6 @@ torch::Tensor JanusModel::gen_image_embeds(const torch::Tensor& ids) {
 
 ImageGenResult JanusModel::generate_image_tokens(const std::vector<int64_t>& prompt_ids, int64_t pad_id,
                                                  const ImageGenOptions& o) {
-  c10::InferenceMode guard;
   const int64_t f = cfg_.gen_vision.vq.downsample_factor();
   check(o.image_size > 0 && o.image_size % f == 0, "image_size",
         "must be a positive multiple of the VQ downsample factor " + std::to_string(f));
@@ -303,7 +278,7 @@ ImageGenResult JanusModel::generate_image_tokens(const std::vector<int64_t>& pro
   auto embeds = lm->model->embed(r.cfg_input_tokens.to(dev).to(torch::kInt64));  // [2P, L, D]
   auto cache = lm->model->make_cache(2 * P, L + N);
   r.tokens = torch::zeros({P, N}, torch::TensorOptions().dtype(torch::kInt32).device(dev));
-  if (o.seed) torch::manual_seed(*o.seed);
+  if (!forced.defined() && o.temperature > 0) need_generator(o.generator, "generate_image_tokens");
   std::unique_ptr<Progress> bar;
   if (o.progress) bar = std::make_unique<Progress>("image tokens", N, "tok");
   const double w = o.cfg_weight;
@@ -312,7 +287,7 @@ ImageGenResult JanusModel::generate_image_tokens(const std::vector<int64_t>& pro
     auto logits = net_->gen_head->forward(h.select(1, h.size(1) - 1));  // [2P, V]
     auto cond = logits.index({Slice(0, torch::indexing::None, 2)});
     auto uncond = logits.index({Slice(1, torch::indexing::None, 2)});
-    auto guided = uncond + w * (cond - uncond);
+    auto guided = generate::cfg_combine(cond, uncond, w);
     if (o.on_step) o.on_step(i, logits, guided);
     torch::Tensor next;  // [P, 1] int64
     if (forced.defined()) {
@@ -320,8 +295,9 @@ ImageGenResult JanusModel::generate_image_tokens(const std::vector<int64_t>& pro
     } else if (o.temperature <= 0) {
       next = guided.argmax(-1, /*keepdim=*/true);
     } else {
-      auto probs = torch::softmax(guided / o.temperature, -1);
-      next = torch::multinomial(probs, 1);
+      generate::SamplerOptions s;
+      s.temperature = o.temperature;
+      next = generate::sample_next(guided, s, *o.generator).unsqueeze(1);
     }
     r.tokens.narrow(1, i, 1).copy_(next);
     if (bar) bar->tick();
@@ -336,7 +312,6 @@ ImageGenResult JanusModel::generate_image_tokens(const std::vector<int64_t>& pro
 }
 
 torch::Tensor JanusModel::decode_image_tokens(const torch::Tensor& tokens, int64_t grid) {
-  c10::InferenceMode guard;
   check(tokens.dim() == 2 && tokens.size(1) == grid * grid, "decode_image_tokens", "tokens must be [P, grid*grid]");
   auto dec = decode_code(tokens, {tokens.size(0), cfg_.gen_vision.vq.codebook_embed_dim, grid, grid});
   trace("decoded", dec);
@@ -351,12 +326,10 @@ torch::Tensor JanusModel::to_uint8_images(const torch::Tensor& decoded) {
 
 // ---- VQ --------------------------------------------------------------------------------------
 nn::VQModelImpl::Encoded JanusModel::vq_encode(const torch::Tensor& pixels) {
-  c10::InferenceMode guard;
   return net_->gen_vision_model->encode(pixels.to(device(), dtype()));
 }
 
 torch::Tensor JanusModel::decode_code(const torch::Tensor& codes, const std::vector<int64_t>& shape) {
-  c10::InferenceMode guard;
   return net_->gen_vision_model->decode_code(codes.to(device()), shape);
 }
 

@@ -14,7 +14,8 @@
 //   understanding:  m->prepare_inputs_embeds(ids, pixels, seq_mask, emb_mask) -> m->understand(...)
 //   text-to-image:  m->generate_image_tokens(prompt_ids, pad_id, opts) -> m->decode_image_tokens(...)
 //                   -> JanusModel::to_uint8_images(...)
-// Inference functions run under c10::InferenceMode; the loss helpers do not (autograd-ready).
+// No method enters inference mode itself: callers do (the family's entry points in family.cpp),
+// so the same forward runs under autograd for training.
 #pragma once
 #include <torch/torch.h>
 
@@ -68,12 +69,11 @@ TORCH_MODULE(MultiModalityCausalLM);
 struct TextGenOptions {
   int max_new_tokens = 512;
   std::vector<int64_t> eos_token_ids;  // stop after generating one of these (it is returned)
-  // Sampling as HF generate(do_sample=True): logits / temperature, top-k, top-p, softmax,
-  // torch::multinomial. temperature <= 0 is greedy (argmax of the raw logits).
+  // generate::sample_next (HF generate(do_sample=True) rules); temperature <= 0 is greedy.
   double temperature = 0.0;
   int64_t top_k = 50;  // HF GenerationConfig default; 0 disables
   double top_p = 1.0;
-  std::optional<uint64_t> seed;  // torch::manual_seed(seed) before the first step
+  at::Generator* generator = nullptr;  // every draw comes from it (required when sampling)
   bool keep_step_logits = false;  // fill TextGenResult::step_logits
   // Called with each new token (host value) as soon as it is known; return false to stop.
   std::function<bool(int64_t token)> on_token;
@@ -93,7 +93,7 @@ struct ImageGenOptions {
   double cfg_weight = 5.0;
   double temperature = 1.0;    // <= 0: argmax instead of sampling (the official code divides by 0)
   int64_t image_size = 384;    // tokens = (image_size / VQ downsample factor)^2
-  std::optional<uint64_t> seed;  // torch::manual_seed(seed) right before the loop, as the script
+  at::Generator* generator = nullptr;  // every draw comes from it (required when sampling)
   bool progress = true;          // Progress bar over image tokens (stderr)
   // Teacher forcing (tests): feed these tokens [P, N] instead of sampling.
   torch::Tensor forced_tokens;

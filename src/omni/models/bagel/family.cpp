@@ -1,0 +1,290 @@
+#include "omni/models/bagel/family.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include "omni/core/error.h"
+#include "omni/core/log.h"
+#include "omni/core/progress.h"
+#include "omni/generate/random.h"
+#include "omni/generate/streamer.h"
+#include "omni/io/checkpoint_torch.h"
+#include "omni/io/image.h"
+#include "omni/io/trace_torch.h"
+#include "omni/models/bagel/inferencer.h"
+
+namespace fs = std::filesystem;
+
+namespace omni::models::bagel {
+namespace {
+using omni::bagel::BagelInferencer;
+using omni::bagel::FlowContexts;
+using omni::bagel::FlowOptions;
+using omni::bagel::GuidedVelocity;
+using omni::bagel::Variant;
+
+// ThinkMorph's system prompt (its inferencer.py uses the same string for both think modes).
+const char* const kThinkMorphSystemPrompt =
+    "\nLet's think step by step to answer the question. For text-based thinking, enclose the process within "
+    "<think> </think>, e.g. <think> thinking process here </think>. For visual thinking, enclose the content "
+    "within <image_start> </image_end>, e.g. <image_start> thinking image here </image_end>. Finally conclude "
+    "with the final answer wrapped in <answer></answer> tags, i.e.<answer> answer here </answer>.\n";
+
+// The three contexts of interleave_inference, fed with the inputs.
+struct Contexts {
+  nn::KVContext gen, cfg_text, cfg_img;
+  int height = 1024, width = 1024;  // image_shapes: the last input image's size
+  torch::Tensor last_text_hidden;
+};
+
+struct InjectedNoise {
+  torch::Tensor init_noise, vae_posterior_eps;
+};
+
+InjectedNoise read_init_noise(const std::string& path) {
+  InjectedNoise n;
+  if (path.empty()) return n;
+  auto ck = io::Checkpoint::open(path);
+  if (!ck.contains("init_noise"))
+    throw Error(path, "has no tensor named init_noise (the packed initial latent noise [h*w, 64])");
+  n.init_noise = ck.get("init_noise", torch::kFloat32).clone();
+  if (ck.contains("vae_posterior_eps")) n.vae_posterior_eps = ck.get("vae_posterior_eps", torch::kFloat32).clone();
+  return n;
+}
+
+// generate: the app's text-to-image defaults (gen_image's cfg_img_scale 1.5); edit: the edit ones.
+FlowOptions flow_options(const ImageSampling& s, bool edit) {
+  FlowOptions f;
+  if (edit) {
+    f.cfg_img_scale = 2.0;
+    f.cfg_interval = {0.0, 1.0};
+    f.cfg_renorm_type = "text_channel";
+  }
+  if (s.steps) f.num_timesteps = *s.steps;
+  if (s.timestep_shift) f.timestep_shift = *s.timestep_shift;
+  if (s.cfg_text_scale) f.cfg_text_scale = *s.cfg_text_scale;
+  if (s.cfg_img_scale) f.cfg_img_scale = *s.cfg_img_scale;
+  if (s.cfg_interval) f.cfg_interval = *s.cfg_interval;
+  if (s.cfg_renorm_type) f.cfg_renorm_type = *s.cfg_renorm_type;
+  if (s.cfg_renorm_min) f.cfg_renorm_min = *s.cfg_renorm_min;
+  f.validate();
+  return f;
+}
+
+class Bagel : public Model, public Understands, public Generates, public Edits {
+ public:
+  Bagel(const LoadOptions& lo, Variant v)
+      : variant_(v), inf_(load(lo)) {}
+  std::string family() const override { return omni::bagel::variant_name(variant_); }
+  c10::Device device() const override { return inf_.device(); }
+  c10::ScalarType dtype() const override { return inf_.dtype(); }
+
+  void understand(const Request& r, OutputSink& out) override {
+    if (r.input.text().empty()) throw Error("--prompt", "required for --mode understand (the question)");
+    c10::InferenceMode guard;
+    const bool think = r.extra.get_bool("--think");
+    at::Generator rng = generate::make_generator(device(), r.seed.value_or(at::default_rng_seed_val));
+    Contexts c = feed_inputs(r, think ? omni::bagel::kVlmThinkSystemPrompt : nullptr, /*vae=*/false, {}, rng);
+    if (c.last_text_hidden.defined())
+      io::record(r.trace, "logits_last", inf_.logits(c.last_text_hidden.narrow(0, c.last_text_hidden.size(0) - 1, 1)));
+    generate_text(c.gen, r.text.max_new_tokens, r.text.temperature.value_or(0.0), rng, out, r.trace);
+    log_info("peak RSS ", format_bytes(peak_rss_bytes()));
+  }
+
+  void generate(const Request& r, OutputSink& out) override { draw_request(r, out, /*edit=*/false); }
+  void edit(const Request& r, OutputSink& out) override { draw_request(r, out, /*edit=*/true); }
+
+ protected:
+  static BagelInferencer load(const LoadOptions& lo) {
+    StageTimer t("load model");
+    return BagelInferencer::load(lo.path, lo.device, lo.resolved_dtype());
+  }
+
+  // Feeds the request's chunks in order into fresh contexts (interleave_inference): every image
+  // is first resized with the VAE rule; images enter gen as a VAE block (when `vae`) and a ViT
+  // block; cfg_text forks gen before each piece; cfg_img sees the text only.
+  Contexts feed_inputs(const Request& r, const char* system_prompt, bool vae, const torch::Tensor& vae_eps,
+                       at::Generator& rng) {
+    Contexts c{inf_.new_context(), inf_.new_context(), inf_.new_context()};
+    if (system_prompt) {
+      inf_.update_context_text(c.gen, system_prompt);
+      inf_.update_context_text(c.cfg_img, system_prompt);
+    }
+    bool eps_used = false;
+    torch::Tensor vit_tokens;
+    for (const auto& chunk : r.input.chunks) {
+      if (chunk.is_image()) {
+        const io::Image img = inf_.vae_resize(chunk.image);
+        torch::Tensor eps = (vae && !eps_used) ? vae_eps : torch::Tensor();
+        auto blocks = inf_.update_context_image(c.gen, img, vae, true, eps, &rng);
+        eps_used = eps_used || vae;
+        if (!vit_tokens.defined()) vit_tokens = blocks.vit_tokens;
+        c.height = img.height;
+        c.width = img.width;
+        c.cfg_text = c.gen.fork();
+      } else {
+        c.cfg_text = c.gen.fork();
+        c.last_text_hidden = inf_.update_context_text(c.gen, chunk.text);
+        inf_.update_context_text(c.cfg_img, chunk.text);
+      }
+    }
+    if (vit_tokens.defined()) io::record(r.trace, "vit_tokens", vit_tokens);
+    return c;
+  }
+
+  // gen_text with streaming to the sink; returns the decoded text (as the official gen_text).
+  std::string generate_text(const nn::KVContext& ctx, int max_new_tokens, double temperature, at::Generator& rng,
+                            OutputSink& out, io::Trace* trace) {
+    generate::TextStreamer s([this](const std::vector<int64_t>& t) { return inf_.decode_text(t); },
+                             [&out](const std::string& piece) { out.text(piece); });
+    generate::SamplerOptions sampler;
+    sampler.temperature = temperature;  // BAGEL's sampler: no top-k / top-p
+    const auto t0 = std::chrono::steady_clock::now();
+    auto res = inf_.gen_text(ctx, max_new_tokens + 1, sampler, &rng, [&](int64_t id) {
+      s.put(id);
+      return true;
+    });
+    s.finish();
+    out.text("\n");
+    io::record(trace, "generated_ids", torch::tensor(res.tokens, torch::kLong).reshape({1, -1}));
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    log_info("generated ", res.tokens.size(), " tokens in ", sec, " s (",
+             sec > 0 ? static_cast<double>(res.tokens.size()) / sec : 0.0, " tokens/s, stop: ", res.stop_reason, ")");
+    return inf_.decode_text(res.tokens);
+  }
+
+  // gen_image + decode; the drawn noise, first velocity, final latent and decode are traced.
+  io::Image draw(Contexts& c, int H, int W, const FlowOptions& f, const torch::Tensor& init_noise, at::Generator& rng,
+                 io::Trace* trace) {
+    FlowContexts ctxs{&c.gen, &c.cfg_text, &c.cfg_img};
+    torch::Tensor latent;
+    {
+      StageTimer t("flow (" + std::to_string(f.num_timesteps - 1) + " steps)");
+      latent = inf_.gen_image_latents(
+          H, W, ctxs, f, init_noise,
+          [&](int i, float, const torch::Tensor& x, const GuidedVelocity& g) {
+            if (i != 0) return;
+            io::record(trace, "init_noise", x);
+            io::record(trace, "velocity_first", g.v);
+          },
+          /*show_progress=*/true, &rng);
+    }
+    io::record(trace, "latent_final", latent);
+    torch::Tensor decoded;
+    {
+      StageTimer t("VAE decode");
+      decoded = inf_.decode_latents(latent, H, W);
+    }
+    io::record(trace, "decoded", decoded);
+    return BagelInferencer::to_image(decoded);
+  }
+
+  void draw_request(const Request& r, OutputSink& out, bool edit) {
+    const std::string mode = edit ? "edit" : "generate";
+    if (r.input.text().empty())
+      throw Error("--prompt", edit ? "required for --mode edit (the instruction)"
+                                   : "required for --mode generate (the image description)");
+    if (edit && r.input.num_images() != 1) throw Error("--image", "--mode edit takes exactly one input image");
+    if (!edit && r.input.num_images() > 0) throw Error("--image", "--mode generate takes no input image (use --mode edit)");
+    const FlowOptions f = flow_options(r.image, edit);
+    const InjectedNoise noise = read_init_noise(r.image.init_noise);
+    const bool think = r.extra.get_bool("--think");
+    c10::InferenceMode guard;
+    // Draws in the official order: the edit's VAE posterior, then the initial noise.
+    at::Generator rng = generate::make_generator(device(), generate::seed_or_fresh(r.seed));
+    Contexts c = feed_inputs(r, think ? omni::bagel::kGenThinkSystemPrompt : nullptr, /*vae=*/true,
+                             noise.vae_posterior_eps, rng);
+    if (think) {
+      log_info("thinking (plan before drawing)");
+      std::string plan = generate_text(c.gen, r.text.max_new_tokens, r.text.temperature.value_or(0.0), rng, out, r.trace);
+      inf_.update_context_text(c.gen, plan);
+    }
+    const int H = edit ? c.height : r.image.height.value_or(1024);
+    const int W = edit ? c.width : r.image.width.value_or(1024);
+    out.image(draw(c, H, W, f, noise.init_noise, rng, r.trace));
+    log_info("wrote ", W, "x", H, " image; peak RSS ", format_bytes(peak_rss_bytes()));
+  }
+
+  Variant variant_;
+  BagelInferencer inf_;
+};
+
+// ThinkMorph: understanding with an image runs interleave_inference(think=True,
+// understanding_output=False): text rounds; each round containing "<image_start>" draws an image
+// (CFG contexts frozen after the inputs) and feeds it back (VAE + ViT), up to 3 images.
+class ThinkMorph final : public Bagel {
+ public:
+  explicit ThinkMorph(const LoadOptions& lo) : Bagel(lo, Variant::ThinkMorph) {}
+
+  void understand(const Request& r, OutputSink& out) override {
+    if (r.input.num_images() == 0) return Bagel::understand(r, out);
+    if (r.input.text().empty()) throw Error("--prompt", "required (the question)");
+    // ThinkMorph's notebook / eval values are BAGEL's edit defaults (cfg 4 / 2, [0, 1], text_channel).
+    const FlowOptions f = flow_options(r.image, /*edit=*/true);
+    const double temperature = r.text.temperature.value_or(0.3);  // do_sample=True, text_temperature=0.3
+    const int max_rounds = 3;
+    c10::InferenceMode guard;
+    at::Generator rng = generate::make_generator(device(), generate::seed_or_fresh(r.seed));
+    Contexts c = feed_inputs(r, kThinkMorphSystemPrompt, /*vae=*/true, {}, rng);
+    log_info("thinkmorph: interleaved reasoning (up to ", max_rounds, " images, text temperature ", temperature, ")");
+    omni::bagel::InterleavedSteps steps;
+    bool first = true;
+    steps.gen_text = [&](const nn::KVContext& gen) {
+      std::string t = generate_text(gen, r.text.max_new_tokens, temperature, rng, out, first ? r.trace : nullptr);
+      first = false;
+      return t;
+    };
+    steps.draw = [&](const nn::KVContext&, int round) {
+      auto img = draw(c, c.height, c.width, f, {}, rng, r.trace);  // c.gen is the live context
+      const std::string where = out.image(img);
+      log_info("thinkmorph: image ", round + 1, " -> ", where);
+      return img;
+    };
+    auto texts = omni::bagel::interleaved_reasoning(inf_, c.gen, max_rounds, steps, rng);
+    // the official loop ends after the last image without another text round: no answer then
+    const std::string last = texts.back().find("<image_start>") == std::string::npos ? texts.back() : "";
+    const auto a = last.find("<answer>");
+    const auto b = last.find("</answer>");
+    if (a != std::string::npos && b != std::string::npos && b > a) out.text("answer: " + last.substr(a + 8, b - a - 8) + "\n");
+    log_info("peak RSS ", format_bytes(peak_rss_bytes()));
+  }
+};
+
+std::vector<std::string> flags_for(const std::string& mode, bool thinkmorph) {
+  const std::vector<std::string> text = {"--max_new_tokens", "--temperature", "--think"};
+  std::vector<std::string> image = {"--steps", "--timestep_shift", "--cfg_text_scale", "--cfg_img_scale",
+                                    "--cfg_interval", "--cfg_renorm_type", "--cfg_renorm_min", "--init_noise"};
+  std::vector<std::string> out = text;
+  if (mode == "understand" && !thinkmorph) return out;
+  if (mode == "understand") image.pop_back();  // the interleaved loop draws its own noise
+  out.insert(out.end(), image.begin(), image.end());
+  if (mode == "generate") out.insert(out.end(), {"--height", "--width"});
+  return out;
+}
+
+Family make_family(Variant v) {
+  Family f;
+  f.name = omni::bagel::variant_name(v);
+  if (v == Variant::Bagel) f.aliases = {"bagel_mot"};
+  f.modes = {"understand", "generate", "edit"};
+  f.detect = [v](const std::string& dir) {
+    Variant found;
+    return omni::bagel::looks_like_bagel(dir, &found) && found == v;
+  };
+  f.read_image = [](const std::string& path) { return io::read_image_composited(path); };  // pil_img2rgb
+  f.load = [v](const LoadOptions& lo) -> std::unique_ptr<Model> {
+    if (v == Variant::ThinkMorph) return std::make_unique<ThinkMorph>(lo);
+    return std::make_unique<Bagel>(lo, Variant::Bagel);
+  };
+  f.extra_flags = {{"--think", "write a plan (a reasoning trace) before answering or drawing", FlagSpec::Kind::Switch}};
+  const bool tm = v == Variant::ThinkMorph;
+  f.flags = [tm](const std::string& mode) { return flags_for(mode, tm); };
+  return f;
+}
+
+}  // namespace
+
+Family bagel_family() { return make_family(Variant::Bagel); }
+Family thinkmorph_family() { return make_family(Variant::ThinkMorph); }
+
+}  // namespace omni::models::bagel

@@ -1,0 +1,171 @@
+#include "omni/models/janus/family.h"
+
+#include <cstring>
+#include <filesystem>
+
+#include "omni/core/error.h"
+#include "omni/core/log.h"
+#include "omni/core/progress.h"
+#include "omni/generate/random.h"
+#include "omni/generate/streamer.h"
+#include "omni/io/image.h"
+#include "omni/io/image_tensor.h"
+#include "omni/io/trace_torch.h"
+#include "omni/models/janus/chat_processor.h"
+#include "omni/models/janus/model.h"
+#include "omni/text/tokenizer.h"
+
+namespace fs = std::filesystem;
+
+namespace omni::models::janus {
+namespace {
+
+torch::Tensor ids_tensor(const std::vector<int32_t>& ids) {
+  return torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64).unsqueeze(0);
+}
+
+// The user turn: image chunks become the image tag (followed by "\n" when the images were put
+// first rather than placed by <image> markers, as the official examples write them).
+std::string user_content(const generate::InterleavedInput& in, const std::string& image_tag) {
+  std::string s;
+  for (const auto& c : in.chunks) s += c.is_image() ? image_tag + (in.placed_by_markers ? "" : "\n") : c.text;
+  return s;
+}
+
+class Janus final : public Model, public Understands, public Generates {
+ public:
+  explicit Janus(const LoadOptions& lo)
+      : tok_(load_tokenizer(lo.path)), proc_(ProcessorConfig::load(lo.path)), ids_(SpecialIds::lookup(tok_, proc_)) {
+    StageTimer t("load model");
+    model_ = JanusModel::load(lo.path, {lo.device, lo.resolved_dtype()});
+  }
+  std::string family() const override { return "janus"; }
+  c10::Device device() const override { return model_->device(); }
+  c10::ScalarType dtype() const override { return model_->dtype(); }
+
+  void understand(const Request& r, OutputSink& out) override {
+    c10::InferenceMode guard;
+    model_->set_trace(r.trace);
+    std::vector<io::Image> imgs;
+    for (const auto& c : r.input.chunks)
+      if (c.is_image()) imgs.push_back(preprocess_image(c.image, proc_));
+    // The official "deepseek" SFT format with the official system prompt.
+    const std::string prompt = render_deepseek(
+        {{"<|User|>", user_content(r.input, proc_.image_tag)}, {"<|Assistant|>", ""}}, kDefaultSystemPrompt);
+    auto ids = expand_image_slots(tok_.encode(prompt, true), ids_.image, ids_.image_start, ids_.image_end,
+                                  proc_.num_image_tokens);
+    torch::Tensor input_ids = ids_tensor(ids);
+    io::record(r.trace, "input_ids", input_ids);
+
+    torch::Tensor inputs_embeds;  // images: [1, n, 3, S, S] into the placeholder slots
+    if (imgs.empty()) {
+      inputs_embeds = model_->net()->language_model->model->embed(input_ids.to(device()));
+      io::record(r.trace, "inputs_embeds", inputs_embeds);  // (prepare_inputs_embeds records its own)
+    } else {
+      auto pixels = io::images_to_tensor(imgs, proc_.norm).unsqueeze(0);
+      io::record(r.trace, "pixel_values", pixels);
+      auto seq_mask = input_ids.eq(ids_.image);
+      auto emb_mask = torch::ones({1, static_cast<int64_t>(imgs.size()), model_->image_tokens_per_image()}, torch::kBool);
+      inputs_embeds = model_->prepare_inputs_embeds(input_ids, pixels, seq_mask, emb_mask);
+    }
+
+    TextGenOptions g;
+    g.max_new_tokens = r.text.max_new_tokens;
+    g.eos_token_ids = {ids_.eos};
+    g.temperature = r.text.temperature.value_or(0.0);  // greedy unless asked
+    g.top_k = r.text.top_k.value_or(50);               // HF GenerationConfig defaults
+    g.top_p = r.text.top_p.value_or(1.0);
+    // Without --seed the draws are those of an unseeded official script (torch's default seed).
+    at::Generator gen = generate::make_generator(device(), r.seed.value_or(at::default_rng_seed_val));
+    g.generator = &gen;
+    generate::TextStreamer streamer([this](const std::vector<int64_t>& t) { return decode(t); },
+                                    [&out](const std::string& piece) { out.text(piece); });
+    g.on_token = [&](int64_t token) {
+      streamer.put(token);
+      return true;
+    };
+    auto res = model_->understand(inputs_embeds, g);
+    streamer.finish();
+    out.text("\n");
+    io::record(r.trace, "generated_ids", torch::tensor(res.tokens, torch::kInt64).reshape({1, -1}));
+    const double n = static_cast<double>(res.tokens.size());
+    log_info("prompt ", res.prompt_tokens, " tokens in ", res.prefill_seconds, " s; generated ", res.tokens.size(),
+             " tokens in ", res.decode_seconds, " s (", res.decode_seconds > 0 ? n / res.decode_seconds : 0.0,
+             " tokens/s, stop: ", res.stop_reason, "); peak RSS ", format_bytes(peak_rss_bytes()));
+  }
+
+  void generate(const Request& r, OutputSink& out) override {
+    if (r.input.num_images() > 0) throw Error("--image", "Janus text-to-image takes no input image");
+    const int64_t parallel = r.extra.get_int("--parallel_size", 1);
+    if (parallel < 1) throw Error("--parallel_size", "must be at least 1");
+    c10::InferenceMode guard;
+    model_->set_trace(r.trace);  // records generated_tokens and decoded
+    const std::string prompt =
+        render_deepseek({{"<|User|>", r.input.text()}, {"<|Assistant|>", ""}}, "") + proc_.image_start_tag;
+    auto ids32 = tok_.encode(prompt, true);
+    std::vector<int64_t> ids(ids32.begin(), ids32.end());
+
+    ImageGenOptions g;
+    g.parallel_size = parallel;
+    g.cfg_weight = r.extra.get_double("--cfg_weight", 5.0);
+    g.temperature = r.text.temperature.value_or(1.0);
+    g.image_size = proc_.image_size;
+    at::Generator gen = generate::make_generator(device(), r.seed.value_or(at::default_rng_seed_val));
+    g.generator = &gen;
+    if (r.trace && r.trace->enabled())
+      g.on_step = [&](int64_t step, const torch::Tensor& raw, const torch::Tensor&) {
+        if (step == 0) r.trace->record("raw_logits_first", raw);
+      };
+    auto res = model_->generate_image_tokens(ids, ids_.pad, g);
+    io::record(r.trace, "cfg_input_tokens", res.cfg_input_tokens);
+
+    torch::Tensor decoded;
+    {
+      StageTimer t("VQ decode");
+      decoded = model_->decode_image_tokens(res.tokens, res.grid);
+    }
+    auto u8 = JanusModel::to_uint8_images(decoded).contiguous();  // [P, H, W, 3]
+    for (int64_t i = 0; i < u8.size(0); ++i) {
+      io::Image img(static_cast<int>(u8.size(2)), static_cast<int>(u8.size(1)));
+      auto row = u8[i].contiguous();
+      std::memcpy(img.rgb.data(), row.data_ptr<uint8_t>(), img.rgb.size());
+      out.image(img);
+    }
+    log_info("generated ", u8.size(0), " image(s) of ", res.tokens.size(1), " tokens in ", res.seconds,
+             " s; peak RSS ", format_bytes(peak_rss_bytes()));
+  }
+
+ private:
+  static text::Tokenizer load_tokenizer(const std::string& dir) {
+    const std::string path = (fs::path(dir) / "tokenizer.json").string();
+    if (!fs::is_regular_file(path)) throw Error(path, "no such file (Janus needs the model's tokenizer.json)");
+    return text::Tokenizer::from_file(path);
+  }
+  std::string decode(const std::vector<int64_t>& t) const {
+    return tok_.decode(std::vector<int32_t>(t.begin(), t.end()), true);
+  }
+  text::Tokenizer tok_;
+  ProcessorConfig proc_;
+  SpecialIds ids_;
+  std::unique_ptr<JanusModel> model_;
+};
+
+}  // namespace
+
+Family janus_family() {
+  Family f;
+  f.name = "janus";
+  f.aliases = {"multi_modality", "janus_pro"};
+  f.modes = {"understand", "generate"};
+  f.read_image = [](const std::string& path) { return io::read_image(path); };  // PIL convert("RGB")
+  f.load = [](const LoadOptions& lo) -> std::unique_ptr<Model> { return std::make_unique<Janus>(lo); };
+  f.extra_flags = {{"--cfg_weight", "classifier-free guidance weight (Janus generate; default 5)", FlagSpec::Kind::Number},
+                   {"--parallel_size", "images to generate in one batch (Janus generate; default 1)", FlagSpec::Kind::Int}};
+  f.flags = [](const std::string& mode) -> std::vector<std::string> {
+    if (mode == "generate") return {"--temperature", "--cfg_weight", "--parallel_size"};
+    return {"--max_new_tokens", "--temperature", "--top_k", "--top_p"};
+  };
+  return f;
+}
+
+}  // namespace omni::models::janus

@@ -1,0 +1,86 @@
+// The model contract, in one header. A family is a folder src/omni/models/<name>/ plus one line
+// in builtin.cpp; everything else (the CLI, the trainer, eval, benches) talks to this interface.
+//
+//   Family           name, aliases, detect(dir), load(LoadOptions) -> Model, the modes it serves
+//                    and the flags each mode reads (the CLI rejects any other flag).
+//   Model            a loaded checkpoint on a device in a dtype.
+//   capabilities     opt-in interfaces a Model implements: Understands (image + text -> text),
+//                    Generates (text -> image), Edits (image + instruction -> image). They are
+//                    checked in one place: run_mode().
+//   OutputSink       where streamed text and finished images go (the CLI prints / writes PNGs).
+//
+// Requests are grouped by concern in request.h. Random draws come from a generator the request
+// owns (Request::seed), never from libtorch's global one.
+#pragma once
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "omni/io/image.h"
+#include "omni/models/request.h"
+
+namespace omni::models {
+
+class OutputSink {
+ public:
+  virtual ~OutputSink() = default;
+  virtual void text(const std::string& piece) = 0;  // streamed text, in order
+  // A finished image; returns where it went (e.g. the PNG path) for the model's own messages.
+  virtual std::string image(const io::Image& img) = 0;
+};
+
+class Model {
+ public:
+  virtual ~Model() = default;
+  virtual std::string family() const = 0;
+  virtual c10::Device device() const = 0;
+  virtual c10::ScalarType dtype() const = 0;
+};
+
+// ---- capabilities --------------------------------------------------------------------------
+class Understands {
+ public:
+  virtual ~Understands() = default;
+  virtual void understand(const Request& r, OutputSink& out) = 0;
+};
+class Generates {
+ public:
+  virtual ~Generates() = default;
+  virtual void generate(const Request& r, OutputSink& out) = 0;
+};
+class Edits {
+ public:
+  virtual ~Edits() = default;
+  virtual void edit(const Request& r, OutputSink& out) = 0;
+};
+
+// The one place a mode name meets a capability: "understand" -> Understands, "generate" ->
+// Generates, "edit" -> Edits. Throws omni::Error when the model lacks it.
+void run_mode(Model& m, const std::string& mode, const Request& r, OutputSink& out);
+
+// ---- families --------------------------------------------------------------------------------
+struct FlagSpec {
+  enum class Kind { Switch, Int, Number, Text };  // values are checked when the command line is parsed
+  std::string name;  // "--cfg_weight"
+  std::string help;
+  Kind kind = Kind::Text;
+};
+
+struct Family {
+  std::string name;                  // canonical --model_type, e.g. "janus"
+  std::vector<std::string> aliases;  // config.json model_type values, e.g. "multi_modality"
+  std::vector<std::string> modes;    // the --mode values it serves
+  // Recognises a checkpoint directory (config keys, files); may be empty.
+  std::function<bool(const std::string& dir)> detect;
+  std::function<std::unique_ptr<Model>(const LoadOptions&)> load;
+  // How the family's official code reads an image file (e.g. PIL convert("RGB") vs compositing
+  // RGBA on white); the CLI decodes inputs with it before the slow load.
+  std::function<io::Image(const std::string& path)> read_image;
+  // Flags of its own, beyond the shared request groups (registered on `omni infer`).
+  std::vector<FlagSpec> extra_flags;
+  // Every request flag `mode` reads (shared or extra); a flag outside this list is an error.
+  std::function<std::vector<std::string>(const std::string& mode)> flags;
+};
+
+}  // namespace omni::models

@@ -1,0 +1,68 @@
+#include "omni/models/request.h"
+
+#include <torch/torch.h>
+
+#include <cstdlib>
+
+#include "omni/core/error.h"
+
+namespace omni::models {
+
+c10::Device parse_device(const std::string& s) {
+  c10::Device d = c10::kCPU;
+  try {
+    d = c10::Device(s);
+  } catch (const std::exception&) {
+    throw Error("--device " + s, "expected cpu, cuda or cuda:N");
+  }
+  if (d.is_cuda()) {
+    if (!torch::cuda::is_available())
+      throw Error("--device " + s, "this build's libtorch has no CUDA, or no GPU is visible");
+    if (d.has_index() && d.index() >= static_cast<int>(torch::cuda::device_count()))
+      throw Error("--device " + s, "only " + std::to_string(torch::cuda::device_count()) + " GPU(s) visible");
+  } else if (!d.is_cpu()) {
+    throw Error("--device " + s, "expected cpu, cuda or cuda:N");
+  }
+  return d;
+}
+
+c10::ScalarType parse_dtype(const std::string& s) {
+  if (s == "fp32" || s == "float32" || s == "float") return c10::ScalarType::Float;
+  if (s == "bf16" || s == "bfloat16") return c10::ScalarType::BFloat16;
+  if (s == "fp16" || s == "float16" || s == "half") return c10::ScalarType::Half;
+  throw Error("--dtype " + s, "expected fp32, bf16 or fp16");
+}
+
+std::string dtype_name(c10::ScalarType t) {
+  switch (t) {
+    case c10::ScalarType::Float: return "fp32";
+    case c10::ScalarType::BFloat16: return "bf16";
+    case c10::ScalarType::Half: return "fp16";
+    default: return c10::toString(t);
+  }
+}
+
+std::string ExtraFlags::get(const std::string& flag, const std::string& fallback) const {
+  auto it = values_.find(flag);
+  return it == values_.end() ? fallback : it->second;
+}
+
+double ExtraFlags::get_double(const std::string& flag, double fallback) const {
+  if (!has(flag)) return fallback;
+  const std::string v = get(flag, "");
+  char* end = nullptr;
+  const double d = std::strtod(v.c_str(), &end);
+  if (v.empty() || *end != '\0') throw Error(flag + " '" + v + "'", "expected a number");
+  return d;
+}
+
+int64_t ExtraFlags::get_int(const std::string& flag, int64_t fallback) const {
+  if (!has(flag)) return fallback;
+  const std::string v = get(flag, "");
+  char* end = nullptr;
+  const long long i = std::strtoll(v.c_str(), &end, 10);
+  if (v.empty() || *end != '\0') throw Error(flag + " '" + v + "'", "expected an integer");
+  return i;
+}
+
+}  // namespace omni::models

@@ -1,0 +1,82 @@
+// What a caller hands a model, grouped by concern (stable-diffusion.cpp's sample params): how
+// to load it, the interleaved input, text sampling, image sampling, and the family's own flags.
+// Unset optionals mean "the family's official default for this mode".
+#pragma once
+#include <c10/core/Device.h>
+#include <c10/core/ScalarType.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "omni/generate/interleaved.h"
+
+namespace omni::io {
+class Trace;
+}
+
+namespace omni::models {
+
+struct LoadOptions {
+  std::string path;  // the checkpoint directory
+  c10::Device device = c10::kCPU;
+  // Compute / weight dtype; unset: float32 on CPU, bfloat16 on CUDA (as the official code runs).
+  std::optional<c10::ScalarType> dtype;
+  int threads = 0;  // intra-op threads; 0 = libtorch's default
+
+  c10::ScalarType resolved_dtype() const {
+    return dtype ? *dtype : (device.is_cpu() ? c10::ScalarType::Float : c10::ScalarType::BFloat16);
+  }
+};
+
+// "cpu", "cuda", "cuda:1" -> a device (CUDA checked for availability); "fp32|bf16|fp16" (and the
+// torch spellings) -> a dtype. Throw omni::Error naming the flag.
+c10::Device parse_device(const std::string& s);
+c10::ScalarType parse_dtype(const std::string& s);
+std::string dtype_name(c10::ScalarType t);  // "fp32", "bf16", "fp16"
+
+struct TextSampling {
+  int max_new_tokens = 512;
+  std::optional<double> temperature;  // 0 = greedy
+  std::optional<int64_t> top_k;
+  std::optional<double> top_p;
+};
+
+struct ImageSampling {
+  std::optional<int> height, width;
+  std::optional<int> steps;  // flow timesteps (steps - 1 model evaluations)
+  std::optional<double> timestep_shift;
+  std::optional<double> cfg_text_scale, cfg_img_scale;
+  std::optional<std::pair<double, double>> cfg_interval;
+  std::optional<std::string> cfg_renorm_type;
+  std::optional<double> cfg_renorm_min;
+  std::string init_noise;  // safetensors file with the draws to inject instead of sampling
+};
+
+// Flags a family declares beyond the shared groups (e.g. Janus' --cfg_weight), as given.
+class ExtraFlags {
+ public:
+  void set(const std::string& flag, const std::string& value) { values_[flag] = value; }
+  bool has(const std::string& flag) const { return values_.count(flag) != 0; }
+  std::string get(const std::string& flag, const std::string& fallback) const;
+  double get_double(const std::string& flag, double fallback) const;  // throws naming the flag
+  int64_t get_int(const std::string& flag, int64_t fallback) const;
+  bool get_bool(const std::string& flag) const { return has(flag) && get(flag, "") != "false"; }
+
+ private:
+  std::map<std::string, std::string> values_;
+};
+
+struct Request {
+  generate::InterleavedInput input;
+  TextSampling text;
+  ImageSampling image;
+  std::optional<uint64_t> seed;  // seeds the request's generator; unset: a fresh logged seed
+  ExtraFlags extra;
+  io::Trace* trace = nullptr;  // --trace recorder (may be null or disabled)
+};
+
+}  // namespace omni::models
