@@ -486,7 +486,7 @@ int main(int argc, char** argv) {
     });
     const double per_layer = std::max(1e-9, t_vel - t_tail);
     const double branch = t_tail + kLayersReal * per_layer;
-    const int64_t S = ctx_flow.kv_len + T;
+    const int64_t S = ctx_flow.length + T;
     // per layer: N gen rows through the gen expert + attention over S keys (FLOPs), and the 2
     // marker rows through the und expert, which stream its whole weights for 2 rows (bytes)
     const double layer_flops = 2.0 * N * es.gen_linear + 4.0 * T * S * att_hidden;
@@ -497,7 +497,7 @@ int main(int argc, char** argv) {
     {
       Row r;
       r.stage = strf("flow velocity %lld^2: %lld+2 gen rows vs %lld cached, ONE layer (s/layer)", (long long)side,
-                     (long long)N, (long long)ctx_flow.kv_len);
+                     (long long)N, (long long)ctx_flow.length);
       r.seconds = per_layer;
       r.flops = layer_flops;
       r.bytes = layer_bytes;

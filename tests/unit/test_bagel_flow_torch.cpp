@@ -34,10 +34,10 @@ torch::Tensor ids_tensor(const std::vector<int64_t>& v) { return torch::tensor(v
 
 void expect_cache(const nn::KVContext& ctx, const Fix& f, const std::string& prefix) {
   ASSERT_TRUE(f.ck.contains(prefix + "k.0")) << prefix;
-  EXPECT_EQ(ctx.kv_len, f(prefix + "k.0").size(0)) << prefix;
+  EXPECT_EQ(ctx.length, f(prefix + "k.0").size(0)) << prefix;
   for (int64_t l = 0; l < ctx.layers(); ++l) {
-    expect_close(prefix + "k." + std::to_string(l), ctx.keys(l), f(prefix + "k." + std::to_string(l)), 1e-4);
-    expect_close(prefix + "v." + std::to_string(l), ctx.values(l), f(prefix + "v." + std::to_string(l)), 1e-4);
+    expect_close(prefix + "k." + std::to_string(l), ctx.keys(l)[0].transpose(0, 1), f(prefix + "k." + std::to_string(l)), 1e-4);
+    expect_close(prefix + "v." + std::to_string(l), ctx.values(l)[0].transpose(0, 1), f(prefix + "v." + std::to_string(l)), 1e-4);
   }
 }
 
@@ -118,7 +118,7 @@ void run_t2i(const std::string& file, double cfg_img_scale) {
   inf.update_context_text(gen, prompt);
   inf.update_context_text(cfg_img, prompt);
   EXPECT_EQ(gen.rope, 22);
-  EXPECT_EQ(cfg_text.kv_len, 0);
+  EXPECT_EQ(cfg_text.length, 0);
   expect_cache(gen, f, "cache_gen.");
   expect_cache(cfg_img, f, "cache_cfg_img.");
   EXPECT_TRUE(torch::equal(torch::full({26}, gen.rope, torch::kLong), f("query_packed_position_ids")));
@@ -218,7 +218,7 @@ TEST_F(BagelFlow, InterleavedReasoningLoop) {
     steps.gen_text = [&](const nn::KVContext&) { return script.at(k++); };
     steps.draw = [&](const nn::KVContext& ctx, int round) {
       EXPECT_EQ(round, *draws);
-      EXPECT_GT(ctx.kv_len, 0);
+      EXPECT_GT(ctx.length, 0);
       ++*draws;
       return img;
     };
@@ -236,7 +236,7 @@ TEST_F(BagelFlow, InterleavedReasoningLoop) {
   const int64_t la = static_cast<int64_t>(inf.text_ids(a).size()), lb = static_cast<int64_t>(inf.text_ids(b).size());
   EXPECT_EQ(gen.rope, 3 + la + 2 + la + 2 + lb);
   const int64_t vae_rows = (80 / 16) * (64 / 16) + 2, vit_rows = (84 / 14) * (70 / 14) + 2;  // 80x64 -> ViT 84x70
-  EXPECT_EQ(gen.kv_len, 3 + 2 * (la + vae_rows + vit_rows) + lb);
+  EXPECT_EQ(gen.length, 3 + 2 * (la + vae_rows + vit_rows) + lb);
   draws = 0;
   auto [texts3, gen3] = run({a, a, a, a}, 3, &draws);
   EXPECT_EQ(draws, 3);  // max_rounds images, no further text round

@@ -40,8 +40,8 @@ struct BagelMoT : ::testing::Test {
 
 void expect_cache(const nn::KVContext& ctx, const Fix& f, const std::string& prefix) {
   for (int64_t l = 0; l < ctx.layers(); ++l) {
-    expect_close(prefix + "k." + std::to_string(l), ctx.keys(l), f(prefix + "k." + std::to_string(l)), 1e-4);
-    expect_close(prefix + "v." + std::to_string(l), ctx.values(l), f(prefix + "v." + std::to_string(l)), 1e-4);
+    expect_close(prefix + "k." + std::to_string(l), ctx.keys(l)[0].transpose(0, 1), f(prefix + "k." + std::to_string(l)), 1e-4);
+    expect_close(prefix + "v." + std::to_string(l), ctx.values(l)[0].transpose(0, 1), f(prefix + "v." + std::to_string(l)), 1e-4);
   }
 }
 }  // namespace
@@ -72,7 +72,7 @@ TEST_F(BagelMoT, UnderstandingPrefillAndGreedyDecode) {
                                             nn::TokenRoute::understanding(), true, true);
   expect_close("text_block_hidden", h_txt, f("text_block_hidden"), 1e-4);
   expect_close("prefill_text_logits", lm->logits(h_txt), f("prefill_text_logits"), 1e-4);
-  EXPECT_EQ(ctx.kv_len, 52);
+  EXPECT_EQ(ctx.length, 52);
   expect_cache(ctx, f, "cache.");
 
   // generate_text: start token at the next RoPE position; greedy.
@@ -123,8 +123,8 @@ TEST_F(BagelMoT, ContextForkIsCopyOnWrite) {
   auto k_before = fork.keys(0).clone();
   lm->model->forward_inference(lm->model->embed(ids), torch::arange(4, 8, torch::kLong), ctx,
                                nn::TokenRoute::understanding(), true, true);
-  EXPECT_EQ(ctx.kv_len, 8);
-  EXPECT_EQ(fork.kv_len, 4);
+  EXPECT_EQ(ctx.length, 8);
+  EXPECT_EQ(fork.length, 4);
   EXPECT_TRUE(torch::equal(fork.keys(0), k_before));
-  EXPECT_TRUE(torch::equal(ctx.keys(0).narrow(0, 0, 4), k_before));
+  EXPECT_TRUE(torch::equal(ctx.keys(0).narrow(2, 0, 4), k_before));
 }

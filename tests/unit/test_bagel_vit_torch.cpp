@@ -222,9 +222,9 @@ TEST_F(BagelVit, VarlenPackOfTwoImages) {
   s = s.masked_fill(mask, -std::numeric_limits<float>::infinity());
   auto ref = torch::matmul(torch::softmax(s, -1), v.transpose(0, 1)).transpose(0, 1);
   expect_close("varlen vs dense mask", got, ref, 1e-6);
-  // head-chunked path (one head per chunk) gives the same numbers
+  // the query-chunked path (one query row per chunk) gives the same numbers up to float rounding
   auto chunked = nn::varlen_full_attention(q, k, v, {30, 0, 35}, -1, /*max_score_bytes=*/1);
-  EXPECT_TRUE(torch::equal(chunked, got));
+  expect_close("varlen chunked", chunked, got, 1e-6);
   EXPECT_THROW(nn::varlen_full_attention(q, k, v, {30, 30}), Error);
 }
 

@@ -1,50 +1,52 @@
-// A preallocated key/value cache for decoder-only attention: one [B, kv_heads, capacity, head_dim]
-// buffer per layer for keys and one for values. A forward step writes its new keys/values into
-// positions [length, length + T) in place (no torch::cat per step) and attends over [0, length + T).
+// The key/value cache every decoder uses: per layer one [B, kv_heads, capacity, head_dim] buffer
+// for keys and one for values. A forward step reserves room, writes its new keys/values at
+// positions [length, length + T) in place (no torch::cat per step) and attends over the prefix.
+// Copies are copy-on-write: fork() shares the buffers until one side appends (BAGEL's
+// inferencer deep-copies its contexts; here that costs nothing until they diverge). Capacity grows
+// by doubling when a reserve does not fit.
 #pragma once
 #include <torch/torch.h>
 
-#include <string>
+#include <memory>
 #include <vector>
-
-#include "omni/core/error.h"
 
 namespace omni::nn {
 
-struct KVCache {
-  std::vector<torch::Tensor> k, v;  // per layer [B, kv_heads, capacity, head_dim]
-  int64_t length = 0;               // positions filled so far (same for all layers)
-
+class KVCache {
+ public:
+  KVCache() = default;
+  // An empty cache; buffers are allocated by the first reserve() (in its dtype and device).
+  KVCache(int64_t layers, int64_t kv_heads, int64_t head_dim, int64_t batch = 1)
+      : layers_(layers), kv_heads_(kv_heads), head_dim_(head_dim), batch_(batch) {}
+  // A cache with `capacity` positions allocated up front.
   static KVCache allocate(int64_t layers, int64_t batch, int64_t kv_heads, int64_t capacity, int64_t head_dim,
-                          const torch::TensorOptions& opts) {
-    KVCache c;
-    c.k.reserve(layers);
-    c.v.reserve(layers);
-    for (int64_t i = 0; i < layers; ++i) {
-      c.k.push_back(torch::empty({batch, kv_heads, capacity, head_dim}, opts));
-      c.v.push_back(torch::empty({batch, kv_heads, capacity, head_dim}, opts));
-    }
-    return c;
-  }
+                          const torch::TensorOptions& opts);
 
-  bool empty() const { return k.empty(); }
-  int64_t layers() const { return static_cast<int64_t>(k.size()); }
-  int64_t batch() const { return k.empty() ? 0 : k[0].size(0); }
-  int64_t capacity() const { return k.empty() ? 0 : k[0].size(2); }
-  void reset() { length = 0; }
+  int64_t length = 0;  // positions filled (all layers)
+  int64_t rope = 0;    // next RoPE position (BAGEL's `ropes`: an image block takes one position)
 
-  // Throws omni::Error when `t` more positions do not fit.
-  void check_room(int64_t t) const {
-    if (length + t > capacity())
-      throw Error("kv cache", "needs " + std::to_string(length + t) + " positions, capacity is " +
-                                  std::to_string(capacity()));
-  }
-  uint64_t bytes() const {
-    uint64_t n = 0;
-    for (const auto& t : k) n += t.numel() * t.element_size();
-    for (const auto& t : v) n += t.numel() * t.element_size();
-    return n;
-  }
+  KVCache fork() const { return *this; }
+  bool empty() const { return length == 0; }
+  int64_t layers() const { return layers_; }
+  int64_t batch() const { return batch_; }
+  int64_t capacity() const { return buf_ ? buf_->k[0].size(2) : 0; }
+
+  // Makes room for `t` more positions: a shared or too small buffer is copied (growing by
+  // doubling); afterwards writes are in place.
+  void reserve(int64_t t, const torch::TensorOptions& opts);
+  // Writes layer l's new keys / values [B, kvH, t, D] at [length, length + t) (after reserve).
+  void write(int64_t l, const torch::Tensor& k, const torch::Tensor& v);
+  // Layer l's first n positions (n < 0: `length`) [B, kvH, n, D] (views).
+  torch::Tensor keys(int64_t l, int64_t n = -1) const;
+  torch::Tensor values(int64_t l, int64_t n = -1) const;
+  uint64_t bytes() const;
+
+ private:
+  struct Buffers {
+    std::vector<torch::Tensor> k, v;
+  };
+  std::shared_ptr<Buffers> buf_;
+  int64_t layers_ = 0, kv_heads_ = 0, head_dim_ = 0, batch_ = 1;
 };
 
 }  // namespace omni::nn

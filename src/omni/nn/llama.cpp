@@ -1,4 +1,5 @@
 #include "omni/nn/llama.h"
+#include "omni/nn/attention.h"
 #include "omni/nn/linear.h"
 
 #include <ATen/Parallel.h>
@@ -38,113 +39,6 @@ LlamaConfig LlamaConfig::from_hf(const io::HfConfig& j) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Few-row fp32 linear (decode steps, CFG pairs): y[r, o] = <x[r], W[o]> (+ b[o]) streaming W once.
-// For M = 1..4 rows OpenBLAS 0.3.21's sgemm (what torch::linear calls) packs the weight and streams
-// it at ~10 GB/s on a 2-core box whose memory reads at ~30 GB/s; this loop, parallel over output
-// rows, streams it at ~20 GB/s (Janus-Pro-1B decode and CFG steps: ~2x faster). Summation order
-// differs from BLAS, so results differ by float rounding (~1e-6 relative).
-namespace {
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wpsabi"  // v8f values never cross a non-inlined call
-typedef float v8f __attribute__((vector_size(32)));
-inline __attribute__((always_inline)) v8f load8(const float* p) {
-  v8f v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-// OT output rows x R input rows per pass over K: each x chunk is loaded once for OT weight rows
-// and the OT * R accumulators are independent FMA chains. Inlined into each target-specific
-// instantiation below, so the same loop is compiled for the baseline ISA and for AVX2+FMA.
-template <int R, int OT>
-inline __attribute__((always_inline)) void rows_tile(const float* x, int64_t K, const float* w, int64_t o, float* y,
-                                                     int64_t O) {
-  v8f acc[OT][R];
-  for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) acc[t][r] = v8f{};
-  int64_t k = 0;
-  for (; k + 8 <= K; k += 8) {
-    v8f xv[R];
-    for (int r = 0; r < R; ++r) xv[r] = load8(x + r * K + k);
-    for (int t = 0; t < OT; ++t) {
-      const v8f wv = load8(w + (o + t) * K + k);
-      for (int r = 0; r < R; ++r) acc[t][r] += wv * xv[r];
-    }
-  }
-  for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) {
-      const v8f a = acc[t][r];
-      float s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-      for (int64_t j = k; j < K; ++j) s += w[(o + t) * K + j] * x[r * K + j];
-      y[r * O + o + t] = s;
-    }
-}
-
-template <int R>
-inline __attribute__((always_inline)) void rows_body(const float* x, int64_t K, const float* w, int64_t o0, int64_t o1,
-                                                     float* y, int64_t O) {
-  constexpr int OT = R <= 2 ? 4 : 2;  // <= 8 accumulators
-  int64_t o = o0;
-  for (; o + OT <= o1; o += OT) rows_tile<R, OT>(x, K, w, o, y, O);
-  for (; o < o1; ++o) rows_tile<R, 1>(x, K, w, o, y, O);
-}
-
-template <int R>
-void rows_generic(const float* x, int64_t K, const float* w, int64_t o0, int64_t o1, float* y, int64_t O) {
-  rows_body<R>(x, K, w, o0, o1, y, O);
-}
-#if defined(__GNUC__) && defined(__x86_64__)
-template <int R>
-__attribute__((target("avx2,fma"))) void rows_avx2(const float* x, int64_t K, const float* w, int64_t o0, int64_t o1,
-                                                   float* y, int64_t O) {
-  rows_body<R>(x, K, w, o0, o1, y, O);
-}
-bool have_avx2() {
-  static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return v;
-}
-#endif
-
-template <int R>
-void rows(const float* x, int64_t K, const float* w, int64_t o0, int64_t o1, float* y, int64_t O) {
-#if defined(__GNUC__) && defined(__x86_64__)
-  if (have_avx2()) return rows_avx2<R>(x, K, w, o0, o1, y, O);
-#endif
-  rows_generic<R>(x, K, w, o0, o1, y, O);
-}
-#pragma GCC diagnostic pop
-}  // namespace
-
-// linear_rows(l, x) == l->forward(x), through the loop above when x has 1..4 rows of fp32 on the
-// CPU with grad mode off (inference only: autograd is bypassed). Declared where used (llama.cpp,
-// vit.cpp, janus/model.cpp) because no header may change in this patch.
-torch::Tensor linear_rows(torch::nn::Linear l, const torch::Tensor& x) {
-  const auto& W = l->weight;
-  const int64_t K = W.size(1), O = W.size(0);
-  const int64_t R = x.dim() >= 1 && x.size(-1) == K ? x.numel() / K : 0;
-  if (R < 1 || R > 4 || torch::GradMode::is_enabled() || !x.device().is_cpu() || x.scalar_type() != torch::kFloat32 ||
-      W.scalar_type() != torch::kFloat32 || !W.is_contiguous())
-    return l->forward(x);
-  auto xc = x.contiguous();
-  auto sizes = x.sizes().vec();
-  sizes.back() = O;
-  auto y = torch::empty(sizes, x.options());
-  const float* xp = xc.data_ptr<float>();
-  const float* wp = W.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  at::parallel_for(0, O, std::max<int64_t>(4, 16384 / K), [&](int64_t o0, int64_t o1) {
-    switch (R) {
-      case 1: rows<1>(xp, K, wp, o0, o1, yp, O); break;
-      case 2: rows<2>(xp, K, wp, o0, o1, yp, O); break;
-      case 3: rows<3>(xp, K, wp, o0, o1, yp, O); break;
-      default: rows<4>(xp, K, wp, o0, o1, yp, O); break;
-    }
-  });
-  if (l->bias.defined()) y.add_(l->bias);
-  return y;
-}
-
-// ---------------------------------------------------------------------------------------------
 RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
   weight = register_parameter("weight", torch::ones({dim}));
 }
@@ -170,7 +64,7 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
 }
 
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin& rope, const torch::Tensor& mask,
-                                          torch::Tensor* k_buf, torch::Tensor* v_buf, int64_t past) {
+                                          KVCache* cache, int64_t layer) {
   const int64_t B = x.size(0), T = x.size(1);
   auto q = linear_rows(q_proj, x).view({B, T, heads, head_dim}).transpose(1, 2);
   auto k = linear_rows(k_proj, x).view({B, T, kv_heads, head_dim}).transpose(1, 2);
@@ -178,28 +72,16 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const RopeCosS
   q = apply_rope(q, rope);
   k = apply_rope(k, rope);
 
-  torch::Tensor K, V;
-  if (k_buf) {
-    k_buf->narrow(2, past, T).copy_(k);
-    v_buf->narrow(2, past, T).copy_(v);
-    K = k_buf->narrow(2, 0, past + T);
-    V = v_buf->narrow(2, 0, past + T);
-  } else {
-    K = k;
-    V = v;
+  torch::Tensor K = k, V = v;
+  if (cache) {  // reserved by the model; the new positions go in place, attention reads the prefix
+    cache->write(layer, k, v);
+    K = cache->keys(layer, cache->length + T);
+    V = cache->values(layer, cache->length + T);
   }
-  const int64_t S = K.size(2);
-  const int64_t G = heads / kv_heads;
-  // Query heads h = kvh * G + g share kv head kvh (HF repeat_kv); fold (G, T) into the row dim so
-  // one batched matmul per kv head covers its whole group without materialising repeated keys.
-  auto qg = q.reshape({B, kv_heads, G * T, head_dim});
-  auto scores = torch::matmul(qg, K.transpose(2, 3)) * scale;  // [B, kvH, G*T, S]
-  if (mask.defined()) {
-    scores = (scores.view({B, kv_heads, G, T, S}) + mask.unsqueeze(1)).view({B, kv_heads, G * T, S});
-  }
-  auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
-  auto out = torch::matmul(probs, V);  // [B, kvH, G*T, D]
-  out = out.view({B, heads, T, head_dim}).transpose(1, 2).reshape({B, T, heads * head_dim});
+  AttentionOptions ao;
+  ao.scale = scale;
+  ao.mask = mask;  // [B|1, 1, T, S] (HF's finfo.min causal + padding mask) or none for one step
+  auto out = attention(q, K, V, ao).transpose(1, 2).reshape({B, T, heads * head_dim});
   return linear_rows(o_proj, out);
 }
 
@@ -224,8 +106,8 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c) {
 }
 
 torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, const RopeCosSin& rope, const torch::Tensor& mask,
-                                             torch::Tensor* k_buf, torch::Tensor* v_buf, int64_t past) {
-  auto h = x + self_attn->forward(input_layernorm->forward(x), rope, mask, k_buf, v_buf, past);
+                                             KVCache* cache, int64_t layer) {
+  auto h = x + self_attn->forward(input_layernorm->forward(x), rope, mask, cache, layer);
   return h + mlp->forward(post_attention_layernorm->forward(h));
 }
 
@@ -282,7 +164,7 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& inputs_embeds, KVCach
   if (cache) {
     check(cache->layers() == cfg.num_hidden_layers && cache->batch() == B, "kv cache",
           "was allocated for another model or batch size");
-    cache->check_room(T);
+    cache->reserve(T, inputs_embeds.options());
   }
   const auto dev = inputs_embeds.device();
   if (inv_freq.device() != dev) inv_freq = inv_freq.to(dev);
@@ -293,11 +175,7 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& inputs_embeds, KVCach
   const auto mask = causal_mask(T, past, attention_mask, inputs_embeds.options());
 
   auto h = inputs_embeds;
-  for (size_t i = 0; i < layer_ptrs.size(); ++i) {
-    torch::Tensor* kb = cache ? &cache->k[i] : nullptr;
-    torch::Tensor* vb = cache ? &cache->v[i] : nullptr;
-    h = layer_ptrs[i]->forward(h, rope, mask, kb, vb, past);
-  }
+  for (size_t i = 0; i < layer_ptrs.size(); ++i) h = layer_ptrs[i]->forward(h, rope, mask, cache, static_cast<int64_t>(i));
   if (cache) cache->length += T;
   return norm->forward(h);
 }

@@ -55,10 +55,10 @@ class LlamaAttentionImpl : public torch::nn::Module {
  public:
   explicit LlamaAttentionImpl(const LlamaConfig& c);
   // x [B, T, C]. mask: additive float mask broadcastable to [B, 1, T, S] or undefined (no mask).
-  // With cache buffers (k_buf/v_buf [B, kvH, cap, D]) the new keys/values go to [past, past+T)
-  // and attention covers [0, past+T); without, it covers the T new positions.
-  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const torch::Tensor& mask,
-                        torch::Tensor* k_buf, torch::Tensor* v_buf, int64_t past);
+  // With a cache (reserved for T more positions by the model) the new keys/values of layer
+  // `layer` go to [length, length+T) and attention covers [0, length+T); without, the T new ones.
+  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const torch::Tensor& mask, KVCache* cache,
+                        int64_t layer);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t heads, kv_heads, head_dim;
   double scale;
@@ -76,8 +76,8 @@ TORCH_MODULE(LlamaMLP);
 class LlamaDecoderLayerImpl : public torch::nn::Module {
  public:
   explicit LlamaDecoderLayerImpl(const LlamaConfig& c);
-  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const torch::Tensor& mask,
-                        torch::Tensor* k_buf, torch::Tensor* v_buf, int64_t past);
+  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const torch::Tensor& mask, KVCache* cache,
+                        int64_t layer);
   LlamaAttention self_attn{nullptr};
   LlamaMLP mlp{nullptr};
   RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "omni/core/error.h"
+#include "omni/nn/attention.h"
 #include "omni/nn/linear.h"
 
 namespace omni::nn {
@@ -44,93 +45,12 @@ TokenRoute TokenRoute::from_gen_mask(const torch::Tensor& is_gen) {
 }
 
 // ---------------------------------------------------------------------------------------------
-torch::Tensor KVContext::keys(int64_t l) const {
-  if (!buf_) return {};
-  return buf_->k[l].narrow(0, 0, kv_len);
-}
-torch::Tensor KVContext::values(int64_t l) const {
-  if (!buf_) return {};
-  return buf_->v[l].narrow(0, 0, kv_len);
-}
-
-void KVContext::reserve_append(int64_t t, const torch::TensorOptions& opts) {
-  const int64_t need = kv_len + t;
-  const bool shared = buf_ && buf_.use_count() > 1;
-  const int64_t cap = buf_ ? buf_->k[0].size(0) : 0;
-  if (buf_ && !shared && need <= cap) return;
-  const int64_t new_cap = std::max<int64_t>(need, std::max<int64_t>(64, cap * 2));
-  auto nb = std::make_shared<Buffers>();
-  for (int64_t l = 0; l < layers_; ++l) {
-    auto k = torch::empty({new_cap, kv_heads_, head_dim_}, opts);
-    auto v = torch::empty({new_cap, kv_heads_, head_dim_}, opts);
-    if (buf_ && kv_len > 0) {
-      k.narrow(0, 0, kv_len).copy_(buf_->k[l].narrow(0, 0, kv_len));
-      v.narrow(0, 0, kv_len).copy_(buf_->v[l].narrow(0, 0, kv_len));
-    }
-    nb->k.push_back(k);
-    nb->v.push_back(v);
-  }
-  buf_ = nb;
-}
-
-void KVContext::write(int64_t l, const torch::Tensor& k, const torch::Tensor& v) {
-  buf_->k[l].narrow(0, kv_len, k.size(0)).copy_(k);
-  buf_->v[l].narrow(0, kv_len, v.size(0)).copy_(v);
-}
-
-uint64_t KVContext::bytes() const {
-  if (!buf_) return 0;
-  uint64_t n = 0;
-  for (auto& t : buf_->k) n += t.numel() * t.element_size();
-  for (auto& t : buf_->v) n += t.numel() * t.element_size();
-  return n;
-}
-
-// ---------------------------------------------------------------------------------------------
-torch::Tensor packed_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
-                               double scale, const torch::Tensor& mask) {
-  const int64_t Tq = q.size(0), H = q.size(1), D = q.size(2);
-  const int64_t S = k.size(0), kvH = k.size(1), G = H / kvH;
-  const int64_t past = S - Tq;
-  // Query head h = kvh * G + g uses kv head kvh: fold (G, rows) into one matmul per kv head.
-  auto Kt = k.permute({1, 2, 0});  // [kvH, D, S]
-  auto Vh = v.permute({1, 0, 2});  // [kvH, S, D]
-  auto qh = q.view({Tq, kvH, G, D}).permute({1, 2, 0, 3});  // [kvH, G, Tq, D]
-  // Bound the float32 score block [kvH, G, rows, S] to ~128 MB.
-  const int64_t budget = int64_t{32} << 20;  // floats
-  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(Tq, budget / std::max<int64_t>(1, H * S)));
-  auto out = torch::empty({Tq, H * D}, q.options());
-  for (int64_t r0 = 0; r0 < Tq; r0 += rows) {
-    const int64_t n = std::min(rows, Tq - r0);
-    auto qc = qh.narrow(2, r0, n).reshape({kvH, G * n, D});
-    auto scores = torch::matmul(qc, Kt).mul_(scale).view({kvH, G, n, S});
-    if (mask.defined()) {
-      scores.add_(mask.narrow(0, r0, n));
-    } else if (causal && !(n == 1 && r0 + past == S - 1)) {
-      // key j visible to query row i (absolute past + i) iff j <= past + i
-      const auto li = torch::TensorOptions().dtype(torch::kLong).device(q.device());
-      auto qi = torch::arange(r0 + past, r0 + past + n, li).unsqueeze(1);
-      auto kj = torch::arange(S, li).unsqueeze(0);
-      scores.masked_fill_(kj > qi, -std::numeric_limits<float>::infinity());
-    }
-    auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type()).view({kvH, G * n, S});
-    auto o = torch::matmul(probs, Vh).view({kvH, G, n, D}).permute({2, 0, 1, 3});  // [n, kvH, G, D]
-    out.narrow(0, r0, n).copy_(o.reshape({n, H * D}));
-  }
-  return out;
-}
-
 // ---------------------------------------------------------------------------------------------
 namespace {
 torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias) {
   return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
 }
 
-torch::Tensor rope_rows(const torch::Tensor& x, const RopeCosSin& cs) {
-  // x [T, H, D]; cos/sin [T, D] (unsqueeze_dim=1 in the official apply_rotary_pos_emb)
-  auto c = cs.cos.unsqueeze(1), s = cs.sin.unsqueeze(1);
-  return x * c + rotate_half(x) * s;
-}
 }  // namespace
 
 MoTAttentionImpl::MoTAttentionImpl(const Qwen2MoTConfig& c)
@@ -154,8 +74,8 @@ MoTAttentionImpl::MoTAttentionImpl(const Qwen2MoTConfig& c)
 }
 
 torch::Tensor MoTAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin& rope, const TokenRoute& route,
-                                        const torch::Tensor& past_k, const torch::Tensor& past_v, bool causal,
-                                        const torch::Tensor& mask, torch::Tensor* k_new, torch::Tensor* v_new) {
+                                        KVCache* cache, int64_t layer, bool update, bool causal,
+                                        const torch::Tensor& mask) {
   const int64_t T = x.size(0);
   auto qkv = [&](torch::nn::Linear qp, torch::nn::Linear kp, torch::nn::Linear vp, RMSNorm qn, RMSNorm kn) {
     return [=](const torch::Tensor& rows) mutable {
@@ -176,16 +96,24 @@ torch::Tensor MoTAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin
   auto q = packed.narrow(1, 0, heads * head_dim).view({T, heads, head_dim});
   auto k = packed.narrow(1, heads * head_dim, kv_heads * head_dim).view({T, kv_heads, head_dim});
   auto v = packed.narrow(1, (heads + kv_heads) * head_dim, kv_heads * head_dim).reshape({T, kv_heads, head_dim});
-  q = rope_rows(q, rope);
-  k = rope_rows(k, rope);
-  if (k_new) *k_new = k;
-  if (v_new) *v_new = v;
-  torch::Tensor K = k, V = v;
-  if (past_k.defined() && past_k.size(0) > 0) {
-    K = torch::cat({past_k, k}, 0);
-    V = torch::cat({past_v, v}, 0);
+  // [T, heads, D] -> [1, heads, T, D]: the shared attention's layout (the cache's too)
+  auto as_bhtd = [](const torch::Tensor& t) { return t.transpose(0, 1).unsqueeze(0); };
+  q = as_bhtd(apply_rope(q, rope));  // cos/sin [T, D] broadcast over the heads dim
+  auto kb = as_bhtd(apply_rope(k, rope)), vb = as_bhtd(v);
+  torch::Tensor K = kb, V = vb;
+  if (cache && update) {
+    cache->write(layer, kb, vb);
+    K = cache->keys(layer, cache->length + T);
+    V = cache->values(layer, cache->length + T);
+  } else if (cache && cache->length > 0) {  // a query against the context that leaves it unchanged
+    K = torch::cat({cache->keys(layer), kb}, 2);
+    V = torch::cat({cache->values(layer), vb}, 2);
   }
-  auto attn = packed_attention(q, K, V, causal, scale, mask);  // [T, H*D]
+  AttentionOptions ao;
+  ao.scale = scale;
+  ao.causal = causal;
+  ao.mask = mask;
+  auto attn = attention(q, K, V, ao)[0].transpose(0, 1).reshape({T, heads * head_dim});
   return route_rows(
       attn, route, [&](const torch::Tensor& r) { return linear_rows(o_proj, r); },
       [&](const torch::Tensor& r) { return linear_rows(o_proj_moe_gen, r); });
@@ -204,12 +132,12 @@ MoTDecoderLayerImpl::MoTDecoderLayerImpl(const Qwen2MoTConfig& c) {
 }
 
 torch::Tensor MoTDecoderLayerImpl::forward(const torch::Tensor& x, const RopeCosSin& rope, const TokenRoute& route,
-                                           const torch::Tensor& past_k, const torch::Tensor& past_v, bool causal,
-                                           const torch::Tensor& mask, torch::Tensor* k_new, torch::Tensor* v_new) {
+                                           KVCache* cache, int64_t layer, bool update, bool causal,
+                                           const torch::Tensor& mask) {
   auto h = route_rows(
       x, route, [&](const torch::Tensor& r) { return input_layernorm->forward(r); },
       [&](const torch::Tensor& r) { return input_layernorm_moe_gen->forward(r); });
-  h = x + self_attn->forward(h, rope, route, past_k, past_v, causal, mask, k_new, v_new);
+  h = x + self_attn->forward(h, rope, route, cache, layer, update, causal, mask);
   auto m = route_rows(
       h, route, [&](const torch::Tensor& r) { return mlp->forward(post_attention_layernorm->forward(r)); },
       [&](const torch::Tensor& r) { return mlp_moe_gen->forward(post_attention_layernorm_moe_gen->forward(r)); });
@@ -246,14 +174,11 @@ torch::Tensor MoTModelImpl::forward_inference(const torch::Tensor& x, const torc
   check(ctx.layers() == cfg.llm.num_hidden_layers, "KVContext", "was made for another model");
   const TokenRoute route = route_in.on(x.device());
   auto rope = packed_rope(inv_freq, positions, x);
-  if (update) ctx.reserve_append(T, x.options());
+  if (update) ctx.reserve(T, x.options());
   auto h = x;
-  for (int64_t l = 0; l < static_cast<int64_t>(layer_ptrs.size()); ++l) {
-    torch::Tensor kn, vn;
-    h = layer_ptrs[l]->forward(h, rope, route, ctx.keys(l), ctx.values(l), causal, {}, &kn, &vn);
-    if (update) ctx.write(l, kn, vn);
-  }
-  if (update) ctx.kv_len += T;
+  for (int64_t l = 0; l < static_cast<int64_t>(layer_ptrs.size()); ++l)
+    h = layer_ptrs[l]->forward(h, rope, route, &ctx, l, update, causal, {});
+  if (update) ctx.length += T;
   return route_rows(
       h, route, [&](const torch::Tensor& r) { return norm->forward(r); },
       [&](const torch::Tensor& r) { return norm_moe_gen->forward(r); });
@@ -264,7 +189,8 @@ torch::Tensor MoTModelImpl::forward_train(const torch::Tensor& x, const torch::T
   const TokenRoute route = route_in.on(x.device());
   auto rope = packed_rope(inv_freq, positions, x);
   auto h = x;
-  for (auto& layer : layer_ptrs) h = layer->forward(h, rope, route, {}, {}, false, mask, nullptr, nullptr);
+  for (int64_t l = 0; l < static_cast<int64_t>(layer_ptrs.size()); ++l)
+    h = layer_ptrs[l]->forward(h, rope, route, nullptr, l, false, false, mask);
   return route_rows(
       h, route, [&](const torch::Tensor& r) { return norm->forward(r); },
       [&](const torch::Tensor& r) { return norm_moe_gen->forward(r); });

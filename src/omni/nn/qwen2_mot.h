@@ -46,51 +46,19 @@ struct TokenRoute {
   TokenRoute on(const torch::Device& device) const;
 };
 
-// One inference context of the official inferencer (gen / cfg_text / cfg_img): kv_lens, ropes and
-// the NaiveCache, for one sequence. K/V per layer are [capacity, kvH, head_dim] buffers whose rows
-// [0, kv_len) are valid. fork() is the official deepcopy, copy-on-write: forks share buffers until
-// one of them appends.
-class KVContext {
- public:
-  KVContext() = default;
-  KVContext(int64_t layers, int64_t kv_heads, int64_t head_dim) : layers_(layers), kv_heads_(kv_heads), head_dim_(head_dim) {}
-  int64_t kv_len = 0;  // cached rows
-  int64_t rope = 0;    // next RoPE position
-  KVContext fork() const { return *this; }
-  bool empty() const { return kv_len == 0; }
-  int64_t layers() const { return layers_; }
-  // Valid rows of layer l: [kv_len, kvH, head_dim] (views).
-  torch::Tensor keys(int64_t l) const;
-  torch::Tensor values(int64_t l) const;
-  // Makes room for `t` more rows (copying shared or full buffers); then writes are in place.
-  void reserve_append(int64_t t, const torch::TensorOptions& opts);
-  // Writes layer l's new rows at [kv_len, kv_len + k.size(0)) (after reserve_append).
-  void write(int64_t l, const torch::Tensor& k, const torch::Tensor& v);
-  uint64_t bytes() const;
-
- private:
-  struct Buffers {
-    std::vector<torch::Tensor> k, v;
-  };
-  std::shared_ptr<Buffers> buf_;
-  int64_t layers_ = 0, kv_heads_ = 0, head_dim_ = 0;
-};
-
-// Packed multi-head attention core: q [Tq, H, D], k/v [S, kvH, D] -> [Tq, H*D]. causal: query i
-// sees keys [0, S - Tq + i] (bottom-right aligned, flash-attn >= 2.1); else all keys. mask:
-// optional additive float mask [Tq, S] (training's packed rules), used instead of `causal`.
-// Large blocks are processed in query chunks to bound the [H, Tq, S] score memory.
-torch::Tensor packed_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, bool causal,
-                               double scale, const torch::Tensor& mask = {});
+// One inference context of the official inferencer (gen / cfg_text / cfg_img: its kv_lens, ropes
+// and NaiveCache) is a KVCache of batch 1 (kv_cache.h): `length` cached rows, `rope` the next RoPE
+// position, fork() the official deepcopy (copy-on-write).
+using KVContext = KVCache;
 
 class MoTAttentionImpl : public torch::nn::Module {
  public:
   explicit MoTAttentionImpl(const Qwen2MoTConfig& c);
-  // x [T, C] (already input-normed, routed). Returns [T, C]. New keys/values of the block are
-  // returned through k_new/v_new ([T, kvH, D]); past_k/past_v: [P, kvH, D] or undefined.
-  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const TokenRoute& route,
-                        const torch::Tensor& past_k, const torch::Tensor& past_v, bool causal,
-                        const torch::Tensor& mask, torch::Tensor* k_new, torch::Tensor* v_new);
+  // x [T, C] (already input-normed, routed). Returns [T, C]. The
+  // attention covers the cache's rows (layer `layer`) plus the block; with `update` the block's
+  // keys/values are written into the cache (reserved by the model) instead of concatenated.
+  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const TokenRoute& route, KVCache* cache,
+                        int64_t layer, bool update, bool causal, const torch::Tensor& mask);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   torch::nn::Linear q_proj_moe_gen{nullptr}, k_proj_moe_gen{nullptr}, v_proj_moe_gen{nullptr},
       o_proj_moe_gen{nullptr};
@@ -103,9 +71,8 @@ TORCH_MODULE(MoTAttention);
 class MoTDecoderLayerImpl : public torch::nn::Module {
  public:
   explicit MoTDecoderLayerImpl(const Qwen2MoTConfig& c);
-  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const TokenRoute& route,
-                        const torch::Tensor& past_k, const torch::Tensor& past_v, bool causal,
-                        const torch::Tensor& mask, torch::Tensor* k_new, torch::Tensor* v_new);
+  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const TokenRoute& route, KVCache* cache,
+                        int64_t layer, bool update, bool causal, const torch::Tensor& mask);
   MoTAttention self_attn{nullptr};
   LlamaMLP mlp{nullptr}, mlp_moe_gen{nullptr};
   RMSNorm input_layernorm{nullptr}, input_layernorm_moe_gen{nullptr};
@@ -119,7 +86,7 @@ class MoTModelImpl : public torch::nn::Module {
   torch::Tensor embed(const torch::Tensor& ids) { return embed_tokens->forward(ids); }
   // The official forward_inference for one sequence: x [T, C] packed query rows at RoPE positions
   // `positions` [T], attending to ctx's cached rows plus the block (causal or full). With
-  // `update`, the block's K/V are appended to ctx (ctx.kv_len += T; ctx.rope is the caller's).
+  // `update`, the block's K/V are appended to ctx (ctx.length += T; ctx.rope is the caller's).
   // Returns the final-normed hidden states [T, C] (routed norm / norm_moe_gen).
   torch::Tensor forward_inference(const torch::Tensor& x, const torch::Tensor& positions, KVContext& ctx,
                                   const TokenRoute& route, bool causal, bool update);

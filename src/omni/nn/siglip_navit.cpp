@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "omni/core/error.h"
+#include "omni/nn/attention.h"
 
 namespace omni::nn {
 
@@ -84,27 +85,6 @@ torch::Tensor cu_seqlens_from_lengths(const std::vector<int64_t>& seqlens) {
   return torch::tensor(cu, torch::kInt64);
 }
 
-namespace {
-// softmax(q k^T * scale) v for one segment; q, k, v: [H, L, d]. Head chunks bound the [h, L, L]
-// score matrix.
-torch::Tensor segment_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
-                                int64_t budget) {
-  const int64_t H = q.size(0), L = q.size(1);
-  const int64_t per_head = std::max<int64_t>(1, L * L * static_cast<int64_t>(q.element_size()));
-  const int64_t hc = std::max<int64_t>(1, std::min<int64_t>(H, budget / per_head));
-  auto one = [&](const torch::Tensor& qq, const torch::Tensor& kk, const torch::Tensor& vv) {
-    auto s = torch::matmul(qq, kk.transpose(-2, -1)) * scale;
-    return torch::matmul(torch::softmax(s, -1), vv);
-  };
-  if (hc >= H) return one(q, k, v);
-  std::vector<torch::Tensor> parts;
-  for (int64_t h0 = 0; h0 < H; h0 += hc) {
-    const int64_t n = std::min(hc, H - h0);
-    parts.push_back(one(q.narrow(0, h0, n), k.narrow(0, h0, n), v.narrow(0, h0, n)));
-  }
-  return torch::cat(parts, 0);
-}
-}  // namespace
 
 torch::Tensor varlen_full_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                     const std::vector<int64_t>& seqlens, double scale, int64_t max_score_bytes) {
@@ -124,7 +104,10 @@ torch::Tensor varlen_full_attention(const torch::Tensor& q, const torch::Tensor&
   for (int64_t l : seqlens) {
     if (l == 0) continue;
     auto sl = [&](const torch::Tensor& t) { return t.narrow(0, start, l).transpose(0, 1); };  // [H, L, d]
-    outs.push_back(segment_attention(sl(q), sl(k), sl(v), scale, max_score_bytes).transpose(0, 1));  // [L, H, d]
+    AttentionOptions ao;
+    ao.scale = scale;
+    ao.max_score_bytes = max_score_bytes;
+    outs.push_back(attention(sl(q).unsqueeze(0), sl(k).unsqueeze(0), sl(v).unsqueeze(0), ao)[0].transpose(0, 1));  // [L, H, d]
     start += l;
   }
   if (outs.empty()) return torch::empty_like(q);

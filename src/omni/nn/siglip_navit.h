@@ -82,9 +82,8 @@ torch::Tensor cu_seqlens_from_lengths(const std::vector<int64_t>& seqlens);
 // Full (non-causal) softmax attention confined to consecutive segments of the token axis
 // (flash_attn_varlen_func with cu_seqlens_q = cu_seqlens_k, causal=False).
 // q, k, v: [N, H, d] (same H; no GQA); seqlens sum to N; scale defaults to 1/sqrt(d).
-// Returns [N, H, d]. Softmax in the input dtype (float32 for float32 inputs). Large segments are
-// processed in head chunks so one [h, L, L] score matrix stays below max_score_bytes (at least
-// one head at a time; 4900 tokens x 16 heads of the released model -> 2 heads per chunk).
+// Returns [N, H, d]: nn::attention over each segment (softmax in float32; large segments in
+// query chunks so the score block stays below max_score_bytes).
 torch::Tensor varlen_full_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                     const std::vector<int64_t>& seqlens, double scale = -1,
                                     int64_t max_score_bytes = int64_t{256} << 20);

@@ -1,6 +1,7 @@
 #include "omni/nn/vit.h"
 
 #include "omni/core/error.h"
+#include "omni/nn/attention.h"
 #include "omni/nn/linear.h"
 
 namespace omni::nn {
@@ -15,10 +16,8 @@ torch::Tensor ViTAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
   auto qkv_ = qkv->forward(x).reshape({B, N, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
   auto q = qkv_[0], k = qkv_[1], v = qkv_[2];
-  // F.scaled_dot_product_attention (math): softmax(q k^T / sqrt(d)) v.
-  auto attn = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(static_cast<double>(head_dim)));
-  attn = torch::softmax(attn, -1);
-  auto out = torch::matmul(attn, v);  // [B, H, N, d]
+  // F.scaled_dot_product_attention: softmax(q k^T / sqrt(d)) v.
+  auto out = attention(q, k, v);  // [B, H, N, d]
   out = out.transpose(1, 2).reshape({B, N, C});
   return proj->forward(out);
 }

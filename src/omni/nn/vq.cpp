@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "omni/core/error.h"
+#include "omni/nn/attention.h"
 
 namespace omni::nn {
 
@@ -51,25 +52,12 @@ torch::Tensor VQAttnBlockImpl::forward(const torch::Tensor& x) {
   auto h_ = norm->forward(x);
   auto q_ = q->forward(h_), k_ = k->forward(h_), v_ = v->forward(h_);
   const int64_t b = q_.size(0), c = q_.size(1), h = q_.size(2), w = q_.size(3), n = h * w;
-  auto qq = q_.reshape({b, c, n}).permute({0, 2, 1});  // b, hw, c
-  auto kk = k_.reshape({b, c, n});                     // b, c, hw
-  auto vv = v_.reshape({b, c, n});
-  const double scale = std::pow(static_cast<double>(c), -0.5);
-  // Query rows in chunks so the [b, rows, hw] score block stays ~128 MB: a 1024^2 FLUX decode has
-  // hw = 16384 at its mid block, whose full score matrix would be 1 GiB per image.
-  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(n, (int64_t{32} << 20) / std::max<int64_t>(1, b * n)));
-  torch::Tensor out;
-  if (rows >= n) {
-    auto w_ = torch::softmax(torch::bmm(qq, kk) * scale, 2);
-    out = torch::bmm(vv, w_.permute({0, 2, 1}));
-  } else {
-    out = torch::empty({b, c, n}, vv.options());
-    for (int64_t r0 = 0; r0 < n; r0 += rows) {
-      const int64_t m = std::min(rows, n - r0);
-      auto w_ = torch::softmax(torch::bmm(qq.narrow(1, r0, m), kk) * scale, 2);  // b, m, hw
-      out.narrow(2, r0, m).copy_(torch::bmm(vv, w_.permute({0, 2, 1})));
-    }
-  }
+  // One head over the hw positions: [b, 1, hw, c] (nn::attention chunks the queries, so a 1024^2
+  // FLUX decode, hw = 16384 at its mid block, never builds its 1 GiB score matrix).
+  auto tokens = [&](const torch::Tensor& t) { return t.reshape({b, 1, c, n}).transpose(2, 3); };
+  AttentionOptions ao;
+  ao.scale = std::pow(static_cast<double>(c), -0.5);
+  auto out = attention(tokens(q_), tokens(k_), tokens(v_), ao).transpose(2, 3);  // b, 1, c, hw
   return x + proj_out->forward(out.reshape({b, c, h, w}));
 }
 

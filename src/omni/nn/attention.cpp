@@ -1,0 +1,69 @@
+#include "omni/nn/attention.h"
+
+#include <torch/version.h>
+
+#include <cmath>
+#include <limits>
+
+#include "omni/core/error.h"
+
+#if defined(TORCH_VERSION_MAJOR) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
+#define OMNI_HAVE_SDPA 1
+#endif
+
+namespace omni::nn {
+
+torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                        const AttentionOptions& o) {
+  check(q.dim() == 4 && k.dim() == 4 && v.sizes() == k.sizes() && q.size(0) == k.size(0) && q.size(3) == k.size(3),
+        "attention", "expects q [B, H, Tq, D] and k, v [B, kvH, S, D]");
+  const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3);
+  const int64_t kvH = k.size(1), S = k.size(2);
+  check(kvH > 0 && H % kvH == 0, "attention", "query heads must be a multiple of the key/value heads");
+  const int64_t G = H / kvH;
+  if (Tq == 0) return torch::empty({B, H, 0, D}, q.options());
+  const double scale = o.scale > 0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(D));
+  torch::Tensor mask = o.mask;  // -> [B|1, 1, Tq, S]
+  if (mask.defined()) {
+    if (mask.dim() == 2) mask = mask.unsqueeze(0);
+    if (mask.dim() == 3) mask = mask.unsqueeze(1);
+    check(mask.dim() == 4 && mask.size(1) == 1 && mask.size(2) == Tq && mask.size(3) == S, "attention mask",
+          "expects [Tq, S], [B, Tq, S] or [B, 1, Tq, S] with Tq = " + std::to_string(Tq) + ", S = " + std::to_string(S));
+    mask = mask.to(q.device(), q.scalar_type());
+  }
+  const int64_t past = S - Tq;
+#ifdef OMNI_HAVE_SDPA
+  if ((G == 1 || q.is_cuda()) && (!o.causal || mask.defined() || past == 0)) {
+    auto kk = G > 1 ? k.repeat_interleave(G, 1) : k;
+    auto vv = G > 1 ? v.repeat_interleave(G, 1) : v;
+    return at::scaled_dot_product_attention(q, kk, vv, mask.defined() ? c10::optional<at::Tensor>(mask) : c10::nullopt,
+                                            0.0, o.causal && !mask.defined(), scale);
+  }
+#endif
+  auto qg = q.reshape({B, kvH, G, Tq, D});
+  auto kt = k.transpose(2, 3);  // [B, kvH, D, S]
+  const int64_t row_bytes = B * H * S * static_cast<int64_t>(sizeof(float));
+  const int64_t rows = std::max<int64_t>(1, std::min<int64_t>(Tq, o.max_score_bytes / std::max<int64_t>(1, row_bytes)));
+  torch::Tensor out;
+  for (int64_t r0 = 0; r0 < Tq; r0 += rows) {
+    const int64_t n = std::min(rows, Tq - r0);
+    auto qc = (n == Tq ? qg : qg.narrow(3, r0, n)).reshape({B, kvH, G * n, D});
+    auto scores = torch::matmul(qc, kt).mul_(scale).view({B, kvH, G, n, S});
+    if (mask.defined()) {
+      scores.add_(mask.narrow(2, r0, n).unsqueeze(2));  // [B|1, 1, 1, n, S]
+    } else if (o.causal && !(n == 1 && r0 + past == S - 1)) {
+      const auto li = torch::TensorOptions().dtype(torch::kLong).device(q.device());
+      auto qi = torch::arange(r0 + past, r0 + past + n, li).unsqueeze(1);  // key j visible iff j <= past + i
+      auto kj = torch::arange(S, li).unsqueeze(0);
+      scores.masked_fill_(kj > qi, -std::numeric_limits<float>::infinity());
+    }
+    auto probs = torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type()).view({B, kvH, G * n, S});
+    auto oc = torch::matmul(probs, v).view({B, kvH, G, n, D});
+    if (n == Tq) return oc.view({B, H, Tq, D});
+    if (!out.defined()) out = torch::empty({B, kvH, G, Tq, D}, q.options());
+    out.narrow(3, r0, n).copy_(oc);
+  }
+  return out.view({B, H, Tq, D});
+}
+
+}  // namespace omni::nn

@@ -1,0 +1,62 @@
+#include "omni/nn/kv_cache.h"
+
+#include "omni/core/error.h"
+
+namespace omni::nn {
+
+KVCache KVCache::allocate(int64_t layers, int64_t batch, int64_t kv_heads, int64_t capacity, int64_t head_dim,
+                          const torch::TensorOptions& opts) {
+  KVCache c(layers, kv_heads, head_dim, batch);
+  c.reserve(capacity, opts);
+  return c;
+}
+
+void KVCache::reserve(int64_t t, const torch::TensorOptions& opts) {
+  check(layers_ > 0, "kv cache", "not made for a model (no layers)");
+  const int64_t need = length + t;
+  const bool shared = buf_ && buf_.use_count() > 1;
+  const int64_t cap = capacity();
+  if (buf_ && !shared && need <= cap) return;
+  const int64_t new_cap = need <= cap ? cap : std::max<int64_t>(need, std::max<int64_t>(64, cap * 2));
+  auto nb = std::make_shared<Buffers>();
+  for (int64_t l = 0; l < layers_; ++l) {
+    auto k = torch::empty({batch_, kv_heads_, new_cap, head_dim_}, opts);
+    auto v = torch::empty({batch_, kv_heads_, new_cap, head_dim_}, opts);
+    if (buf_ && length > 0) {
+      k.narrow(2, 0, length).copy_(buf_->k[l].narrow(2, 0, length));
+      v.narrow(2, 0, length).copy_(buf_->v[l].narrow(2, 0, length));
+    }
+    nb->k.push_back(k);
+    nb->v.push_back(v);
+  }
+  buf_ = nb;
+}
+
+void KVCache::write(int64_t l, const torch::Tensor& k, const torch::Tensor& v) {
+  const int64_t t = k.size(2);
+  check(buf_ && length + t <= capacity(), "kv cache", "write past the reserved positions");
+  check(k.size(0) == batch_, "kv cache", "batch " + std::to_string(k.size(0)) + " written into a cache of batch " +
+                                             std::to_string(batch_));
+  buf_->k[l].narrow(2, length, t).copy_(k);
+  buf_->v[l].narrow(2, length, t).copy_(v);
+}
+
+torch::Tensor KVCache::keys(int64_t l, int64_t n) const {
+  if (!buf_) return {};
+  return buf_->k[l].narrow(2, 0, n < 0 ? length : n);
+}
+
+torch::Tensor KVCache::values(int64_t l, int64_t n) const {
+  if (!buf_) return {};
+  return buf_->v[l].narrow(2, 0, n < 0 ? length : n);
+}
+
+uint64_t KVCache::bytes() const {
+  if (!buf_) return 0;
+  uint64_t n = 0;
+  for (auto& t : buf_->k) n += t.numel() * t.element_size();
+  for (auto& t : buf_->v) n += t.numel() * t.element_size();
+  return n;
+}
+
+}  // namespace omni::nn

@@ -1,0 +1,221 @@
+// The shared generation parts (src/omni/generate/, nn/attention, nn/kv_cache) and the model
+// contract's one capability check (run_mode), independent of any family.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "omni/core/error.h"
+#include "omni/generate/flow.h"
+#include "omni/generate/interleaved.h"
+#include "omni/generate/output_paths.h"
+#include "omni/generate/random.h"
+#include "omni/generate/sampler.h"
+#include "omni/generate/streamer.h"
+#include "omni/models/model.h"
+#include "omni/nn/attention.h"
+#include "omni/nn/kv_cache.h"
+#include "test_paths.h"
+
+namespace fs = std::filesystem;
+using namespace omni;
+
+namespace {
+double max_abs(const torch::Tensor& a, const torch::Tensor& b) { return (a - b).abs().max().item<double>(); }
+
+// softmax(q k^T * scale + mask) v with the kv heads repeated: the definition, densely.
+torch::Tensor reference_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                                  const torch::Tensor& mask) {
+  const int64_t G = q.size(1) / k.size(1);
+  auto kk = k.repeat_interleave(G, 1), vv = v.repeat_interleave(G, 1);
+  auto s = torch::matmul(q, kk.transpose(2, 3)) / std::sqrt(static_cast<double>(q.size(3)));
+  if (mask.defined()) s = s + mask;
+  return torch::matmul(torch::softmax(s, -1), vv);
+}
+}  // namespace
+
+TEST(Attention, GroupedHeadsCausalWithPastAndMasksMatchTheDefinition) {
+  torch::manual_seed(3);
+  const int64_t B = 2, H = 6, kvH = 2, Tq = 5, S = 9, D = 8;
+  auto q = torch::randn({B, H, Tq, D}), k = torch::randn({B, kvH, S, D}), v = torch::randn({B, kvH, S, D});
+  // bottom-right causal: query i sees keys [0, S - Tq + i]
+  auto qi = torch::arange(S - Tq, S).unsqueeze(1), kj = torch::arange(S).unsqueeze(0);
+  auto causal = torch::zeros({Tq, S}).masked_fill(kj > qi, -std::numeric_limits<float>::infinity());
+  nn::AttentionOptions o;
+  o.causal = true;
+  auto got = nn::attention(q, k, v, o);
+  EXPECT_LT(max_abs(got, reference_attention(q, k, v, causal)), 1e-5);
+  o.max_score_bytes = 1;  // one query row per chunk
+  EXPECT_LT(max_abs(nn::attention(q, k, v, o), got), 1e-6);
+  // additive masks of every accepted rank, per batch
+  auto m3 = torch::randn({B, Tq, S});
+  nn::AttentionOptions om;
+  om.mask = m3;
+  EXPECT_LT(max_abs(nn::attention(q, k, v, om), reference_attention(q, k, v, m3.unsqueeze(1))), 1e-5);
+  om.mask = m3[0];
+  EXPECT_LT(max_abs(nn::attention(q, k, v, om), reference_attention(q, k, v, m3[0])), 1e-5);
+  om.mask = torch::randn({Tq, S + 1});
+  EXPECT_THROW(nn::attention(q, k, v, om), Error);
+  EXPECT_THROW(nn::attention(q, torch::randn({B, 4, S, D}), torch::randn({B, 4, S, D})), Error);  // 6 % 4
+  // autograd flows through it (training uses the same core)
+  auto qg = q.clone().requires_grad_(true);
+  nn::attention(qg, k, v, o).sum().backward();
+  EXPECT_GT(qg.grad().abs().sum().item<double>(), 0);
+}
+
+TEST(KVCache, ForkIsCopyOnWriteAndCapacityGrows) {
+  nn::KVCache c(2, 1, 4);
+  auto opts = torch::TensorOptions().dtype(torch::kFloat32);
+  c.reserve(3, opts);
+  for (int64_t l = 0; l < 2; ++l) c.write(l, torch::full({1, 1, 3, 4}, 1.0 + l), torch::full({1, 1, 3, 4}, -1.0));
+  c.length = 3;
+  nn::KVCache f = c.fork();
+  const int64_t cap = c.capacity();
+  c.reserve(cap, opts);  // more than fits: grows, and the fork keeps its own rows
+  EXPECT_GE(c.capacity(), 3 + cap);
+  c.write(0, torch::full({1, 1, cap, 4}, 7.0), torch::full({1, 1, cap, 4}, 7.0));
+  c.length += cap;
+  EXPECT_EQ(f.length, 3);
+  EXPECT_TRUE(torch::equal(f.keys(0), torch::full({1, 1, 3, 4}, 1.0)));
+  EXPECT_TRUE(torch::equal(c.keys(1).narrow(2, 0, 3), torch::full({1, 1, 3, 4}, 2.0)));
+  EXPECT_EQ(c.keys(0).size(2), 3 + cap);
+  // a fork that appends copies first: the original is untouched
+  f.reserve(1, opts);
+  f.write(0, torch::full({1, 1, 1, 4}, 9.0), torch::full({1, 1, 1, 4}, 9.0));
+  EXPECT_TRUE(torch::equal(c.keys(0).narrow(2, 3, 1), torch::full({1, 1, 1, 4}, 7.0)));
+  EXPECT_THROW(f.write(0, torch::zeros({1, 1, 99, 4}), torch::zeros({1, 1, 99, 4})), Error);
+}
+
+TEST(Sampler, GeneratorDrawsEqualManualSeedAndNeverTouchTheGlobalOne) {
+  auto logits = torch::randn({3, 50});
+  generate::SamplerOptions o;
+  o.temperature = 0.8;
+  torch::manual_seed(123);
+  auto want = torch::multinomial(torch::softmax(logits / 0.8, -1), 1).squeeze(-1);
+  auto want_noise = torch::randn({4, 5});
+  at::Generator g = generate::make_generator(torch::kCPU, 123);
+  torch::manual_seed(999);  // the global generator is irrelevant from here on
+  EXPECT_TRUE(torch::equal(generate::sample_next(logits, o, g), want));
+  EXPECT_TRUE(torch::equal(torch::randn({4, 5}, g), want_noise));
+  // greedy is the argmax; top-k 1 is the argmax too, whatever the draw
+  o.temperature = 0;
+  EXPECT_TRUE(torch::equal(generate::sample_next(logits, o, g), logits.argmax(-1)));
+  o.temperature = 5.0;
+  o.top_k = 1;
+  EXPECT_TRUE(torch::equal(generate::sample_next(logits, o, g), logits.argmax(-1)));
+  o.top_k = 0;
+  o.top_p = 1e-6;  // nucleus of one token
+  EXPECT_TRUE(torch::equal(generate::sample_next(logits, o, g), logits.argmax(-1)));
+}
+
+TEST(Streamer, HoldsBackIncompleteUtf8AndEmitsOnlyNewText) {
+  // token i decodes to byte i; "é" is two bytes (0xC3 0xA9)
+  auto decode = [](const std::vector<int64_t>& t) {
+    std::string s;
+    for (auto b : t) s += static_cast<char>(b);
+    // an incomplete trailing sequence decodes to U+FFFD, as a byte-level tokenizer does
+    if (!s.empty() && static_cast<unsigned char>(s.back()) == 0xC3) {
+      s.pop_back();
+      s += "\xEF\xBF\xBD";
+    }
+    return s;
+  };
+  std::vector<std::string> pieces;
+  generate::TextStreamer st(decode, [&](const std::string& p) { pieces.push_back(p); });
+  st.put('a');
+  st.put(0xC3);
+  EXPECT_EQ(pieces, (std::vector<std::string>{"a"}));  // held back
+  st.put(0xA9);
+  st.put('b');
+  st.finish();
+  EXPECT_EQ(pieces, (std::vector<std::string>{"a", "\xC3\xA9", "b"}));
+}
+
+TEST(InterleavedInput, MarkersPlaceImagesOtherwiseImagesComeFirst) {
+  const std::string img = std::string(OMNI_FIXTURES) + "/janus_tiny/test_image.png";
+  auto in = generate::InterleavedInput::parse("A <image> and B <image>?", {img, img});
+  ASSERT_EQ(in.chunks.size(), 5u);
+  EXPECT_TRUE(in.placed_by_markers);
+  EXPECT_EQ(in.chunks[0].text, "A ");
+  EXPECT_TRUE(in.chunks[1].is_image());
+  EXPECT_EQ(in.chunks[4].text, "?");
+  EXPECT_EQ(in.text(), "A  and B ?");
+  auto first = generate::InterleavedInput::parse("<image>", {img});  // no empty text chunks
+  EXPECT_EQ(first.chunks.size(), 1u);
+  auto plain = generate::InterleavedInput::parse("Describe.", {img});
+  EXPECT_FALSE(plain.placed_by_markers);
+  ASSERT_EQ(plain.num_images(), 1u);
+  EXPECT_TRUE(plain.chunks[0].is_image());
+  plain.decode_images([](const std::string& p) { return io::read_image(p); });
+  EXPECT_GT(plain.chunks[0].image.width, 0);
+  EXPECT_THROW(generate::InterleavedInput::parse("<image> <image>", {img}), Error);
+  EXPECT_THROW(generate::InterleavedInput::parse("x", {"/no/such.png"}), Error);
+  EXPECT_EQ(generate::numbered_output("d/out.png", 0), "d/out.png");
+  EXPECT_EQ(generate::numbered_output("d/out.png", 2), "d/out_2.png");
+}
+
+TEST(Flow, ShiftedScheduleAndEulerLoop) {
+  auto ts = generate::flow_timesteps(5, 3.0);
+  ASSERT_EQ(ts.size(), 5u);
+  EXPECT_FLOAT_EQ(ts.front(), 1.0f);
+  EXPECT_FLOAT_EQ(ts.back(), 0.0f);
+  EXPECT_NEAR(ts[2], 3 * 0.5 / (1 + 2 * 0.5), 1e-7);  // s t / (1 + (s - 1) t)
+  // v = x - target: the Euler loop with dt = t_i - t_{i+1} from x0 ends at x0 - sum(v dt)
+  auto x0 = torch::ones({2, 3});
+  int calls = 0;
+  auto x = generate::euler_flow(x0, ts, [&](int i, float t, const torch::Tensor& xt) {
+    EXPECT_EQ(i, calls++);
+    EXPECT_FLOAT_EQ(t, ts[i]);
+    return torch::full_like(xt, 2.0);
+  });
+  EXPECT_EQ(calls, 4);
+  EXPECT_TRUE(torch::allclose(x, torch::full({2, 3}, 1.0 - 2.0)));
+}
+
+namespace {
+struct TextOnly final : models::Model, models::Understands {
+  std::string family() const override { return "text_only"; }
+  c10::Device device() const override { return torch::kCPU; }
+  c10::ScalarType dtype() const override { return torch::kFloat32; }
+  void understand(const models::Request& r, models::OutputSink& out) override { out.text("echo:" + r.input.text()); }
+};
+struct Collect final : models::OutputSink {
+  std::string text_;
+  void text(const std::string& p) override { text_ += p; }
+  std::string image(const io::Image&) override { return "nowhere"; }
+};
+}  // namespace
+
+TEST(ModelContract, RunModeChecksCapabilitiesInOnePlace) {
+  TextOnly m;
+  Collect sink;
+  models::Request r;
+  r.input = generate::InterleavedInput::parse("hi", {});
+  models::run_mode(m, "understand", r, sink);
+  EXPECT_EQ(sink.text_, "echo:hi");
+  try {
+    models::run_mode(m, "generate", r, sink);
+    FAIL() << "generate on a model without the capability";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "--mode generate: not supported by text_only");
+  }
+  EXPECT_THROW(models::run_mode(m, "paint", r, sink), Error);
+  models::ExtraFlags x;
+  x.set("--n", "12");
+  x.set("--w", "0.5");
+  x.set("--bad", "1x");
+  EXPECT_EQ(x.get_int("--n", 0), 12);
+  EXPECT_DOUBLE_EQ(x.get_double("--w", 0), 0.5);
+  EXPECT_DOUBLE_EQ(x.get_double("--absent", 4.0), 4.0);
+  EXPECT_THROW(x.get_int("--bad", 0), Error);
+  EXPECT_EQ(models::parse_dtype("bf16"), torch::kBFloat16);
+  EXPECT_THROW(models::parse_dtype("int3"), Error);
+  EXPECT_TRUE(models::parse_device("cpu").is_cpu());
+  EXPECT_THROW(models::parse_device("tpu:0"), Error);
+  models::LoadOptions lo;
+  EXPECT_EQ(lo.resolved_dtype(), torch::kFloat32);  // CPU default
+  lo.device = torch::Device(torch::kCUDA, 0);
+  EXPECT_EQ(lo.resolved_dtype(), torch::kBFloat16);  // CUDA default, as the official code runs
+}
