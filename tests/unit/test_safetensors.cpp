@@ -121,6 +121,13 @@ TEST(Safetensors, RefusesCorruptHeaders) {
                          data8),
                "overlap");
   expect_error(write_raw("meta.safetensors", R"({"__metadata__":{"x":1}})", ""), "is not a string");
+  // A repeated name is ambiguous (a JSON reader keeps one of the two): refused, at any depth.
+  expect_error(write_raw("dupname.safetensors",
+                         R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                         data8),
+               "names 'a' twice");
+  expect_error(write_raw("dupkey.safetensors", R"({"a":{"dtype":"F32","dtype":"F16","shape":[2],"data_offsets":[0,8]}})", data8),
+               "names 'dtype' twice");
   // A truncated copy of a real file: the data section no longer holds every tensor.
   {
     std::ifstream in(std::string(OMNI_FIXTURES) + "/janus_tiny/model.safetensors", std::ios::binary);

@@ -5,6 +5,9 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <set>
+#include <string>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "omni/core/error.h"
@@ -48,11 +51,25 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   if (n < 2) throw Error(path, "header length " + std::to_string(n) + " is too small for a JSON object");
 
   nlohmann::json header;
+  // A JSON object with a repeated key is ambiguous (the parser would keep the last one, another
+  // reader the first): refuse it, in the tensor table and inside any entry.
+  std::vector<std::set<std::string>> keys_per_object;
+  std::string duplicate;
+  auto refuse_duplicates = [&](int, nlohmann::json::parse_event_t ev, nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (ev == E::object_start) keys_per_object.emplace_back();
+    if (ev == E::object_end && !keys_per_object.empty()) keys_per_object.pop_back();
+    if (ev == E::key && !keys_per_object.empty() && !keys_per_object.back().insert(parsed.get<std::string>()).second &&
+        duplicate.empty())
+      duplicate = parsed.get<std::string>();
+    return true;
+  };
   try {
-    header = nlohmann::json::parse(base + 8, base + 8 + n);
+    header = nlohmann::json::parse(base + 8, base + 8 + n, refuse_duplicates);
   } catch (const nlohmann::json::exception& e) {
     throw Error(path, std::string("header is not valid JSON: ") + e.what());
   }
+  if (!duplicate.empty()) throw Error(path, "header names '" + duplicate + "' twice (ambiguous; refused)");
   if (!header.is_object()) throw Error(path, "header must be a JSON object");
 
   const uint64_t data_start = 8 + n;
