@@ -24,6 +24,11 @@ std::vector<int32_t> ids_of(const torch::Tensor& t) {
 }
 }  // namespace
 
+// The user turn of a CLI prompt with n copies of the fixture image.
+std::string content(const std::string& prompt, size_t n, const std::string& tag) {
+  return user_content(generate::InterleavedInput::parse(prompt, std::vector<std::string>(n, kDir + "/test_image.png")), tag);
+}
+
 TEST(JanusProcessor, RendersTheOfficialPrompts) {
   const std::string und = render_deepseek({{"<|User|>", "<image_placeholder>\nDescribe this image."}, {"<|Assistant|>", ""}},
                                           kDefaultSystemPrompt);
@@ -48,7 +53,7 @@ TEST(JanusProcessor, TokenisesAndExpandsLikeTheFixture) {
   EXPECT_EQ(sp.eos, 2);
 
   const std::string und = render_deepseek(
-      {{"<|User|>", user_content("Describe this image.", 1, cfg.image_tag)}, {"<|Assistant|>", ""}}, kDefaultSystemPrompt);
+      {{"<|User|>", content("Describe this image.", 1, cfg.image_tag)}, {"<|Assistant|>", ""}}, kDefaultSystemPrompt);
   auto ids = expand_image_slots(tok.encode(und, true), sp.image, sp.image_start, sp.image_end, cfg.num_image_tokens);
   auto want = ids_of(io::Checkpoint::open(kDir + "/understanding.safetensors").get("input_ids"));
   ASSERT_EQ(ids.size(), 814u);
@@ -60,12 +65,12 @@ TEST(JanusProcessor, TokenisesAndExpandsLikeTheFixture) {
 }
 
 TEST(JanusProcessor, ImageMarkers) {
-  EXPECT_EQ(user_content("What is this?", 1, "<IMG>"), "<IMG>\nWhat is this?");
-  EXPECT_EQ(user_content("Compare", 2, "<IMG>"), "<IMG>\n<IMG>\nCompare");
-  EXPECT_EQ(user_content("A <image> and B <image>?", 2, "<IMG>"), "A <IMG> and B <IMG>?");
-  EXPECT_EQ(user_content("no images", 0, "<IMG>"), "no images");
+  EXPECT_EQ(content("What is this?", 1, "<IMG>"), "<IMG>\nWhat is this?");
+  EXPECT_EQ(content("Compare", 2, "<IMG>"), "<IMG>\n<IMG>\nCompare");
+  EXPECT_EQ(content("A <image> and B <image>?", 2, "<IMG>"), "A <IMG> and B <IMG>?");
+  EXPECT_EQ(content("no images", 0, "<IMG>"), "no images");
   try {
-    user_content("A <image> B <image>", 1, "<IMG>");
+    content("A <image> B <image>", 1, "<IMG>");
     FAIL();
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("2 <image> marker(s) but 1 --image"), std::string::npos);

@@ -5,13 +5,17 @@
 //                    and the flags each mode reads (the CLI rejects any other flag).
 //   Model            a loaded checkpoint on a device in a dtype.
 //   capabilities     opt-in interfaces a Model implements: Understands (image + text -> text),
-//                    Generates (text -> image), Edits (image + instruction -> image). They are
-//                    checked in one place: run_mode().
+//                    Generates (text -> image), Edits (image + instruction -> image), checked in
+//                    one place: run_mode(); Trainable (a conversation -> per-token losses under
+//                    autograd, and the parameter groups to freeze), found with as_trainable().
 //   OutputSink       where streamed text and finished images go (the CLI prints / writes PNGs).
 //
 // Requests are grouped by concern in request.h. Random draws come from a generator the request
 // owns (Request::seed), never from libtorch's global one.
 #pragma once
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
 #include <functional>
 #include <memory>
 #include <string>
@@ -54,6 +58,39 @@ class Edits {
   virtual ~Edits() = default;
   virtual void edit(const Request& r, OutputSink& out) = 0;
 };
+
+// One supervised example: a conversation of user / assistant turns, each interleaved text and
+// images. The losses are on what the assistant says: its text (cross-entropy on the tokens) and
+// its images (the family's generation loss).
+struct TrainTurn {
+  std::string role;  // "user" | "assistant"
+  generate::InterleavedInput content;
+};
+struct TrainExample {
+  std::string system_prompt;  // "" = none
+  std::vector<TrainTurn> turns;
+};
+
+struct TrainLosses {
+  at::Tensor ce;   // per supervised text token [N_ce] (undefined when there is none)
+  at::Tensor gen;  // per generation-loss element (image-token CE or flow MSE; undefined when none)
+};
+
+// Parameters grouped by top-level module, named as in the checkpoint (e.g. "language_model",
+// "vision_model"): the unit of freezing.
+struct ParameterGroup {
+  std::string name;
+  std::vector<std::pair<std::string, at::Tensor>> parameters;  // full checkpoint names
+};
+
+class Trainable {
+ public:
+  virtual ~Trainable() = default;
+  virtual std::vector<ParameterGroup> parameter_groups() = 0;
+  // Forward with autograd on; every random draw from `gen` (the run's generator).
+  virtual TrainLosses forward_train(const TrainExample& ex, at::Generator& gen) = 0;
+};
+Trainable* as_trainable(Model& m);  // null when the family cannot train yet
 
 // The one place a mode name meets a capability: "understand" -> Understands, "generate" ->
 // Generates, "edit" -> Edits. Throws omni::Error when the model lacks it.

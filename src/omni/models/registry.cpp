@@ -56,6 +56,8 @@ const Family& resolve_family(const std::string& dir, const std::string& model_ty
   return model_type.empty() ? detect_family(dir) : find_family(model_type);
 }
 
+Trainable* as_trainable(Model& m) { return dynamic_cast<Trainable*>(&m); }
+
 // ---- the one place capabilities are checked ----------------------------------------------------
 void run_mode(Model& m, const std::string& mode, const Request& r, OutputSink& out) {
   auto missing = [&] { return Error("--mode " + mode, "not supported by " + m.family()); };

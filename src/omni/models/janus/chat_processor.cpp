@@ -78,25 +78,10 @@ std::string render_deepseek(const std::vector<Message>& turns, const std::string
   return strip(out);
 }
 
-std::string user_content(const std::string& prompt, size_t n_images, const std::string& image_tag) {
-  const std::string marker = "<image>";
-  size_t markers = 0;
-  for (size_t p = prompt.find(marker); p != std::string::npos; p = prompt.find(marker, p + marker.size())) ++markers;
-  if (markers == 0) {
-    std::string out;
-    for (size_t i = 0; i < n_images; ++i) out += image_tag + "\n";
-    return out + prompt;
-  }
-  if (markers != n_images)
-    throw Error("--prompt", "has " + std::to_string(markers) + " <image> marker(s) but " + std::to_string(n_images) +
-                                " --image given");
-  std::string out;
-  size_t start = 0;
-  for (size_t p = prompt.find(marker); p != std::string::npos; p = prompt.find(marker, start)) {
-    out += prompt.substr(start, p - start) + image_tag;
-    start = p + marker.size();
-  }
-  return out + prompt.substr(start);
+std::string user_content(const generate::InterleavedInput& in, const std::string& image_tag) {
+  std::string s;
+  for (const auto& c : in.chunks) s += c.is_image() ? image_tag + (in.placed_by_markers ? "" : "\n") : c.text;
+  return s;
 }
 
 std::vector<int32_t> expand_image_slots(const std::vector<int32_t>& ids, int32_t image_id, int32_t begin_id,

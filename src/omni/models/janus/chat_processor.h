@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "omni/generate/interleaved.h"
 #include "omni/io/image.h"
 #include "omni/io/image_tensor.h"
 
@@ -47,9 +48,9 @@ struct Message {
 // empty turn; the whole string stripped.
 std::string render_deepseek(const std::vector<Message>& turns, const std::string& system_prompt);
 
-// The user turn for a CLI prompt: every "<image>" marker becomes the image tag; with no marker,
-// one tag + "\n" per image goes first. Throws omni::Error when markers and images disagree.
-std::string user_content(const std::string& prompt, size_t n_images, const std::string& image_tag);
+// A turn's text: image chunks become the image tag, followed by "\n" when the images were put
+// first rather than placed by <image> markers (as the official examples write them).
+std::string user_content(const generate::InterleavedInput& in, const std::string& image_tag);
 
 // Replaces every `image_id` with [begin_id, image_id × n, end_id] (add_image_token).
 std::vector<int32_t> expand_image_slots(const std::vector<int32_t>& ids, int32_t image_id, int32_t begin_id,

@@ -24,15 +24,7 @@ torch::Tensor ids_tensor(const std::vector<int32_t>& ids) {
   return torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64).unsqueeze(0);
 }
 
-// The user turn: image chunks become the image tag (followed by "\n" when the images were put
-// first rather than placed by <image> markers, as the official examples write them).
-std::string user_content(const generate::InterleavedInput& in, const std::string& image_tag) {
-  std::string s;
-  for (const auto& c : in.chunks) s += c.is_image() ? image_tag + (in.placed_by_markers ? "" : "\n") : c.text;
-  return s;
-}
-
-class Janus final : public Model, public Understands, public Generates {
+class Janus final : public Model, public Understands, public Generates, public Trainable {
  public:
   explicit Janus(const LoadOptions& lo)
       : tok_(load_tokenizer(lo.path)), proc_(ProcessorConfig::load(lo.path)), ids_(SpecialIds::lookup(tok_, proc_)) {
@@ -133,6 +125,83 @@ class Janus final : public Model, public Understands, public Generates {
     }
     log_info("generated ", u8.size(0), " image(s) of ", res.tokens.size(1), " tokens in ", res.seconds,
              " s; peak RSS ", format_bytes(peak_rss_bytes()));
+  }
+
+  // ---- training ------------------------------------------------------------------------------
+  std::vector<ParameterGroup> parameter_groups() override {
+    std::vector<ParameterGroup> groups;
+    for (const auto& child : model_->net()->named_children()) {
+      ParameterGroup g;
+      g.name = child.key();
+      for (const auto& p : child.value()->named_parameters()) g.parameters.emplace_back(g.name + "." + p.key(), p.value());
+      if (!g.parameters.empty()) groups.push_back(std::move(g));
+    }
+    return groups;
+  }
+
+  // Text turns: the deepseek format, CE on every assistant turn's tokens (its end-of-sentence
+  // included), transformers' ForCausalLMLoss. An assistant image (the last turn, alone): the
+  // t2i prompt of the preceding turns, the image's VQ codes, and CE of gen_head on each code.
+  TrainLosses forward_train(const TrainExample& ex, at::Generator&) override {
+    check(!ex.turns.empty() && ex.turns.back().role == "assistant", "training example",
+          "must end with an assistant turn");
+    for (size_t i = 0; i < ex.turns.size(); ++i)
+      check(ex.turns[i].role == (i % 2 == 0 ? "user" : "assistant"), "training example",
+            "turns must alternate user / assistant (turn " + std::to_string(i + 1) + " is \"" + ex.turns[i].role + "\")");
+    std::vector<Message> msgs;
+    for (const auto& t : ex.turns)
+      msgs.push_back({t.role == "user" ? "<|User|>" : "<|Assistant|>", user_content(t.content, proc_.image_tag)});
+    TrainLosses out;
+    const auto& last = ex.turns.back().content;
+    if (last.num_images() > 0) {
+      check(last.num_images() == 1 && last.text().empty(), "training example",
+            "a Janus assistant image turn holds exactly one image and no text");
+      msgs.back().content = "";
+      const std::string prompt = render_deepseek(msgs, ex.system_prompt) + proc_.image_start_tag;
+      for (const auto& t : ex.turns) check(t.content.num_images() == 0 || &t == &ex.turns.back(), "training example",
+                                           "Janus text-to-image takes no input image");
+      auto ids32 = tok_.encode(prompt, true);
+      auto prompt_ids = torch::tensor(std::vector<int64_t>(ids32.begin(), ids32.end()), torch::kInt64).unsqueeze(0);
+      torch::Tensor codes;
+      {
+        torch::NoGradGuard ng;  // the VQ tokenizer only provides targets
+        const io::Image img = preprocess_image(last.chunks[0].image, proc_);
+        auto pixels = io::images_to_tensor({img}, proc_.norm);
+        codes = model_->vq_encode(pixels).codes.reshape({1, -1});
+      }
+      out.gen = model_->image_gen_loss(prompt_ids, codes).token_ce;
+      return out;
+    }
+    // Supervised spans: the tokens each assistant turn adds after its "<|Assistant|>:" prefix.
+    auto encode = [&](size_t turns, bool with_last) {
+      std::vector<Message> m(msgs.begin(), msgs.begin() + turns);
+      if (!with_last) m.back().content = "";
+      return expand_image_slots(tok_.encode(render_deepseek(m, ex.system_prompt), true), ids_.image,
+                                ids_.image_start, ids_.image_end, proc_.num_image_tokens);
+    };
+    const auto ids = encode(msgs.size(), true);
+    std::vector<int64_t> labels(ids.size(), -100);
+    for (size_t i = 1; i < msgs.size(); i += 2) {
+      const auto before = encode(i + 1, false), after = encode(i + 1, true);
+      check(std::equal(before.begin(), before.end(), after.begin()) && std::equal(after.begin(), after.end(), ids.begin()),
+            "training example", "the tokenizer merges across the assistant prefix; cannot place the labels");
+      for (size_t k = before.size(); k < after.size(); ++k) labels[k] = ids[k];
+    }
+    auto input_ids = ids_tensor(ids);
+    std::vector<io::Image> imgs;
+    for (const auto& t : ex.turns)
+      for (const auto& c : t.content.chunks)
+        if (c.is_image()) imgs.push_back(preprocess_image(c.image, proc_));
+    torch::Tensor embeds;
+    if (imgs.empty()) {
+      embeds = model_->net()->language_model->model->embed(input_ids.to(device()));
+    } else {
+      auto pixels = io::images_to_tensor(imgs, proc_.norm).unsqueeze(0);
+      auto emb_mask = torch::ones({1, static_cast<int64_t>(imgs.size()), model_->image_tokens_per_image()}, torch::kBool);
+      embeds = model_->prepare_inputs_embeds(input_ids, pixels, input_ids.eq(ids_.image), emb_mask);
+    }
+    out.ce = model_->text_loss(embeds, torch::tensor(labels, torch::kInt64).unsqueeze(0)).token_ce;
+    return out;
   }
 
  private:
