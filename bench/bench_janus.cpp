@@ -6,6 +6,7 @@
 //     stream (weights, excluding gathered embedding tables, plus the KV cache it reads) / the
 //     memory-copy rate of a 1 GiB fp32 copy_ (bytes read + bytes written).
 //   bench_janus [--tokens 32] [--image_tokens 64] [--prefill 628] [--threads 2] [--quick] [--no_malloc_reuse]
+//               [--device cpu|cuda[:N]] [--dtype fp32|bf16|fp16]
 // Like the omni CLI, the bench applies omni::keep_freed_memory_for_reuse() (omni/core/memory.h:
 // blocks under 256 MiB stay in the heap for reuse) before anything else. --no_malloc_reuse keeps
 // glibc's defaults, which give every block over 32 MB back to the OS on free so the next one
@@ -17,7 +18,6 @@
 // measurements (2 GiB) run and are freed before the model exists.
 #include <torch/torch.h>
 
-#include "omni/generate/random.h"
 #include "bench_util.h"
 
 #include "omni/core/memory.h"
@@ -32,12 +32,15 @@
 #include <vector>
 
 #include "omni/core/progress.h"
+#include "omni/generate/random.h"
 #include "omni/io/hf_config.h"
 #include "omni/io/image.h"
 #include "omni/io/image_tensor.h"
+#include "omni/io/module_loader_torch.h"
 #include "omni/models/janus/chat_processor.h"
 #include "omni/models/janus/config.h"
 #include "omni/models/janus/model.h"
+#include "omni/models/request.h"
 
 using namespace omni;
 using namespace omni::models::janus;
@@ -113,6 +116,7 @@ bool finite(const torch::Tensor& t) { return torch::isfinite(t).all().item<bool>
 int main(int argc, char** argv) {
   int tokens = 32, image_tokens = 64, prefill = 628, threads = 2;
   bool quick = false, malloc_reuse = true;  // as the omni CLI (tools/omni/main.cpp)
+  std::string device_s = "cpu", dtype_s;
   for (int i = 1; i < argc; ++i) {
     auto next = [&](int& v) {
       if (i + 1 < argc) v = std::atoi(argv[++i]);
@@ -122,10 +126,12 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--prefill")) next(prefill);
     else if (!std::strcmp(argv[i], "--threads")) next(threads);
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
+    else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) device_s = argv[++i];
+    else if (!std::strcmp(argv[i], "--dtype") && i + 1 < argc) dtype_s = argv[++i];
     else if (!std::strcmp(argv[i], "--malloc_reuse")) malloc_reuse = true;
     else if (!std::strcmp(argv[i], "--no_malloc_reuse")) malloc_reuse = false;
     else {
-      std::fprintf(stderr, "usage: bench_janus [--tokens N] [--image_tokens N] [--prefill N] [--threads N] [--quick] "
+      std::fprintf(stderr, "usage: bench_janus [--tokens N] [--image_tokens N] [--prefill N] [--threads N] [--device D] [--dtype T] [--quick] "
                    "[--no_malloc_reuse]\n");
       return 2;
     }
@@ -133,6 +139,14 @@ int main(int argc, char** argv) {
   if (malloc_reuse) {
     omni::keep_freed_memory_for_reuse();
   }
+  const torch::Device dev = omni::models::parse_device(device_s);
+  const torch::ScalarType dt = dtype_s.empty() ? torch::kFloat32 : omni::models::parse_dtype(dtype_s);
+  const auto opts = torch::TensorOptions().device(dev).dtype(dt);
+  const int64_t es = static_cast<int64_t>(c10::elementSize(dt));  // bytes per weight / cache element
+  // Timings on a GPU wait for the queued work (CPU calls are synchronous already).
+  auto sync = [&] {
+    if (dev.is_cuda()) torch::cuda::synchronize();
+  };
   if (quick) {
     tokens = std::min(tokens, 4);
     image_tokens = std::min(image_tokens, 4);
@@ -153,13 +167,15 @@ int main(int argc, char** argv) {
   std::string gemm_note;
   for (int64_t n : {int64_t{2048}, int64_t{4096}}) {
     if (quick && n == 4096) continue;
-    auto a = torch::randn({n, n}), b = torch::randn({n, n}), c = torch::empty({n, n});
+    auto a = torch::randn({n, n}, opts), b = torch::randn({n, n}, opts), c = torch::empty({n, n}, opts);
     torch::mm_out(c, a, b);  // warm-up
+    sync();
     const int reps = n == 2048 ? 8 : 3;
     double best = 1e30;
     for (int r = 0; r < reps; ++r) {
       auto t = clk::now();
       torch::mm_out(c, a, b);
+      sync();
       best = std::min(best, secs(t));
     }
     const double rate = 2.0 * n * n * n / best;
@@ -170,7 +186,7 @@ int main(int argc, char** argv) {
   double read_bps = 0;  // read-only stream (sum), for reference
   {
     const int64_t n = int64_t{1} << 28;  // 1 GiB of fp32
-    auto a = torch::ones({n}), b = torch::zeros({n});
+    auto a = torch::ones({n}, opts), b = torch::zeros({n}, opts);
     b.copy_(a);
     double best = 1e30;
     for (int r = 0; r < (quick ? 1 : 3); ++r) {
@@ -217,7 +233,10 @@ int main(int argc, char** argv) {
   const JanusConfig cfg = JanusConfig::from_hf(io::HfConfig::from_string(kJanusPro1BConfig, "Janus-Pro-1B config.json"));
   torch::manual_seed(0);
   auto t_build = clk::now();
-  JanusModel model(cfg);
+  std::unique_ptr<omni::io::DefaultDtypeGuard> built_in = std::make_unique<omni::io::DefaultDtypeGuard>(dt);
+  JanusModel model(cfg);  // parameters created in the compute dtype (no fp32 copy of the model)
+  built_in.reset();
+  if (dev != torch::Device(torch::kCPU) || dt != torch::kFloat32) model.to(dev, dt);
   const double build_s = secs(t_build);
   auto& net = model.net();
   auto& lm = net->language_model;
@@ -241,6 +260,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r < (quick ? 1 : 3); ++r) {  // best of 3; the first run doubles as warm-up
       auto t = clk::now();
       out = model.align(model.vision_features(pixels));
+      sync();
       best = std::min(best, secs(t));
     }
     if (!finite(out)) std::fprintf(stderr, "warning: non-finite ViT output\n");
@@ -254,7 +274,7 @@ int main(int argc, char** argv) {
   // ---- 3 + 4. prefill of `prefill` embeddings, then greedy decode ----
   const int64_t lm_layer_numel = matrix_numel(*lm->model->layers);  // q,k,v,o, gate, up, down
   const int64_t lm_head_numel = lm->lm_head->weight.numel();
-  const int64_t lm_stream_bytes = (numel_of(*lm) - lm->model->embed_tokens->weight.numel()) * 4;
+  const int64_t lm_stream_bytes = (numel_of(*lm) - lm->model->embed_tokens->weight.numel()) * es;
   {
     // Warm-up: a short prompt through the same path.
     auto ids = torch::randint(0, 100000, {1, prefill}, torch::kInt64);
@@ -280,7 +300,7 @@ int main(int argc, char** argv) {
                  pf_flops / r.prefill_seconds / 1e9);
 
     const int steps = static_cast<int>(r.tokens.size()) - 1;  // forwards in decode_seconds
-    const double kv_bytes = 2.0 * Lyr * D * 4 * (T + 1 + steps / 2.0);  // K+V read per step, mean length
+    const double kv_bytes = 2.0 * Lyr * D * es * (T + 1 + steps / 2.0);  // K+V read per step, mean length
     const double dec_bound_tps = copy_bps / (lm_stream_bytes + kv_bytes);
     const double dec_tps = steps / r.decode_seconds;
     std::snprintf(name, sizeof name, "greedy decode, %d tokens after the prefill (tokens/s)", steps);
@@ -304,21 +324,24 @@ int main(int argc, char** argv) {
     ImageGenOptions o;
     o.parallel_size = 1;
     o.image_size = grid * f;
-    at::Generator rng = omni::generate::make_generator(torch::kCPU, 1234);
+    at::Generator rng = omni::generate::make_generator(dev, 1234);
     o.generator = &rng;
     o.progress = false;
     std::vector<clk::time_point> stamps;
     stamps.reserve(n_tok);
-    o.on_step = [&](int64_t, const torch::Tensor&, const torch::Tensor&) { stamps.push_back(clk::now()); };
+    o.on_step = [&](int64_t, const torch::Tensor&, const torch::Tensor&) {
+      sync();
+      stamps.push_back(clk::now());
+    };
     auto t = clk::now();
     auto r = model.generate_image_tokens(prompt, 100002, o);
     const double total = secs(t);
     const double first = std::chrono::duration<double>(stamps.front() - t).count();  // prompt prefill
     const double per_tok = std::chrono::duration<double>(stamps.back() - stamps.front()).count() / (n_tok - 1);
     const int64_t L = static_cast<int64_t>(prompt.size());
-    const int64_t t2i_bytes = (matrix_numel(*lm->model->layers) + numel_of(*net->gen_head) + numel_of(*net->gen_aligner)) * 4;
-    const double kv_window = 2.0 * 2 * Lyr * D * 4 * (L + n_tok / 2.0);  // 2 rows, mean length over the window
-    const double kv_576 = 2.0 * 2 * Lyr * D * 4 * (L + 288.0);           // mean over a full image
+    const int64_t t2i_bytes = (matrix_numel(*lm->model->layers) + numel_of(*net->gen_head) + numel_of(*net->gen_aligner)) * es;
+    const double kv_window = 2.0 * 2 * Lyr * D * es * (L + n_tok / 2.0);  // 2 rows, mean length over the window
+    const double kv_576 = 2.0 * 2 * Lyr * D * es * (L + 288.0);           // mean over a full image
     const double bound = (t2i_bytes + kv_window) / copy_bps;
     char name[128];
     std::snprintf(name, sizeof name, "text-to-image CFG step, 2 rows, mean of tokens 2..%lld (s/image token)",
@@ -347,6 +370,7 @@ int main(int argc, char** argv) {
     for (int r = 0; r < (quick ? 1 : 2); ++r) {
       auto t = clk::now();
       img = model.decode_image_tokens(codes, grid);
+      sync();
       s = std::min(s, secs(t));
     }
     if (!finite(img)) std::fprintf(stderr, "warning: non-finite VQ output\n");
@@ -361,13 +385,14 @@ int main(int argc, char** argv) {
   say("VQ decode timed");
 
   // ---- 7. peak RSS vs the fp32 weights ----
-  const double rss = static_cast<double>(peak_rss_bytes()), wbytes = n_params * 4.0;
+  const double rss = static_cast<double>(peak_rss_bytes()), wbytes = n_params * static_cast<double>(es);
   const double gib = 1024.0 * 1024 * 1024;
-  add({"peak RSS (GiB; bound = fp32 weights)", fmt("%.2f", rss / gib), fmt("%.2f", wbytes / gib),
+  add({"peak RSS (GiB; bound = the weights)", fmt("%.2f", rss / gib), fmt("%.2f", wbytes / gib),
        fmt("%.2f", rss / wbytes), "9.5", fmt("%.2fx less", 9.5 * gib / rss)});
 
-  std::printf("\nJanus-Pro-1B pipeline, random fp32 weights (%lld parameters, %.2f GB), CPU, %d threads%s\n",
-              static_cast<long long>(n_params), wbytes / 1e9, threads, quick ? " [--quick]" : "");
+  std::printf("\nJanus-Pro-1B pipeline, random %s weights (%lld parameters, %.2f GB), %s, %d threads%s\n",
+              omni::models::dtype_name(dt).c_str(), static_cast<long long>(n_params), wbytes / 1e9, dev.str().c_str(),
+              threads, quick ? " [--quick]" : "");
   std::printf(malloc_reuse ? "[malloc reuse as the CLI: blocks under 256 MiB stay in the heap for reuse (omni/core/memory.h)]\n"
                            : "[--no_malloc_reuse: glibc defaults, blocks over 32 MB are munmapped on free]\n");
   std::printf("(the checkpoint's 2,089,297,547 elements less the unused SigLIP attn_pool head and the codebook_used buffer)\n");
