@@ -358,7 +358,7 @@ int main(int argc, char** argv) {
     v.patch_size = 14;
     v.hidden_act = "gelu_pytorch_tanh";
     v.layer_norm_eps = 1e-6;
-    v.layers_built = onn::SiglipVisionConfig::bagel_inference_layers(27);  // 26
+    v.layers_built = ob::vit_inference_layers(27);  // 26
     v.validate("bench vit config");
     cfg.vae = onn::FluxVaeConfig{};
     cfg.latent_patch_size = 2;

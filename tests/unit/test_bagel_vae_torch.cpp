@@ -9,6 +9,7 @@
 #include "omni/core/error.h"
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/module_loader_torch.h"
+#include "omni/models/bagel/config.h"
 #include "omni/nn/flux_vae.h"
 #include "test_paths.h"
 
@@ -23,7 +24,7 @@ torch::Tensor vae_fix(const std::string& name) {
   return ck.get(name).clone();
 }
 
-nn::FluxVaeConfig tiny_cfg() { return nn::FluxVaeConfig::from_bagel_config(bagel_dir() + "/bagel_config.json"); }
+nn::FluxVaeConfig tiny_cfg() { return bagel::vae_config_from(bagel_dir() + "/bagel_config.json"); }
 
 nn::FluxAutoEncoderImpl& tiny_vae() {
   static std::shared_ptr<nn::FluxAutoEncoderImpl> m = nn::FluxAutoEncoderImpl::load(bagel_dir() + "/ae.safetensors", tiny_cfg());

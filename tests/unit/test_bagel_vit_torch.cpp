@@ -12,6 +12,7 @@
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/hf_config.h"
 #include "omni/io/module_loader_torch.h"
+#include "omni/models/bagel/config.h"
 #include "omni/models/bagel/vit_blocks.h"
 #include "omni/nn/siglip_navit.h"
 #include "test_paths.h"
@@ -43,7 +44,8 @@ io::HfConfig bagel_json() { return io::HfConfig::from_file(bagel_dir() + "/bagel
 int64_t max_per_side() { return bagel_json().get<int64_t>("vit_max_num_patch_per_side"); }  // 8
 int64_t llm_hidden() { return io::HfConfig::from_file(bagel_dir() + "/llm_config.json").get<int64_t>("hidden_size"); }
 nn::SiglipVisionConfig vit_cfg() {
-  return nn::SiglipVisionConfig::from_file(bagel_dir() + "/vit_config.json").for_bagel_inference();
+  const auto c = nn::SiglipVisionConfig::from_file(bagel_dir() + "/vit_config.json");
+  return c.with_layers_built(bagel::vit_inference_layers(c.num_hidden_layers));
 }
 
 struct Parts {
@@ -93,8 +95,8 @@ TEST_F(BagelVit, ConfigAndLayerRule) {
   EXPECT_DOUBLE_EQ(json.layer_norm_eps, 1e-6);       // class default
   EXPECT_EQ(json.num_channels, 3);
   EXPECT_EQ(vit_cfg().layers_built, 2);  // app.py: num_hidden_layers -= 1
-  EXPECT_EQ(nn::SiglipVisionConfig::bagel_inference_layers(27), 26);
-  EXPECT_EQ(nn::SiglipVisionConfig::bagel_trainer_layers(27), 26);  // 27 + 1 + (-2)
+  EXPECT_EQ(bagel::vit_inference_layers(27), 26);
+  EXPECT_EQ(bagel::vit_trainer_layers(27), 26);  // 27 + 1 + (-2)
   auto derived = io::HfConfig::from_file(bagel_dir() + "/bagel_config.json").sub("derived");
   EXPECT_EQ(vit_cfg().layers_built, derived.get<int64_t>("vit_layers_built"));
 }

@@ -50,10 +50,6 @@ FluxVaeConfig FluxVaeConfig::from_json(const io::HfConfig& p) {
   return c;
 }
 
-FluxVaeConfig FluxVaeConfig::from_bagel_config(const std::string& file) {
-  return from_json(io::HfConfig::from_file(file).sub_or_empty("vae_params"));
-}
-
 // ---------------------------------------------------------------------------------------------
 FluxVaeMidImpl::FluxVaeMidImpl(int64_t ch) {
   block_1 = register_module("block_1", VQResnetBlock(ch, ch));

@@ -36,8 +36,6 @@ struct FluxVaeConfig {
   void validate(const std::string& source = "FluxVaeConfig") const;
   // An AutoEncoderParams-style object (keys as above); missing keys keep the defaults.
   static FluxVaeConfig from_json(const io::HfConfig& params);
-  // The "vae_params" section of a bagel_config.json-style file (defaults if the section is absent).
-  static FluxVaeConfig from_bagel_config(const std::string& file);
 };
 
 // mid.{block_1, attn_1, block_2}

@@ -41,7 +41,8 @@ struct SiglipVisionConfig {
   std::string hidden_act = "gelu_pytorch_tanh";
   double layer_norm_eps = 1e-6;
   // Encoder layers actually instantiated (and expected in the checkpoint). from_hf sets it to
-  // num_hidden_layers; BAGEL's loaders build fewer: use with_layers_built(bagel_inference_layers(...)).
+  // num_hidden_layers; a model's loader may build fewer (with_layers_built; BAGEL's rule lives in
+  // models/bagel/config.h).
   int64_t layers_built = 12;
 
   int64_t head_dim() const { return hidden_size / num_attention_heads; }
@@ -49,21 +50,11 @@ struct SiglipVisionConfig {
   int64_t num_positions() const { return num_patches_per_side() * num_patches_per_side(); }
   int64_t patch_dim() const { return num_channels * patch_size * patch_size; }  // Linear input, 588 for p=14
 
-  // BAGEL inference (app.py, the notebooks): json num_hidden_layers - 1 layers are built (the
-  // released checkpoint holds 26 of SigLIP-so400m's 27 layers; the fixture 2 of 3).
-  static int64_t bagel_inference_layers(int64_t json_layers) { return json_layers - 1; }
-  // BAGEL training (train/pretrain_unified_navit.py): json + 1 + vit_select_layer (default -2),
-  // which is the same json - 1 for the default.
-  static int64_t bagel_trainer_layers(int64_t json_layers, int64_t vit_select_layer = -2) {
-    return json_layers + 1 + vit_select_layer;
-  }
   SiglipVisionConfig with_layers_built(int64_t n) const {
     SiglipVisionConfig c = *this;
     c.layers_built = n;
     return c;
   }
-  // A copy with BAGEL's inference rule applied (layers_built = num_hidden_layers - 1).
-  SiglipVisionConfig for_bagel_inference() const { return with_layers_built(bagel_inference_layers(num_hidden_layers)); }
 
   // Throws omni::Error on inconsistent values (hidden not divisible by heads, layers_built < 0, ...).
   void validate(const std::string& source = "SiglipVisionConfig") const;

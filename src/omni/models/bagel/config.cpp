@@ -46,6 +46,10 @@ std::string find_weights(const fs::path& d, Variant v) {
 }
 }  // namespace
 
+nn::FluxVaeConfig vae_config_from(const std::string& file) {
+  return nn::FluxVaeConfig::from_json(io::HfConfig::from_file(file).sub_or_empty("vae_params"));
+}
+
 Variant detect_variant(const std::string& dir) {
   const fs::path d(dir);
   if (is_file(d / "bagel_config.json")) {
@@ -94,7 +98,8 @@ BagelConfig BagelConfig::load(const std::string& dir) {
     throw Error(dir, "no weights: expected ema.safetensors or model.safetensors[.index.json]");
 
   c.llm = nn::Qwen2MoTConfig::from_hf(io::HfConfig::from_file((d / "llm_config.json").string()), /*qk_norm=*/true);
-  c.vit = nn::SiglipVisionConfig::from_file((d / "vit_config.json").string()).for_bagel_inference();
+  const auto vit = nn::SiglipVisionConfig::from_file((d / "vit_config.json").string());
+  c.vit = vit.with_layers_built(vit_inference_layers(vit.num_hidden_layers));
 
   const fs::path extra = d / "bagel_config.json";
   if (is_file(extra)) {
@@ -106,7 +111,7 @@ BagelConfig BagelConfig::load(const std::string& dir) {
     c.connector_act = b.get_or<std::string>("connector_act", c.connector_act);
     c.interpolate_pos = b.get_or<bool>("interpolate_pos", c.interpolate_pos);
     c.timestep_shift = b.get_or<double>("timestep_shift", c.timestep_shift);
-    c.vae = nn::FluxVaeConfig::from_bagel_config(extra.string());
+    c.vae = vae_config_from(extra.string());
     c.vae_transform = transform_from(j.sub_or_empty("vae_transform"), c.vae_transform);
     c.vit_transform = transform_from(j.sub_or_empty("vit_transform"), c.vit_transform);
     check(c.latent_patch_size > 0 && c.max_latent_size > 0 && c.vit_max_num_patch_per_side > 0, extra.string(),

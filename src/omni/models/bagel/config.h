@@ -54,6 +54,17 @@ struct BagelConfig {
   static BagelConfig load(const std::string& dir);
 };
 
+// BAGEL's SigLIP layer rules. Inference (app.py, the notebooks): json num_hidden_layers - 1 layers
+// are built (the released checkpoint holds 26 of SigLIP-so400m's 27; the fixture 2 of 3).
+// Training (train/pretrain_unified_navit.py): json + 1 + vit_select_layer (default -2), the same
+// json - 1 for the default.
+inline int64_t vit_inference_layers(int64_t json_layers) { return json_layers - 1; }
+inline int64_t vit_trainer_layers(int64_t json_layers, int64_t vit_select_layer = -2) {
+  return json_layers + 1 + vit_select_layer;
+}
+// The "vae_params" section of a bagel_config.json-style file (the FLUX defaults where absent).
+nn::FluxVaeConfig vae_config_from(const std::string& bagel_config_file);
+
 // What the checkpoint says it is: bagel_config.json "model_type" ("bagel" | "thinkmorph", which
 // our exports write) first, then the model card (README.md front matter naming ThinkMorph, as
 // ThinkMorph-7B's library_name does); BAGEL otherwise. The weights file name never decides: BAGEL's
