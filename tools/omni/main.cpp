@@ -8,6 +8,17 @@
 #include "omni/core/log.h"
 #include "omni/core/memory.h"
 
+namespace {
+// Every error is one line: "error: <first line of the message>".
+int fail(const std::string& message, int status) {
+  std::string msg = message;
+  auto nl = msg.find('\n');
+  if (nl != std::string::npos) msg.resize(nl);
+  std::fprintf(stderr, "error: %s\n", msg.c_str());
+  return status;
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   omni::keep_freed_memory_for_reuse();  // see omni/core/memory.h
   CLI::App app{"omni.cpp: understand, generate, edit and train unified multimodal models"};
@@ -20,6 +31,10 @@ int main(int argc, char** argv) {
   omni::cli::add_tokenize_command(app, run);
   omni::cli::add_infer_command(app, run);
 
+  if (argc == 1) {  // a bare `omni` shows what it can do
+    std::fputs(app.help().c_str(), stdout);
+    return 0;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -27,28 +42,16 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForAllHelp& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    // One line, as every other error: unknown flags, values that do not convert, missing ones.
-    std::string msg = e.what();
-    auto nl = msg.find('\n');
-    if (nl != std::string::npos) msg.resize(nl);
-    std::fprintf(stderr, "error: %s\n", msg.c_str());
-    return 2;
+    return fail(e.what(), 2);  // unknown flags, values that do not convert, missing ones
   }
   try {
     if (!log_level.empty()) omni::set_log_level(omni::parse_log_level(log_level));
     return run ? run() : 0;
   } catch (const omni::Error& e) {
-    std::fprintf(stderr, "error: %s\n", e.what());
-    return 1;
+    return fail(e.what(), 1);
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "error: out of memory\n");
-    return 1;
+    return fail("out of memory", 1);
   } catch (const std::exception& e) {
-    // libtorch (c10::Error) and the standard library land here; keep it to one line.
-    std::string msg = e.what();
-    auto nl = msg.find('\n');
-    if (nl != std::string::npos) msg.resize(nl);
-    std::fprintf(stderr, "error: %s\n", msg.c_str());
-    return 1;
+    return fail(e.what(), 1);  // libtorch (c10::Error) and the standard library
   }
 }
