@@ -22,6 +22,7 @@ int fail(const std::string& message, int status) {
 int main(int argc, char** argv) {
   omni::keep_freed_memory_for_reuse();  // see omni/core/memory.h
   CLI::App app{"omni.cpp: understand, generate, edit and train unified multimodal models"};
+  app.name("omni");
   app.require_subcommand(1);
   std::string log_level;
   app.add_option("--log", log_level, "log level: debug, info, warn, error, off (env OMNI_LOG)");
