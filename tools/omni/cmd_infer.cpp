@@ -155,6 +155,8 @@ void add_infer_command(CLI::App& app, Runner& run) {
       // Everything the user gave is checked before the (slow) load: markers, image files,
       // output directory.
       models::Request req;
+      if (a->prompt.find_first_not_of(" \t\r\n") == std::string::npos)
+        throw Error("--prompt", "required (the question, instruction or image description)");
       req.input = generate::InterleavedInput::parse(a->prompt, a->images);
       if (family.read_image) req.input.decode_images(family.read_image);
       req.text = a->text;
