@@ -8,7 +8,8 @@
 //     lm_head, the KV cache it reads) / the memory-copy rate of a 1 GiB fp32 copy_ (read + written).
 // The bounds are measured before and again after the stages (the cores may be shared with other
 // jobs); the table uses the better of the two.
-//   bench_bagel [--threads 2] [--quick] [--no_malloc_reuse] [--no_vae1024]
+//   bench_bagel [--threads 2] [--quick] [--no_malloc_reuse] [--no_vae1024] [--device cpu|cuda] [--dtype fp32|bf16]
+// (--dtype is the MoT/ViT weights' dtype; the VAE stays fp32, as in the engine.)
 //
 // ONE decoder layer. The whole BAGEL tree is 14.6 B parameters (the MoT LLM 14.1 B) = 58 GB in
 // fp32, which does not fit the 24 GB machine this was written on, so the LLM is built with
@@ -56,6 +57,8 @@
 #include "omni/models/bagel/config.h"
 #include "omni/models/bagel/inferencer.h"
 #include "omni/models/bagel/model.h"
+#include "omni/models/request.h"
+#include "omni/io/module_loader_torch.h"
 #include "omni/models/bagel/vit_blocks.h"
 #include "omni/nn/flux_vae.h"
 #include "omni/nn/linear.h"
@@ -69,12 +72,21 @@ using namespace omni::bench;
 
 namespace {
 
+// The device and the weights' dtype under test (--device / --dtype).
+torch::Device g_dev = torch::kCPU;
+torch::ScalarType g_dt = torch::kFloat32;
+double g_es = 4.0;  // bytes per weight / cache element
+torch::TensorOptions fopts() { return torch::TensorOptions().device(g_dev).dtype(g_dt); }  // activations
+torch::TensorOptions f32() { return torch::TensorOptions().device(g_dev).dtype(torch::kFloat32); }
+torch::TensorOptions lopts() { return torch::TensorOptions().device(g_dev).dtype(torch::kLong); }
+
 template <class F>
 double best_of(int reps, F&& f) {
   double best = 1e30;
   for (int r = 0; r < reps; ++r) {
     auto t = clk::now();
     f();
+    if (g_dev.is_cuda()) torch::cuda::synchronize();  // time the queued GPU work too
     best = std::min(best, secs(t));
   }
   return best;
@@ -187,7 +199,7 @@ Bounds measure_bounds(bool quick) {
   Bounds b;
   for (int64_t n : {int64_t{2048}, int64_t{4096}}) {
     if (quick && n == 4096) continue;
-    auto x = torch::randn({n, n}), y = torch::randn({n, n}), c = torch::empty({n, n});
+    auto x = torch::randn({n, n}, fopts()), y = torch::randn({n, n}, fopts()), c = torch::empty({n, n}, fopts());
     torch::mm_out(c, x, y);
     const double best = best_of(n == 2048 ? (quick ? 2 : 8) : 3, [&] { torch::mm_out(c, x, y); });
     const double rate = 2.0 * n * n * n / best;
@@ -195,15 +207,15 @@ Bounds measure_bounds(bool quick) {
     b.gemm = std::max(b.gemm, rate);
   }
   const int64_t n = int64_t{1} << 28;  // 1 GiB of fp32
-  auto x = torch::ones({n}), y = torch::zeros({n});
+  auto x = torch::ones({n}, fopts()), y = torch::zeros({n}, fopts());
   y.copy_(x);
-  b.copy = 2.0 * n * 4 / best_of(quick ? 1 : 3, [&] { y.copy_(x); });
-  b.read = 1.0 * n * 4 / best_of(quick ? 1 : 3, [&] { auto sum = x.sum(); });
+  b.copy = 2.0 * n * g_es / best_of(quick ? 1 : 3, [&] { y.copy_(x); });
+  b.read = 1.0 * n * g_es / best_of(quick ? 1 : 3, [&] { auto sum = x.sum(); });
   {
-    auto in = torch::randn({1, 1024, 64, 64}), w = torch::randn({1024, 1024, 1, 1});
+    auto in = torch::randn({1, 1024, 64, 64}, f32()), w = torch::randn({1024, 1024, 1, 1}, f32());  // the VAE's fp32
     torch::conv2d(in, w);
     b.conv1x1 = 2.0 * 1024 * 1024 * 64 * 64 / best_of(3, [&] { auto o = torch::conv2d(in, w); });
-    auto in3 = torch::randn({1, 512, 64, 64}), w3 = torch::randn({512, 512, 3, 3});
+    auto in3 = torch::randn({1, 512, 64, 64}, f32()), w3 = torch::randn({512, 512, 3, 3}, f32());
     torch::conv2d(in3, w3, {}, 1, 1);
     b.conv3x3 = 2.0 * 512 * 512 * 9 * 64 * 64 / best_of(3, [&] { auto o = torch::conv2d(in3, w3, {}, 1, 1); });
   }
@@ -224,8 +236,10 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--no_malloc_reuse")) malloc_reuse = false;
     else if (!std::strcmp(argv[i], "--no_vae1024")) vae1024 = false;
+    else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) g_dev = omni::models::parse_device(argv[++i]);
+    else if (!std::strcmp(argv[i], "--dtype") && i + 1 < argc) g_dt = omni::models::parse_dtype(argv[++i]);
     else {
-      std::fprintf(stderr, "usage: bench_bagel [--threads N] [--quick] [--no_malloc_reuse] [--no_vae1024]\n");
+      std::fprintf(stderr, "usage: bench_bagel [--threads N] [--quick] [--no_malloc_reuse] [--no_vae1024] [--device D] [--dtype T]\n");
       return 2;
     }
   }
@@ -233,9 +247,10 @@ int main(int argc, char** argv) {
     omni::keep_freed_memory_for_reuse();
   }
   torch::set_num_threads(std::max(1, threads));
+  g_es = static_cast<double>(c10::elementSize(g_dt));
   c10::InferenceMode guard;
   torch::manual_seed(0);
-  at::Generator rng = omni::generate::make_generator(torch::kCPU, 0);
+  at::Generator rng = omni::generate::make_generator(g_dev, 0);
   auto total_t = clk::now();
   auto say = [&](const std::string& what) {
     std::fprintf(stderr, "[%6.1f s] %s (RSS %.2f GiB)\n", secs(total_t), what.c_str(), current_rss_bytes() / kGiB);
@@ -274,14 +289,15 @@ int main(int argc, char** argv) {
   int64_t vae_params = 0;
   {
     auto vae = std::make_shared<onn::FluxAutoEncoderImpl>();
+    vae->to(g_dev);
     vae->eval();
     vae_params = numel_of(*vae);
     const int64_t f = vae->cfg.downsample_factor(), z = vae->cfg.z_channels;
     say("VAE built (" + std::to_string(vae_params) + " parameters)");
-    vae->decode(torch::randn({1, z, 8, 8}));  // warm-up at 64^2
+    vae->decode(torch::randn({1, z, 8, 8}, f32()));  // warm-up at 64^2
     {
       const int64_t g = img_small / f;
-      auto zz = torch::randn({1, z, g, g});
+      auto zz = torch::randn({1, z, g, g}, f32());
       torch::Tensor img;
       vae_dec_small_s = best_of(1, [&] { img = vae->decode(zz); });
       if (!finite(img)) std::fprintf(stderr, "warning: non-finite VAE decode output\n");
@@ -291,8 +307,8 @@ int main(int argc, char** argv) {
     }
     say("VAE decode (small) timed");
     {
-      auto x = torch::rand({1, 3, img_small, img_small}) * 2 - 1;
-      vae->encode(torch::rand({1, 3, 64, 64}) * 2 - 1, {}, &rng);  // warm-up
+      auto x = torch::rand({1, 3, img_small, img_small}, f32()) * 2 - 1;
+      vae->encode(torch::rand({1, 3, 64, 64}, f32()) * 2 - 1, {}, &rng);  // warm-up
       torch::Tensor lat;
       const double s = best_of(1, [&] { lat = vae->encode(x, {}, &rng); });
       if (!finite(lat)) std::fprintf(stderr, "warning: non-finite VAE encode output\n");
@@ -308,7 +324,7 @@ int main(int argc, char** argv) {
     const uint64_t avail = mem_available_bytes();
     if (vae1024 && avail > need) {
       const int64_t g = img_big / f;
-      auto zz = torch::randn({1, z, g, g});
+      auto zz = torch::randn({1, z, g, g}, f32());
       torch::Tensor img;
       const uint64_t before = current_rss_bytes();
       vae_dec_big_s = best_of(1, [&] { img = vae->decode(zz); });
@@ -366,7 +382,12 @@ int main(int argc, char** argv) {
     cfg.vit_max_num_patch_per_side = 70;
   }
   auto t_build = clk::now();
-  auto model = std::make_shared<ob::BagelImpl>(cfg);
+  std::shared_ptr<ob::BagelImpl> model;
+  {
+    omni::io::DefaultDtypeGuard dg(g_dt);  // built in the weights' dtype (no fp32 copy)
+    model = std::make_shared<ob::BagelImpl>(cfg);
+  }
+  if (g_dev != torch::Device(torch::kCPU)) model->to(g_dev);
   model->eval();
   const double build_s = secs(t_build);
   // Qwen2.5 ids of <|im_start|>, <|im_end|>, <|vision_start|>, <|vision_end|> (in range for --quick too).
@@ -383,7 +404,7 @@ int main(int argc, char** argv) {
   const double att_hidden = static_cast<double>(cfg.llm.llm.num_attention_heads * cfg.llm.llm.head_dim);
   const double rss_model = static_cast<double>(current_rss_bytes());
   say(strf("BAGEL tree built with 1 MoT layer (%lld parameters, %.2f GB) in %.1f s", (long long)n_params,
-           n_params * 4.0 / 1e9, build_s));
+           n_params * g_es / 1e9, build_s));
 
   // ---- 1. ViT + connector + vit_pos_embed (the rows of add_vit_block) ----
   {
@@ -397,7 +418,8 @@ int main(int argc, char** argv) {
       const int64_t N = packed.tokens.size(0);
       torch::Tensor out;
       const double s = best_of(n_reps, [&] {
-        out = ob::embed_vit_tokens(vit, *model->connector, *model->vit_pos_embed, packed.tokens, packed.position_ids,
+        out = ob::embed_vit_tokens(vit, *model->connector, *model->vit_pos_embed, packed.tokens.to(g_dev, g_dt),
+                                   packed.position_ids,
                                    packed.seqlens);
       });
       if (!finite(out)) std::fprintf(stderr, "warning: non-finite ViT output\n");
@@ -419,23 +441,23 @@ int main(int argc, char** argv) {
     v.push_back(model->ids.eos);
     return v;
   };
-  const double und_layer_bytes = es.und_params * 4.0;
+  const double und_layer_bytes = es.und_params * g_es;
   {
     {  // warm-up
       auto ctx = model->make_context();
       model->add_text_block(ctx, ids_of(16));
     }
     const int64_t T = prefill_T;
-    auto ids = torch::tensor(ids_of(T), torch::kLong);
+    auto ids = torch::tensor(ids_of(T), torch::kLong).to(g_dev);
     torch::Tensor x, h;
     const double t_embed = best_of(3, [&] { x = mot->embed(ids); });
-    auto pos = torch::arange(0, T, torch::kLong);
+    auto pos = torch::arange(0, T, lopts());
     const double t_fwd = best_of(reps, [&] {
       auto ctx = model->make_context();
       h = mot->forward_inference(x, pos, ctx, onn::TokenRoute::understanding(), true, true);
     });
     if (!finite(h)) std::fprintf(stderr, "warning: non-finite prefill output\n");
-    auto hr = torch::randn({T, C});
+    auto hr = torch::randn({T, C}, fopts());
     const double t_norm = best_of(3, [&] { auto y = mot->norm->forward(hr); });
     const double per_layer = std::max(1e-9, t_fwd - t_norm);
     const double ext = t_embed + t_norm + kLayersReal * per_layer;
@@ -469,14 +491,14 @@ int main(int argc, char** argv) {
   auto flow_stage = [&](int64_t side, int n_reps) {
     const int64_t ds = cfg.latent_downsample(), hh = side / ds, ww = side / ds, N = hh * ww, T = N + 2;
     const int64_t D = cfg.patch_latent_dim();
-    auto x_t = torch::randn({N, D});
+    auto x_t = torch::randn({N, D}, f32());  // the flow state is float32
     auto lpos = model->latent_position_ids(hh, ww);
     torch::Tensor query, v;
     const double t_query = best_of(3, [&] { query = model->flow_query(x_t, 0.9, lpos); });
     const double t_vel = best_of(n_reps, [&] { v = model->flow_velocity(ctx_flow, query); });
     if (!finite(v)) std::fprintf(stderr, "warning: non-finite flow velocity\n");
     // once per forward inside flow_velocity: the routed final norm and llm2vae on the latent rows
-    auto hr = torch::randn({T, C});
+    auto hr = torch::randn({T, C}, fopts());
     const double t_tail = best_of(3, [&] {
       auto route = onn::TokenRoute::gen_range(T, 1, T - 1);
       auto y = onn::route_rows(
@@ -560,8 +582,8 @@ int main(int argc, char** argv) {
     double t_fwd = 0, t_head = 0;
     auto step = [&](bool timed) {
       auto t0 = clk::now();
-      auto x = mot->embed(torch::tensor({id}, torch::kLong));
-      auto pos = torch::full({1}, ctx.rope, torch::kLong);
+      auto x = mot->embed(torch::tensor({id}, torch::kLong).to(g_dev));
+      auto pos = torch::full({1}, ctx.rope, lopts());
       auto h = mot->forward_inference(x, pos, ctx, onn::TokenRoute::understanding(), true, true);
       ctx.rope += 1;
       auto t1 = clk::now();
@@ -577,12 +599,12 @@ int main(int argc, char** argv) {
     for (int s = 0; s < decode_steps; ++s) step(true);
     t_fwd /= decode_steps;
     t_head /= decode_steps;
-    auto hr = torch::randn({1, C});
+    auto hr = torch::randn({1, C}, fopts());
     const double t_norm = best_of(5, [&] { auto y = mot->norm->forward(hr); });
     const double per_layer = std::max(1e-9, t_fwd - t_norm);
     const double S = decode_ctx + 2 + decode_steps / 2.0;
-    const double kv_bytes = 2.0 * S * cfg.llm.llm.num_key_value_heads * cfg.llm.llm.head_dim * 4;
-    const double head_bytes = lm->lm_head->weight.numel() * 4.0 + C * 4.0;
+    const double kv_bytes = 2.0 * S * cfg.llm.llm.num_key_value_heads * cfg.llm.llm.head_dim * g_es;
+    const double head_bytes = lm->lm_head->weight.numel() * g_es + C * g_es;
     // Where the layer's time goes: each und Linear alone on 1 row (linear_rows, as the layer runs it).
     std::string lin_note;
     {
@@ -592,11 +614,11 @@ int main(int argc, char** argv) {
           {"gate", layer->mlp->gate_proj}, {"up", layer->mlp->up_proj}, {"down", layer->mlp->down_proj}};
       double sum = 0;
       for (const auto& [name, l] : lins) {
-        auto xin = torch::randn({1, l->weight.size(1)});
+        auto xin = torch::randn({1, l->weight.size(1)}, fopts());
         onn::linear_rows(l, xin);
         const double s = best_of(3, [&] { auto y = onn::linear_rows(l, xin); });
         sum += s;
-        lin_note += strf("%s%s %.1f", lin_note.empty() ? "" : ", ", name, l->weight.numel() * 4.0 / s / 1e9);
+        lin_note += strf("%s%s %.1f", lin_note.empty() ? "" : ", ", name, l->weight.numel() * g_es / s / 1e9);
       }
       lin_note = strf("1-row linear_rows GB/s: %s; the 7 alone %.4f s", lin_note.c_str(), sum);
       std::fprintf(stderr, "  decode: %s\n", lin_note.c_str());
@@ -633,14 +655,14 @@ int main(int argc, char** argv) {
 
   // ---- 5. peak RSS (before the closing bound measurement, which allocates 2 GiB) ----
   const double rss = static_cast<double>(omni::peak_rss_bytes());
-  const double wbytes = n_params * 4.0;
+  const double wbytes = n_params * g_es;
   {
     Row r;
-    r.stage = "peak RSS (GiB; bound = fp32 weights of the 1-layer BAGEL tree; the VAE is freed before it is built)";
+    r.stage = "peak RSS (GiB; bound = the weights of the 1-layer BAGEL tree; the VAE is freed before it is built)";
     r.fixed = {fmt("%.2f", rss / kGiB), fmt("%.2f", wbytes / kGiB), fmt("%.2f", rss / wbytes)};
     r.note = strf("VAE phase peak %.2f GiB; after building the tree %.2f GiB; the full 28-layer model would hold "
-                  "%.1f GB of fp32 weights",
-                  rss_vae_phase / kGiB, rss_model / kGiB, (full_params + vae_params) * 4.0 / 1e9);
+                  "%.1f GB of weights (VAE fp32)",
+                  rss_vae_phase / kGiB, rss_model / kGiB, (full_params * g_es + vae_params * 4.0) / 1e9);
     add(r);
   }
 
@@ -651,13 +673,14 @@ int main(int argc, char** argv) {
   const double gemm_flops = std::max(b0.gemm, b1.gemm), copy_bps = std::max(b0.copy, b1.copy);
   const double read_bps = std::max(b0.read, b1.read);
 
-  std::printf("\nBAGEL-7B-MoT at the real dimensions, random fp32 weights, CPU, %d threads%s\n", threads,
+  std::printf("\nBAGEL-7B-MoT at the real dimensions, random %s weights, %s, %d threads%s\n",
+              omni::models::dtype_name(g_dt).c_str(), g_dev.str().c_str(), threads,
               quick ? " [--quick: vocab 8192, small sizes, 1 rep]" : "");
   std::printf("LLM built with ONE MoT decoder layer (und + _moe_gen twins, %lld parameters); every LLM stage is\n"
               "extrapolated as once-per-forward parts + 28 x (1-layer forward - those parts), each part timed on its own.\n"
-              "Built: %lld parameters (%.2f GB); the real tree: %lld parameters (%.1f GB fp32) + VAE %lld.\n",
-              (long long)layer_params, (long long)n_params, n_params * 4.0 / 1e9, (long long)full_params,
-              full_params * 4.0 / 1e9, (long long)vae_params);
+              "Built: %lld parameters (%.2f GB); the real tree: %lld parameters (%.1f GB) + VAE %lld.\n",
+              (long long)layer_params, (long long)n_params, n_params * g_es / 1e9, (long long)full_params,
+              full_params * g_es / 1e9, (long long)vae_params);
   std::printf(malloc_reuse ? "[malloc reuse as the CLI: blocks under 256 MiB stay in the heap for reuse (omni/core/memory.h)]\n"
                            : "[--no_malloc_reuse: glibc defaults, blocks over 32 MB are munmapped on free]\n");
   std::printf("bounds (better of start / end): GEMM %.1f GFLOP/s (start %s; end %s GFLOP/s);\n"

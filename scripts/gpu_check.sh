@@ -4,7 +4,7 @@
 #   2. the whole ctest suite (CPU alignment, unchanged tolerances),
 #   3. the CUDA comparisons: every family and mode run with --device cuda in fp32 and bf16,
 #      traced intermediates against the CPU fp32 run (tests CliBf16.* with OMNI_TEST_DEVICE=cuda),
-#   4. bench_janus on cuda in fp32 and bf16 (--quick unless OMNI_GPU_FULL=1).
+#   4. bench_janus and bench_bagel on cuda in fp32 and bf16 (--quick unless OMNI_GPU_FULL=1).
 # Usage: scripts/gpu_check.sh [build-dir]   (prints everything; exit status = first failure)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +19,5 @@ OMNI_TEST_DEVICE=cuda "$B/tests/omni_torch_tests" --gtest_filter='CliBf16.*'
 Q="--quick"; [ "${OMNI_GPU_FULL:-0}" = "1" ] && Q=""
 for dt in fp32 bf16; do
   "$B/bench/bench_janus" --device cuda --dtype "$dt" $Q
+  "$B/bench/bench_bagel" --device cuda --dtype "$dt" $Q
 done
