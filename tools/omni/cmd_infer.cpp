@@ -169,6 +169,7 @@ void add_infer_command(CLI::App& app, Runner& run) {
       if (output.empty() && a->mode != "understand")
         throw Error("--output", "required for --mode " + a->mode + " (the PNG to write)");
       if (output.empty()) output = family.name + ".png";  // images drawn while understanding
+      if (family.check) family.check(a->mode, req);
       const auto parent = std::filesystem::path(output).parent_path();
       if (!parent.empty() && !std::filesystem::is_directory(parent))
         throw Error(output, "the output directory does not exist");

@@ -118,6 +118,9 @@ struct Family {
   std::vector<FlagSpec> extra_flags;
   // Every request flag `mode` reads (shared or extra); a flag outside this list is an error.
   std::function<std::vector<std::string>(const std::string& mode)> flags;
+  // Optional: what a request must hold for `mode` (image count, sizes, files), checked before the
+  // slow load; throws omni::Error naming the flag.
+  std::function<void(const std::string& mode, const Request& r)> check;
 };
 
 }  // namespace omni::models

@@ -71,6 +71,20 @@ FlowOptions flow_options(const ImageSampling& s, bool edit) {
   return f;
 }
 
+// What a request must hold for `mode`, checked before the load (Family::check) and again by the
+// model (library callers).
+void check_request(const std::string& mode, const Request& r) {
+  if (r.input.text().empty()) throw Error("--prompt", "required for --mode " + mode);
+  const bool edit = mode == "edit";
+  if (edit && r.input.num_images() != 1) throw Error("--image", "--mode edit takes exactly one input image");
+  if (mode == "generate" && r.input.num_images() > 0)
+    throw Error("--image", "--mode generate takes no input image (use --mode edit)");
+  if (mode != "understand") {
+    flow_options(r.image, edit);  // validates the flow flags
+    if (!r.image.init_noise.empty()) read_init_noise(r.image.init_noise);
+  }
+}
+
 class Bagel : public Model, public Understands, public Generates, public Edits {
  public:
   Bagel(const LoadOptions& lo, Variant v)
@@ -180,12 +194,7 @@ class Bagel : public Model, public Understands, public Generates, public Edits {
   }
 
   void draw_request(const Request& r, OutputSink& out, bool edit) {
-    const std::string mode = edit ? "edit" : "generate";
-    if (r.input.text().empty())
-      throw Error("--prompt", edit ? "required for --mode edit (the instruction)"
-                                   : "required for --mode generate (the image description)");
-    if (edit && r.input.num_images() != 1) throw Error("--image", "--mode edit takes exactly one input image");
-    if (!edit && r.input.num_images() > 0) throw Error("--image", "--mode generate takes no input image (use --mode edit)");
+    check_request(edit ? "edit" : "generate", r);
     const FlowOptions f = flow_options(r.image, edit);
     const InjectedNoise noise = read_init_noise(r.image.init_noise);
     const bool think = r.extra.get_bool("--think");
@@ -272,6 +281,7 @@ Family make_family(Variant v) {
     return omni::bagel::looks_like_bagel(dir, &found) && found == v;
   };
   f.read_image = [](const std::string& path) { return io::read_image_composited(path); };  // pil_img2rgb
+  f.check = check_request;
   f.load = [v](const LoadOptions& lo) -> std::unique_ptr<Model> {
     if (v == Variant::ThinkMorph) return std::make_unique<ThinkMorph>(lo);
     return std::make_unique<Bagel>(lo, Variant::Bagel);

@@ -24,6 +24,12 @@ torch::Tensor ids_tensor(const std::vector<int32_t>& ids) {
   return torch::tensor(std::vector<int64_t>(ids.begin(), ids.end()), torch::kInt64).unsqueeze(0);
 }
 
+void check_request(const std::string& mode, const Request& r) {
+  if (mode != "generate") return;
+  if (r.input.num_images() > 0) throw Error("--image", "Janus text-to-image takes no input image");
+  if (r.extra.get_int("--parallel_size", 1) < 1) throw Error("--parallel_size", "must be at least 1");
+}
+
 class Janus final : public Model, public Understands, public Generates, public Trainable {
  public:
   explicit Janus(const LoadOptions& lo)
@@ -87,9 +93,8 @@ class Janus final : public Model, public Understands, public Generates, public T
   }
 
   void generate(const Request& r, OutputSink& out) override {
-    if (r.input.num_images() > 0) throw Error("--image", "Janus text-to-image takes no input image");
+    check_request("generate", r);
     const int64_t parallel = r.extra.get_int("--parallel_size", 1);
-    if (parallel < 1) throw Error("--parallel_size", "must be at least 1");
     c10::InferenceMode guard;
     model_->set_trace(r.trace);  // records generated_tokens and decoded
     const std::string prompt =
@@ -228,6 +233,7 @@ Family janus_family() {
   f.modes = {"understand", "generate"};
   f.read_image = [](const std::string& path) { return io::read_image(path); };  // PIL convert("RGB")
   f.load = [](const LoadOptions& lo) -> std::unique_ptr<Model> { return std::make_unique<Janus>(lo); };
+  f.check = check_request;
   f.extra_flags = {{"--cfg_weight", "classifier-free guidance weight (Janus generate; default 5)", FlagSpec::Kind::Number},
                    {"--parallel_size", "images to generate in one batch (Janus generate; default 1)", FlagSpec::Kind::Int}};
   f.flags = [](const std::string& mode) -> std::vector<std::string> {
