@@ -104,7 +104,7 @@ class BagelImpl : public torch::nn::Module {
   // logits [V].
   torch::Tensor text_step_logits(nn::KVContext& ctx, int64_t token, int64_t position);
   // Bagel.forward in training mode (autograd on): the packed sequence through ViT, latents
-  // noised with `noise` (randn_like when undefined) at sigmoid(raw t) shifted by
+  // noised with `noise` (drawn from `gen` when undefined) at sigmoid(raw t) shifted by
   // cfg.timestep_shift, the MoT decoder with the packed mask, CE on ce_loss_indexes and the
   // flow-matching squared error (noise - clean) on mse_loss_indexes.
   // `noise` undefined: drawn from `gen` (required then).
