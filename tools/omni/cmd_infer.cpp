@@ -149,7 +149,7 @@ void add_infer_command(CLI::App& app, Runner& run) {
       lo.path = a->model_path;
       lo.device = models::parse_device(a->device);
       if (!a->dtype.empty()) lo.dtype = models::parse_dtype(a->dtype);
-      if (a->threads < 0) throw Error("--threads", "must be positive");
+      if (a->threads < 0) throw Error("--threads", "must be 1 or more");
       lo.threads = a->threads;
 
       // Everything the user gave is checked before the (slow) load: markers, image files,
@@ -165,6 +165,9 @@ void add_infer_command(CLI::App& app, Runner& run) {
       req.seed = a->seed;
       for (const auto& [k, v] : a->extra) req.extra.set(k, v);
       if (a->text.max_new_tokens < 1) throw Error("--max_new_tokens", "must be at least 1");
+      if (a->text.temperature && *a->text.temperature < 0) throw Error("--temperature", "must be >= 0 (0 = greedy)");
+      if (a->text.top_k && *a->text.top_k < 0) throw Error("--top_k", "must be >= 0 (0 = off)");
+      if (a->text.top_p && !(*a->text.top_p > 0 && *a->text.top_p <= 1)) throw Error("--top_p", "must be in (0, 1]");
       std::string output = a->output;
       if (output.empty() && a->mode != "understand")
         throw Error("--output", "required for --mode " + a->mode + " (the PNG to write)");
@@ -173,6 +176,8 @@ void add_infer_command(CLI::App& app, Runner& run) {
       const auto parent = std::filesystem::path(output).parent_path();
       if (!parent.empty() && !std::filesystem::is_directory(parent))
         throw Error(output, "the output directory does not exist");
+      if (std::filesystem::is_directory(output) || output.back() == '/')
+        throw Error(output, "is a directory; --output names the PNG file to write");
 
       if (lo.threads > 0) torch::set_num_threads(lo.threads);
       log_debug("model type ", family.name, " (", a->model_path, ")");
