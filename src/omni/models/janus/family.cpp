@@ -30,6 +30,13 @@ void check_request(const std::string& mode, const Request& r) {
   if (r.extra.get_int("--parallel_size", 1) < 1) throw Error("--parallel_size", "must be at least 1");
 }
 
+// The model records into the request's trace for one call only (the trace dies with the request).
+struct TraceScope {
+  JanusModel& m;
+  TraceScope(JanusModel& model, io::Trace* t) : m(model) { m.set_trace(t); }
+  ~TraceScope() { m.set_trace(nullptr); }
+};
+
 class Janus final : public Model, public Understands, public Generates, public Trainable {
  public:
   explicit Janus(const LoadOptions& lo)
@@ -43,7 +50,7 @@ class Janus final : public Model, public Understands, public Generates, public T
 
   void understand(const Request& r, OutputSink& out) override {
     c10::InferenceMode guard;
-    model_->set_trace(r.trace);
+    TraceScope ts(*model_, r.trace);
     std::vector<io::Image> imgs;
     for (const auto& c : r.input.chunks)
       if (c.is_image()) imgs.push_back(preprocess_image(c.image, proc_));
@@ -96,7 +103,7 @@ class Janus final : public Model, public Understands, public Generates, public T
     check_request("generate", r);
     const int64_t parallel = r.extra.get_int("--parallel_size", 1);
     c10::InferenceMode guard;
-    model_->set_trace(r.trace);  // records generated_tokens and decoded
+    TraceScope ts(*model_, r.trace);  // records generated_tokens and decoded
     const std::string prompt =
         render_deepseek({{"<|User|>", r.input.text()}, {"<|Assistant|>", ""}}, "") + proc_.image_start_tag;
     auto ids32 = tok_.encode(prompt, true);
