@@ -97,17 +97,19 @@ TEST(Sampler, GeneratorDrawsEqualManualSeedAndNeverTouchTheGlobalOne) {
   auto want_noise = torch::randn({4, 5});
   at::Generator g = generate::make_generator(torch::kCPU, 123);
   torch::manual_seed(999);  // the global generator is irrelevant from here on
-  EXPECT_TRUE(torch::equal(generate::sample_next(logits, o, g), want));
+  EXPECT_TRUE(torch::equal(generate::sample_next(logits, o, &g), want));
   EXPECT_TRUE(torch::equal(torch::randn({4, 5}, g), want_noise));
   // greedy is the argmax; top-k 1 is the argmax too, whatever the draw
   o.temperature = 0;
-  EXPECT_TRUE(torch::equal(generate::sample_next(logits, o, g), logits.argmax(-1)));
+  EXPECT_TRUE(torch::equal(generate::sample_next(logits, o, &g), logits.argmax(-1)));
+  EXPECT_TRUE(torch::equal(generate::sample_next(logits, o, nullptr), logits.argmax(-1)));  // greedy draws nothing
   o.temperature = 5.0;
   o.top_k = 1;
-  EXPECT_TRUE(torch::equal(generate::sample_next(logits, o, g), logits.argmax(-1)));
+  EXPECT_TRUE(torch::equal(generate::sample_next(logits, o, &g), logits.argmax(-1)));
   o.top_k = 0;
   o.top_p = 1e-6;  // nucleus of one token
-  EXPECT_TRUE(torch::equal(generate::sample_next(logits, o, g), logits.argmax(-1)));
+  EXPECT_TRUE(torch::equal(generate::sample_next(logits, o, &g), logits.argmax(-1)));
+  EXPECT_THROW(generate::sample_next(logits, o, nullptr), Error);  // sampling needs the generator
 }
 
 TEST(Streamer, HoldsBackIncompleteUtf8AndEmitsOnlyNewText) {

@@ -4,13 +4,16 @@
 
 #include <limits>
 
+#include "omni/core/error.h"
+
 namespace omni::generate {
 
 using torch::indexing::None;
 using torch::indexing::Slice;
 
-at::Tensor sample_next(const at::Tensor& logits, const SamplerOptions& o, at::Generator& gen) {
+at::Tensor sample_next(const at::Tensor& logits, const SamplerOptions& o, at::Generator* gen) {
   if (o.greedy()) return logits.argmax(-1);
+  check(gen != nullptr, "sampler", "sampling needs a generator (greedy decoding does not)");
   auto scores = logits / o.temperature;
   const float neg_inf = -std::numeric_limits<float>::infinity();
   if (o.top_k > 0) {
@@ -26,7 +29,7 @@ at::Tensor sample_next(const at::Tensor& logits, const SamplerOptions& o, at::Ge
     remove.index_put_({"...", Slice(-1, None)}, false);  // min_tokens_to_keep = 1
     scores = scores.masked_fill(remove.scatter(-1, sorted_idx, remove), neg_inf);
   }
-  return torch::multinomial(torch::softmax(scores, -1), 1, /*replacement=*/false, gen).squeeze(-1);
+  return torch::multinomial(torch::softmax(scores, -1), 1, /*replacement=*/false, *gen).squeeze(-1);
 }
 
 }  // namespace omni::generate

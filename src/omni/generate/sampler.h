@@ -17,7 +17,8 @@ struct SamplerOptions {
   bool greedy() const { return temperature <= 0; }
 };
 
-// logits [B, V] -> ids [B] (int64). Draws come from `gen` only.
-at::Tensor sample_next(const at::Tensor& logits, const SamplerOptions& o, at::Generator& gen);
+// logits [B, V] -> ids [B] (int64). Greedy needs no generator; sampling draws from `gen` only
+// (omni::Error when it is null).
+at::Tensor sample_next(const at::Tensor& logits, const SamplerOptions& o, at::Generator* gen);
 
 }  // namespace omni::generate

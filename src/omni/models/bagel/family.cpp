@@ -71,18 +71,21 @@ FlowOptions flow_options(const ImageSampling& s, bool edit) {
   return f;
 }
 
-// What a request must hold for `mode`, checked before the load (Family::check) and again by the
-// model (library callers).
-void check_request(const std::string& mode, const Request& r) {
+// The prompt and the image count a mode needs (checked by every entry point).
+void check_inputs(const std::string& mode, const Request& r) {
   if (r.input.text().empty()) throw Error("--prompt", "required for --mode " + mode);
-  const bool edit = mode == "edit";
-  if (edit && r.input.num_images() != 1) throw Error("--image", "--mode edit takes exactly one input image");
+  if (mode == "edit" && r.input.num_images() != 1) throw Error("--image", "--mode edit takes exactly one input image");
   if (mode == "generate" && r.input.num_images() > 0)
     throw Error("--image", "--mode generate takes no input image (use --mode edit)");
-  if (mode != "understand") {
-    flow_options(r.image, edit);  // validates the flow flags
-    if (!r.image.init_noise.empty()) read_init_noise(r.image.init_noise);
-  }
+}
+
+// Family::check, before the load: the inputs, the flow flags and the noise file (which the model
+// reads again when it draws).
+void check_request(const std::string& mode, const Request& r) {
+  check_inputs(mode, r);
+  if (mode == "understand") return;
+  flow_options(r.image, mode == "edit");
+  read_init_noise(r.image.init_noise);
 }
 
 class Bagel : public Model, public Understands, public Generates, public Edits {
@@ -94,7 +97,7 @@ class Bagel : public Model, public Understands, public Generates, public Edits {
   c10::ScalarType dtype() const override { return inf_.dtype(); }
 
   void understand(const Request& r, OutputSink& out) override {
-    if (r.input.text().empty()) throw Error("--prompt", "required for --mode understand (the question)");
+    check_inputs("understand", r);
     c10::InferenceMode guard;
     const bool think = r.extra.get_bool("--think");
     at::Generator rng = generate::make_generator(device(), r.seed.value_or(at::default_rng_seed_val));
@@ -194,7 +197,7 @@ class Bagel : public Model, public Understands, public Generates, public Edits {
   }
 
   void draw_request(const Request& r, OutputSink& out, bool edit) {
-    check_request(edit ? "edit" : "generate", r);
+    check_inputs(edit ? "edit" : "generate", r);
     const FlowOptions f = flow_options(r.image, edit);
     const InjectedNoise noise = read_init_noise(r.image.init_noise);
     const bool think = r.extra.get_bool("--think");
@@ -227,7 +230,7 @@ class ThinkMorph final : public Bagel {
 
   void understand(const Request& r, OutputSink& out) override {
     if (r.input.num_images() == 0) return Bagel::understand(r, out);
-    if (r.input.text().empty()) throw Error("--prompt", "required (the question)");
+    check_inputs("understand", r);
     // ThinkMorph's notebook / eval values are BAGEL's edit defaults (cfg 4 / 2, [0, 1], text_channel).
     const FlowOptions f = flow_options(r.image, /*edit=*/true);
     const double temperature = r.text.temperature.value_or(0.3);  // do_sample=True, text_temperature=0.3

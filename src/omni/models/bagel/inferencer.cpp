@@ -99,7 +99,6 @@ BagelInferencer::ImageBlocks BagelInferencer::update_context_image(nn::KVContext
 BagelInferencer::TextResult BagelInferencer::gen_text(const nn::KVContext& ctx_in, int max_length,
                                                       const generate::SamplerOptions& sampler, at::Generator* gen,
                                                       const std::function<bool(int64_t)>& on_token) {
-  check(sampler.greedy() || gen != nullptr, "gen_text", "sampling needs a generator");
   TextResult r;
   r.stop_reason = "max_length";
   nn::KVContext ctx = ctx_in.fork();  // the official deepcopy: the caller's context is unchanged
@@ -115,8 +114,7 @@ BagelInferencer::TextResult BagelInferencer::gen_text(const nn::KVContext& ctx_i
     }
     auto logits = model_->text_step_logits(ctx, cur, pos);  // [V]
     if (step == 0) r.first_logits = logits.clone();
-    cur = sampler.greedy() ? logits.argmax(-1).item<int64_t>()
-                           : generate::sample_next(logits.unsqueeze(0), sampler, *gen).item<int64_t>();
+    cur = generate::sample_next(logits.unsqueeze(0), sampler, gen).item<int64_t>();
     ++pos;
     if (cur == model_->ids.eos) {
       r.stop_reason = "eos";

@@ -62,17 +62,7 @@ class Janus final : public Model, public Understands, public Generates, public T
     torch::Tensor input_ids = ids_tensor(ids);
     io::record(r.trace, "input_ids", input_ids);
 
-    torch::Tensor inputs_embeds;  // images: [1, n, 3, S, S] into the placeholder slots
-    if (imgs.empty()) {
-      inputs_embeds = model_->net()->language_model->model->embed(input_ids.to(device()));
-      io::record(r.trace, "inputs_embeds", inputs_embeds);  // (prepare_inputs_embeds records its own)
-    } else {
-      auto pixels = io::images_to_tensor(imgs, proc_.norm).unsqueeze(0);
-      io::record(r.trace, "pixel_values", pixels);
-      auto seq_mask = input_ids.eq(ids_.image);
-      auto emb_mask = torch::ones({1, static_cast<int64_t>(imgs.size()), model_->image_tokens_per_image()}, torch::kBool);
-      inputs_embeds = model_->prepare_inputs_embeds(input_ids, pixels, seq_mask, emb_mask);
-    }
+    torch::Tensor inputs_embeds = embed(input_ids, imgs, r.trace);
 
     TextGenOptions g;
     g.max_new_tokens = r.text.max_new_tokens;
@@ -199,24 +189,29 @@ class Janus final : public Model, public Understands, public Generates, public T
             "training example", "the tokenizer merges across the assistant prefix; cannot place the labels");
       for (size_t k = before.size(); k < after.size(); ++k) labels[k] = ids[k];
     }
-    auto input_ids = ids_tensor(ids);
     std::vector<io::Image> imgs;
     for (const auto& t : ex.turns)
       for (const auto& c : t.content.chunks)
         if (c.is_image()) imgs.push_back(preprocess_image(c.image, proc_));
-    torch::Tensor embeds;
-    if (imgs.empty()) {
-      embeds = model_->net()->language_model->model->embed(input_ids.to(device()));
-    } else {
-      auto pixels = io::images_to_tensor(imgs, proc_.norm).unsqueeze(0);
-      auto emb_mask = torch::ones({1, static_cast<int64_t>(imgs.size()), model_->image_tokens_per_image()}, torch::kBool);
-      embeds = model_->prepare_inputs_embeds(input_ids, pixels, input_ids.eq(ids_.image), emb_mask);
-    }
+    auto embeds = embed(ids_tensor(ids), imgs, nullptr);
     out.ce = model_->text_loss(embeds, torch::tensor(labels, torch::kInt64).unsqueeze(0)).token_ce;
     return out;
   }
 
  private:
+  // Token embeddings of the prompt with the images' aligned SigLIP features in their placeholder
+  // slots (prepare_inputs_embeds): images [1, n, 3, S, S].
+  torch::Tensor embed(const torch::Tensor& input_ids, const std::vector<io::Image>& imgs, io::Trace* trace) {
+    if (imgs.empty()) {
+      auto e = model_->net()->language_model->model->embed(input_ids.to(device()));
+      io::record(trace, "inputs_embeds", e);  // (prepare_inputs_embeds records its own)
+      return e;
+    }
+    auto pixels = io::images_to_tensor(imgs, proc_.norm).unsqueeze(0);
+    io::record(trace, "pixel_values", pixels);
+    auto emb_mask = torch::ones({1, static_cast<int64_t>(imgs.size()), model_->image_tokens_per_image()}, torch::kBool);
+    return model_->prepare_inputs_embeds(input_ids, pixels, input_ids.eq(ids_.image), emb_mask);
+  }
   static text::Tokenizer load_tokenizer(const std::string& dir) {
     const std::string path = (fs::path(dir) / "tokenizer.json").string();
     if (!fs::is_regular_file(path)) throw Error(path, "no such file (Janus needs the model's tokenizer.json)");

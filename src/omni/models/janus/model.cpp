@@ -169,10 +169,6 @@ generate::SamplerOptions sampler_options(const TextGenOptions& o) {
   s.top_p = o.top_p;
   return s;
 }
-at::Generator& need_generator(at::Generator* g, const char* what) {
-  check(g != nullptr, what, "sampling needs a generator (greedy / teacher forcing do not)");
-  return *g;
-}
 }  // namespace
 
 TextGenResult JanusModel::understand(const torch::Tensor& inputs_embeds, const TextGenOptions& o,
@@ -206,7 +202,6 @@ TextGenResult JanusModel::understand(const torch::Tensor& inputs_embeds, const T
   };
 
   const auto sampler = sampler_options(o);
-  if (!sampler.greedy()) need_generator(o.generator, "understand");
   if (o.keep_step_logits) r.step_logits = torch::empty({o.max_new_tokens, lm->cfg.vocab_size}, torch::TensorOptions().dtype(torch::kFloat32).device(dev));
 
   auto t0 = std::chrono::steady_clock::now();
@@ -218,7 +213,7 @@ TextGenResult JanusModel::understand(const torch::Tensor& inputs_embeds, const T
   r.stop_reason = "max_new_tokens";
   for (int step = 0; step < o.max_new_tokens; ++step) {
     if (o.keep_step_logits) r.step_logits[step].copy_(logits[0]);
-    auto next = sampler.greedy() ? logits.argmax(-1) : generate::sample_next(logits, sampler, *o.generator);  // [1]
+    auto next = generate::sample_next(logits, sampler, o.generator);  // [1]
     const int64_t tok = next.item<int64_t>();  // the one host sync per token (EOS / streaming)
     r.tokens.push_back(tok);
     if (o.on_token && !o.on_token(tok)) {
@@ -278,7 +273,8 @@ ImageGenResult JanusModel::generate_image_tokens(const std::vector<int64_t>& pro
   auto embeds = lm->model->embed(r.cfg_input_tokens.to(dev).to(torch::kInt64));  // [2P, L, D]
   auto cache = lm->model->make_cache(2 * P, L + N);
   r.tokens = torch::zeros({P, N}, torch::TensorOptions().dtype(torch::kInt32).device(dev));
-  if (!forced.defined() && o.temperature > 0) need_generator(o.generator, "generate_image_tokens");
+  generate::SamplerOptions sampler;  // temperature only (<= 0: argmax of the guided logits)
+  sampler.temperature = o.temperature;
   std::unique_ptr<Progress> bar;
   if (o.progress) bar = std::make_unique<Progress>("image tokens", N, "tok");
   const double w = o.cfg_weight;
@@ -289,16 +285,9 @@ ImageGenResult JanusModel::generate_image_tokens(const std::vector<int64_t>& pro
     auto uncond = logits.index({Slice(1, torch::indexing::None, 2)});
     auto guided = generate::cfg_combine(cond, uncond, w);
     if (o.on_step) o.on_step(i, logits, guided);
-    torch::Tensor next;  // [P, 1] int64
-    if (forced.defined()) {
-      next = forced.narrow(1, i, 1);
-    } else if (o.temperature <= 0) {
-      next = guided.argmax(-1, /*keepdim=*/true);
-    } else {
-      generate::SamplerOptions s;
-      s.temperature = o.temperature;
-      next = generate::sample_next(guided, s, *o.generator).unsqueeze(1);
-    }
+    // [P, 1] int64: softmax(guided / temperature) + multinomial, as generation_inference.py
+    auto next = forced.defined() ? forced.narrow(1, i, 1)
+                                 : generate::sample_next(guided, sampler, o.generator).unsqueeze(1);
     r.tokens.narrow(1, i, 1).copy_(next);
     if (bar) bar->tick();
     if (i + 1 == N) break;  // the official loop embeds the last token but never uses it
