@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   omni::cli::add_inspect_command(app, run);
   omni::cli::add_tokenize_command(app, run);
   omni::cli::add_infer_command(app, run);
+  omni::cli::add_train_command(app, run);
 
   if (argc == 1) {  // a bare `omni` shows what it can do
     std::fputs(app.help().c_str(), stdout);

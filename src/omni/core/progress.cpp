@@ -54,7 +54,7 @@ std::string Progress::status_line() const {
     std::snprintf(buf, sizeof buf, "%s: %lld %s %.2f %s/s elapsed %s", label_.c_str(),
                   static_cast<long long>(done_), unit_.c_str(), rate, unit_.c_str(), format_duration(el).c_str());
   }
-  return buf;
+  return note_.empty() ? std::string(buf) : std::string(buf) + " " + note_;
 }
 
 void Progress::tick(int64_t n) {

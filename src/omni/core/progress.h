@@ -14,6 +14,9 @@ class Progress {
   ~Progress();  // finishes the line if finish() was not called
   void tick(int64_t n = 1);
   void finish();
+  // Text shown after the counts (e.g. "loss 1.23"), kept until replaced.
+  void set_note(std::string note) { note_ = std::move(note); }
+  bool is_tty() const { return tty_; }
 
   // Forced mode for tests and pipes: -1 auto (isatty), 0 plain lines, 1 bar.
   static void set_tty_mode(int mode);
@@ -23,7 +26,7 @@ class Progress {
 
  private:
   void draw(bool final);
-  std::string label_, unit_;
+  std::string label_, unit_, note_;
   int64_t total_, done_ = 0;
   bool tty_, finished_ = false;
   std::chrono::steady_clock::time_point start_, last_draw_;

@@ -83,12 +83,36 @@ struct ParameterGroup {
   std::vector<std::pair<std::string, at::Tensor>> parameters;  // full checkpoint names
 };
 
+// What a training example will cost and carry, known before its forward: the trainer refuses
+// samples over data.max_seq_len and normalises each loss by its token count over the whole
+// global batch before the first backward (as VeOmni's and BAGEL's trainers do).
+struct TrainPlan {
+  int64_t seq_len = 0;     // tokens the model's sequence holds (images included)
+  int64_t ce_tokens = 0;   // elements forward_train returns in TrainLosses::ce
+  int64_t gen_tokens = 0;  // elements forward_train returns in TrainLosses::gen
+};
+
+// One freezing key of the trainer (train.freeze_vit, ...) and the parameters it covers, by
+// checkpoint-name prefix. A "layers" key (unfreeze_vit_layers) names the layer list: the trainer
+// slices its numbered children like Python's layers[N:].
+struct FreezeKey {
+  std::string key;
+  std::vector<std::string> prefixes;
+};
+
 class Trainable {
  public:
   virtual ~Trainable() = default;
   virtual std::vector<ParameterGroup> parameter_groups() = 0;
+  // The family's table of freezing keys (a key it does not list does not apply to it).
+  virtual std::vector<FreezeKey> freeze_keys() = 0;
+  // Lengths and loss-token counts of `ex`; throws omni::Error when the family cannot train on it.
+  virtual TrainPlan plan(const TrainExample& ex) = 0;
   // Forward with autograd on; every random draw from `gen` (the run's generator).
   virtual TrainLosses forward_train(const TrainExample& ex, at::Generator& gen) = 0;
+  // Writes the weights files of the family's shipped layout into `dir` (the trainer copies the
+  // configs and tokenizer), so `omni infer --model_path dir` loads the trained model.
+  virtual void save_weights(const std::string& dir) = 0;
 };
 Trainable* as_trainable(Model& m);  // null when the family cannot train yet
 

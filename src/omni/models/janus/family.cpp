@@ -8,6 +8,7 @@
 #include "omni/core/progress.h"
 #include "omni/generate/random.h"
 #include "omni/generate/streamer.h"
+#include "omni/io/checkpoint_export_torch.h"
 #include "omni/io/image.h"
 #include "omni/io/image_tensor.h"
 #include "omni/io/trace_torch.h"
@@ -43,6 +44,7 @@ class Janus final : public Model, public Understands, public Generates, public T
       : tok_(load_tokenizer(lo.path)), proc_(ProcessorConfig::load(lo.path)), ids_(SpecialIds::lookup(tok_, proc_)) {
     StageTimer t("load model");
     model_ = JanusModel::load(lo.path, {lo.device, lo.resolved_dtype()});
+    path_ = lo.path;
   }
   std::string family() const override { return "janus"; }
   c10::Device device() const override { return model_->device(); }
@@ -141,10 +143,77 @@ class Janus final : public Model, public Understands, public Generates, public T
     return groups;
   }
 
+  // The fork's freezing keys for Janus (the fork's janus branch: freeze_vit = vision_model,
+  // freeze_vae = the VQ tokenizer gen_vision_model); the rest by what each part does here.
+  std::vector<FreezeKey> freeze_keys() override {
+    return {{"freeze_vit", {"vision_model."}},
+            {"freeze_vae", {"gen_vision_model."}},
+            {"freeze_llm", {"language_model."}},
+            {"freeze_mlp", {"aligner."}},
+            {"freeze_gen_modules", {"gen_aligner.", "gen_embed.", "gen_head."}},
+            {"unfreeze_vit_layers", {"vision_model.vision_tower.blocks."}},
+            {"unfreeze_lm_head", {"language_model.lm_head."}}};
+  }
+
+  TrainPlan plan(const TrainExample& ex) override {
+    const Prepared p = prepare(ex);
+    TrainPlan tp;
+    if (p.image_target) {
+      tp.gen_tokens = vq_codes_per_image();
+      tp.seq_len = static_cast<int64_t>(p.ids.size()) + tp.gen_tokens;
+    } else {
+      tp.seq_len = static_cast<int64_t>(p.ids.size());
+      for (size_t k = 1; k < p.labels.size(); ++k) tp.ce_tokens += p.labels[k] != -100;  // shifted labels
+    }
+    return tp;
+  }
+
   // Text turns: the deepseek format, CE on every assistant turn's tokens (its end-of-sentence
   // included), transformers' ForCausalLMLoss. An assistant image (the last turn, alone): the
   // t2i prompt of the preceding turns, the image's VQ codes, and CE of gen_head on each code.
   TrainLosses forward_train(const TrainExample& ex, at::Generator&) override {
+    const Prepared p = prepare(ex);
+    TrainLosses out;
+    if (p.image_target) {
+      torch::Tensor codes;
+      {
+        torch::NoGradGuard ng;  // the VQ tokenizer only provides targets
+        const io::Image img = preprocess_image(ex.turns.back().content.chunks[0].image, proc_);
+        auto pixels = io::images_to_tensor({img}, proc_.norm);
+        codes = model_->vq_encode(pixels).codes.reshape({1, -1});
+      }
+      auto prompt_ids = torch::tensor(p.ids, torch::kInt64).unsqueeze(0);
+      out.gen = model_->image_gen_loss(prompt_ids, codes).token_ce;
+      return out;
+    }
+    std::vector<io::Image> imgs;
+    for (const auto& t : ex.turns)
+      for (const auto& c : t.content.chunks)
+        if (c.is_image()) imgs.push_back(preprocess_image(c.image, proc_));
+    auto embeds = embed(torch::tensor(p.ids, torch::kInt64).unsqueeze(0), imgs, nullptr);
+    out.ce = model_->text_loss(embeds, torch::tensor(p.labels, torch::kInt64).unsqueeze(0)).token_ce;
+    return out;
+  }
+
+  // The checkpoint's own layout: model.safetensors with every original tensor (the trained
+  // values where the module holds them).
+  void save_weights(const std::string& dir) override {
+    const std::string single = path_ + "/model.safetensors";
+    auto original = fs::is_regular_file(single) ? io::Checkpoint::open(single) : io::Checkpoint::open(path_);
+    std::vector<std::pair<std::string, torch::Tensor>> now;
+    for (const auto& p : model_->net()->named_parameters()) now.emplace_back(p.key(), p.value());
+    for (const auto& b : model_->net()->named_buffers()) now.emplace_back(b.key(), b.value());
+    io::write_updated_safetensors(original, now, dir + "/model.safetensors");
+  }
+
+ private:
+  // A conversation as token ids: text turns with labels on the assistant spans; or a
+  // text-to-image prompt (ids only) when the last assistant turn is an image.
+  struct Prepared {
+    bool image_target = false;
+    std::vector<int64_t> ids, labels;
+  };
+  Prepared prepare(const TrainExample& ex) const {
     check(!ex.turns.empty() && ex.turns.back().role == "assistant", "training example",
           "must end with an assistant turn");
     for (size_t i = 0; i < ex.turns.size(); ++i)
@@ -153,27 +222,23 @@ class Janus final : public Model, public Understands, public Generates, public T
     std::vector<Message> msgs;
     for (const auto& t : ex.turns)
       msgs.push_back({t.role == "user" ? "<|User|>" : "<|Assistant|>", user_content(t.content, proc_.image_tag)});
-    TrainLosses out;
+    Prepared p;
     const auto& last = ex.turns.back().content;
     if (last.num_images() > 0) {
       check(last.num_images() == 1 && last.text().empty(), "training example",
             "a Janus assistant image turn holds exactly one image and no text");
+      for (size_t i = 0; i + 1 < ex.turns.size(); ++i)
+        check(ex.turns[i].content.num_images() == 0, "training example",
+              "Janus text-to-image takes no input image, and only the last turn can be an image");
       msgs.back().content = "";
-      const std::string prompt = render_deepseek(msgs, ex.system_prompt) + proc_.image_start_tag;
-      for (const auto& t : ex.turns) check(t.content.num_images() == 0 || &t == &ex.turns.back(), "training example",
-                                           "Janus text-to-image takes no input image");
-      auto ids32 = tok_.encode(prompt, true);
-      auto prompt_ids = torch::tensor(std::vector<int64_t>(ids32.begin(), ids32.end()), torch::kInt64).unsqueeze(0);
-      torch::Tensor codes;
-      {
-        torch::NoGradGuard ng;  // the VQ tokenizer only provides targets
-        const io::Image img = preprocess_image(last.chunks[0].image, proc_);
-        auto pixels = io::images_to_tensor({img}, proc_.norm);
-        codes = model_->vq_encode(pixels).codes.reshape({1, -1});
-      }
-      out.gen = model_->image_gen_loss(prompt_ids, codes).token_ce;
-      return out;
+      const auto ids32 = tok_.encode(render_deepseek(msgs, ex.system_prompt) + proc_.image_start_tag, true);
+      p.image_target = true;
+      p.ids.assign(ids32.begin(), ids32.end());
+      return p;
     }
+    for (size_t i = 1; i < ex.turns.size(); i += 2)
+      check(ex.turns[i].content.num_images() == 0, "training example",
+            "a Janus assistant image must be the last turn, alone");
     // Supervised spans: the tokens each assistant turn adds after its "<|Assistant|>:" prefix.
     auto encode = [&](size_t turns, bool with_last) {
       std::vector<Message> m(msgs.begin(), msgs.begin() + turns);
@@ -182,23 +247,22 @@ class Janus final : public Model, public Understands, public Generates, public T
                                 ids_.image_start, ids_.image_end, proc_.num_image_tokens);
     };
     const auto ids = encode(msgs.size(), true);
-    std::vector<int64_t> labels(ids.size(), -100);
+    p.ids.assign(ids.begin(), ids.end());
+    p.labels.assign(ids.size(), -100);
     for (size_t i = 1; i < msgs.size(); i += 2) {
       const auto before = encode(i + 1, false), after = encode(i + 1, true);
       check(std::equal(before.begin(), before.end(), after.begin()) && std::equal(after.begin(), after.end(), ids.begin()),
             "training example", "the tokenizer merges across the assistant prefix; cannot place the labels");
-      for (size_t k = before.size(); k < after.size(); ++k) labels[k] = ids[k];
+      for (size_t k = before.size(); k < after.size(); ++k) p.labels[k] = ids[k];
     }
-    std::vector<io::Image> imgs;
-    for (const auto& t : ex.turns)
-      for (const auto& c : t.content.chunks)
-        if (c.is_image()) imgs.push_back(preprocess_image(c.image, proc_));
-    auto embeds = embed(ids_tensor(ids), imgs, nullptr);
-    out.ce = model_->text_loss(embeds, torch::tensor(labels, torch::kInt64).unsqueeze(0)).token_ce;
-    return out;
+    return p;
+  }
+  // VQ codes of one generated image: the processor's image size over the VQ encoder's stride.
+  int64_t vq_codes_per_image() const {
+    const int64_t side = proc_.image_size / model_->config().gen_vision.vq.downsample_factor();
+    return side * side;
   }
 
- private:
   // Token embeddings of the prompt with the images' aligned SigLIP features in their placeholder
   // slots (prepare_inputs_embeds): images [1, n, 3, S, S].
   torch::Tensor embed(const torch::Tensor& input_ids, const std::vector<io::Image>& imgs, io::Trace* trace) {
@@ -224,6 +288,7 @@ class Janus final : public Model, public Understands, public Generates, public T
   ProcessorConfig proc_;
   SpecialIds ids_;
   std::unique_ptr<JanusModel> model_;
+  std::string path_;
 };
 
 }  // namespace

@@ -1,0 +1,264 @@
+#include "omni/train/trainer.h"
+
+#include <torch/torch.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "omni/core/error.h"
+#include "omni/core/log.h"
+#include "omni/core/progress.h"
+#include "omni/generate/random.h"
+#include "omni/models/registry.h"
+#include "omni/train/batching.h"
+#include "omni/train/checkpoint.h"
+#include "omni/train/dataset.h"
+#include "omni/train/freeze.h"
+#include "omni/train/loss_plot.h"
+#include "omni/train/metrics.h"
+#include "omni/train/schedule.h"
+
+namespace omni::train {
+namespace fs = std::filesystem;
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+void write_file(const fs::path& p, const std::string& text) {
+  std::ofstream f(p, std::ios::trunc);
+  f << text;
+  if (!f) throw Error(p.string(), "cannot write");
+}
+
+// The configs, tokenizer and card of the source model folder (not its weights: the family writes
+// those), so the exported folder is the family's shipped layout.
+void copy_model_assets(const std::string& from, const std::string& to) {
+  for (const auto& e : fs::directory_iterator(from)) {
+    if (!e.is_regular_file()) continue;
+    const std::string name = e.path().filename().string();
+    const std::string ext = e.path().extension().string();
+    const bool index = name.size() > 11 && name.compare(name.size() - 11, 11, ".index.json") == 0;
+    const bool asset = (ext == ".json" && !index) || ext == ".txt" || ext == ".model" || ext == ".jinja" ||
+                       ext == ".tiktoken" || name == "README.md";
+    if (asset) fs::copy_file(e.path(), fs::path(to) / name, fs::copy_options::overwrite_existing);
+  }
+}
+
+// A validated sample: where it is and what it costs.
+struct Planned {
+  size_t sample;
+  models::TrainPlan plan;
+};
+
+}  // namespace
+
+TrainResult run_training(const Config& cfg) {
+  if (cfg.debug) set_log_level(LogLevel::Debug);
+  const auto& tc = cfg.train;
+  std::error_code ec;
+  if (fs::exists(tc.output_dir, ec) && !fs::is_directory(tc.output_dir, ec))
+    throw Error("train.output_dir", tc.output_dir + " exists and is not a folder");
+  fs::create_directories(tc.output_dir, ec);
+  if (ec) throw Error("train.output_dir", tc.output_dir + ": " + ec.message());
+  write_file(fs::path(tc.output_dir) / "config.yaml", cfg.to_yaml());
+
+  // ---- model -----------------------------------------------------------------------------------
+  models::register_builtin_models();
+  if (!fs::is_directory(cfg.model.model_path, ec))
+    throw Error("model.model_path", cfg.model.model_path + ": no such folder");
+  const models::Family& family = models::detect_family(cfg.model.model_path);
+  models::LoadOptions lo;
+  lo.path = cfg.model.model_path;
+  lo.device = models::parse_device(tc.device);
+  lo.dtype = tc.dtype.empty() ? c10::ScalarType::Float : models::parse_dtype(tc.dtype);
+  lo.threads = static_cast<int>(tc.threads);
+  if (lo.threads > 0) torch::set_num_threads(lo.threads);
+  log_info("loading ", family.name, " from ", lo.path, " on ", lo.device.str(), " in ", models::dtype_name(*lo.dtype));
+  auto model = family.load(lo);
+  models::Trainable* trainable = models::as_trainable(*model);
+  if (!trainable) throw Error("model.model_path", family.name + " cannot be trained yet");
+
+  const auto counts = apply_freezing(*trainable, cfg, family.name);
+  int64_t n_train = 0, n_frozen = 0;
+  for (const auto& c : counts) {
+    log_info("  ", c.group, ": ", c.trainable, " trainable, ", c.frozen, " frozen");
+    n_train += c.trainable;
+    n_frozen += c.frozen;
+  }
+  log_info("parameters: ", n_train, " trainable, ", n_frozen, " frozen");
+  std::vector<std::pair<std::string, at::Tensor>> params;
+  std::vector<at::Tensor> param_tensors;
+  for (auto& g : trainable->parameter_groups())
+    for (auto& [name, p] : g.parameters)
+      if (p.requires_grad()) {
+        params.emplace_back(name, p);
+        param_tensors.push_back(p);
+      }
+  if (params.empty()) throw Error("train", "every parameter is frozen: nothing to train");
+
+  // ---- data: parse, decode and plan every sample once, so a bad one fails before step 1 -------
+  DataReport report;
+  const auto samples = read_jsonl(cfg.data, report);
+  std::vector<Planned> planned;
+  {
+    Progress bar("checking data", static_cast<int64_t>(samples.size()), "sample");
+    for (size_t i = 0; i < samples.size(); ++i) {
+      try {
+        const auto ex = to_example(samples[i], family.read_image);
+        models::TrainPlan p;
+        try {
+          p = trainable->plan(ex);
+        } catch (const Error& e) {
+          throw Error(samples[i].where, e.what());
+        }
+        if (p.seq_len > cfg.data.max_seq_len)
+          throw Error(samples[i].where, std::to_string(p.seq_len) + " tokens, longer than data.max_seq_len " +
+                                            std::to_string(cfg.data.max_seq_len));
+        if ((p.ce_tokens == 0 || tc.ce_weight == 0) && (p.gen_tokens == 0 || tc.mse_weight == 0))
+          throw Error(samples[i].where, "nothing to learn from (no loss token under the configured weights)");
+        planned.push_back({i, p});
+      } catch (const Error& e) {
+        if (!cfg.data.skip_bad_samples) throw;
+        ++report.skipped;
+        log_warn("skipping bad sample: ", e.what());
+      }
+      bar.tick();
+    }
+  }
+  if (planned.empty()) throw Error("data.train_path", "no usable training sample");
+  log_info("data: ", planned.size(), " samples from ", report.lines, " lines; ", report.skipped, " bad skipped");
+  std::vector<int64_t> lengths;
+  for (const auto& p : planned) lengths.push_back(p.plan.seq_len);
+  BatchPlanner planner(cfg, lengths);
+  const int64_t total =
+      tc.max_steps > 0 ? tc.max_steps
+                       : std::max<int64_t>(1, static_cast<int64_t>(std::ceil(tc.num_train_epochs * planner.steps_per_epoch())));
+
+  // ---- optimizer, generator, resume ------------------------------------------------------------
+  torch::optim::AdamW opt(param_tensors, torch::optim::AdamWOptions(tc.lr)
+                                             .betas({tc.betas[0], tc.betas[1]})
+                                             .eps(tc.eps)
+                                             .weight_decay(tc.weight_decay));
+  at::Generator gen = generate::make_generator(model->device(), static_cast<uint64_t>(tc.seed));
+  CheckpointContents ck;
+  ck.parameters = params;
+  ck.optimizer = &opt;
+  ck.generator = &gen;
+  ck.config_yaml = cfg.to_yaml();
+  prune_checkpoints(tc.output_dir, 0);  // stale .tmp folders of an interrupted save
+  TrainerState state;
+  if (!tc.load_path.empty()) {
+    std::optional<std::string> from =
+        tc.load_path == "auto" ? latest_checkpoint(tc.output_dir) : std::optional<std::string>(tc.load_path);
+    if (from) {
+      state = load_checkpoint(*from, ck);
+      planner.seek(state.data);
+      log_info("resumed from ", *from, " at step ", state.global_step);
+    } else {
+      log_info("train.load_path auto: no complete checkpoint in ", tc.output_dir, "/checkpoints; starting fresh");
+    }
+  }
+  state.skipped_samples = report.skipped;
+  MetricsLog metrics(tc.output_dir, state.global_step);
+  log_info("training ", total, " steps (", planner.steps_per_epoch(), " per epoch) on ", planned.size(), " samples");
+
+  auto save = [&]() {
+    ck.state = state;
+    const std::string dir = save_checkpoint(tc.output_dir, ck, [&](const std::string& tmp) {
+      if (!tc.save_hf_weights) return;
+      const std::string hf = tmp + "/hf_ckpt";
+      fs::create_directories(hf);
+      copy_model_assets(cfg.model.model_path, hf);
+      trainable->save_weights(hf);
+    });
+    prune_checkpoints(tc.output_dir, tc.save_total_limit);
+    log_info("saved ", dir);
+    return dir;
+  };
+
+  // ---- the loop --------------------------------------------------------------------------------
+  TrainResult result;
+  Progress bar("train", total - state.global_step, "step");
+  while (state.global_step < total) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto micro_batches = planner.next_step();
+    int64_t n_ce = 0, n_gen = 0, tokens = 0;
+    for (const auto& mb : micro_batches)
+      for (int64_t i : mb) {
+        const auto& p = planned[static_cast<size_t>(i)].plan;
+        n_ce += p.ce_tokens;
+        n_gen += p.gen_tokens;
+        tokens += p.seq_len;
+      }
+    const double ce_scale = n_ce > 0 ? tc.ce_weight / static_cast<double>(n_ce) : 0.0;
+    const double gen_scale = n_gen > 0 ? tc.mse_weight / static_cast<double>(n_gen) : 0.0;
+    double ce_sum = 0, gen_sum = 0;
+    // Each sample's graph is freed by its own backward: the gradient of the sum is the sum of
+    // the gradients, so memory stays one sample's whatever the batch size.
+    for (const auto& mb : micro_batches)
+      for (int64_t i : mb) {
+        const auto& pl = planned[static_cast<size_t>(i)];
+        const auto& s = samples[pl.sample];
+        const auto ex = to_example(s, family.read_image);
+        models::TrainLosses l = trainable->forward_train(ex, gen);
+        const int64_t got_ce = l.ce.defined() ? l.ce.numel() : 0, got_gen = l.gen.defined() ? l.gen.numel() : 0;
+        if (got_ce != pl.plan.ce_tokens || got_gen != pl.plan.gen_tokens)
+          throw Error(s.where, family.name + " planned " + std::to_string(pl.plan.ce_tokens) + "/" +
+                                   std::to_string(pl.plan.gen_tokens) + " loss tokens but computed " +
+                                   std::to_string(got_ce) + "/" + std::to_string(got_gen) + " (a family bug)");
+        at::Tensor objective;
+        auto add = [&](const at::Tensor& t) { objective = objective.defined() ? objective + t : t; };
+        if (got_ce && tc.ce_weight > 0) add(l.ce.sum() * ce_scale);
+        if (got_gen && tc.mse_weight > 0) add(l.gen.sum() * gen_scale);
+        if (got_ce) ce_sum += l.ce.detach().sum().item<double>();
+        if (got_gen) gen_sum += l.gen.detach().sum().item<double>();
+        if (objective.defined() && objective.requires_grad()) objective.backward();
+      }
+    const double lr = lr_at(tc, state.global_step, total);
+    for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
+    const double norm = torch::nn::utils::clip_grad_norm_(
+        param_tensors, tc.max_grad_norm > 0 ? tc.max_grad_norm : std::numeric_limits<double>::infinity());
+    opt.step();
+    for (auto& p : param_tensors) p.mutable_grad() = at::Tensor();  // set_to_none, as PyTorch 2 does
+    ++state.global_step;
+    state.data = planner.position();
+
+    StepMetrics m;
+    m.step = state.global_step;
+    m.ce_loss = n_ce > 0 ? ce_sum / static_cast<double>(n_ce) : 0.0;
+    m.gen_loss = n_gen > 0 ? gen_sum / static_cast<double>(n_gen) : 0.0;
+    m.loss = tc.ce_weight * m.ce_loss + tc.mse_weight * m.gen_loss;
+    m.lr = lr;
+    m.grad_norm = norm;
+    m.tokens = tokens;
+    m.ce_tokens = n_ce;
+    m.gen_tokens = n_gen;
+    m.step_time_s = seconds_since(t0);
+    m.tokens_per_s = m.step_time_s > 0 ? static_cast<double>(tokens) / m.step_time_s : 0.0;
+    m.peak_rss_mib = static_cast<double>(peak_rss_bytes()) / (1 << 20);
+    metrics.add(m);
+    result.last_loss = m.loss;
+    char note[160];
+    std::snprintf(note, sizeof note, "loss %.4f (ce %.4f gen %.4f) lr %.3g %.0f tok/s", m.loss, m.ce_loss, m.gen_loss,
+                  lr, m.tokens_per_s);
+    bar.set_note(note);
+    bar.tick();
+    if (state.global_step % tc.log_steps == 0 || state.global_step == total)
+      if (!bar.is_tty()) log_info("step ", state.global_step, "/", total, ": ", note, " grad_norm ", norm);
+    if ((tc.save_steps > 0 && state.global_step % tc.save_steps == 0) || state.global_step == total)
+      result.last_checkpoint = save();
+  }
+  bar.finish();
+  result.steps = state.global_step;
+  write_loss_plot((fs::path(tc.output_dir) / "loss.png").string(), metrics.history());
+  log_info("done: ", state.global_step, " steps; metrics in ", tc.output_dir, "/metrics.jsonl");
+  return result;
+}
+
+}  // namespace omni::train
