@@ -38,6 +38,7 @@ TEST(JanusTrain, ConversationLossesEqualTheOfficialAndTrainUnderAutograd) {
 
   // The fixture's understanding example: no system prompt, labels on " A gradient with shapes." + eos.
   models::TrainExample und;
+  und.system_prompt = "";  // the fixture's conversation has none (unset would be the official default)
   und.turns = {turn("user", "<image>\nWhat is in the image?", {kDir + "/test_image.png"}),
                turn("assistant", "A gradient with shapes.")};
   auto l = t->forward_train(und, rng);
@@ -58,7 +59,7 @@ TEST(JanusTrain, ConversationLossesEqualTheOfficialAndTrainUnderAutograd) {
   EXPECT_GT(vision, 0);  // the image enters through SigLIP + aligner, under autograd
 
   // The fixture's generation example: the t2i prompt, the image's VQ codes as targets.
-  models::TrainExample gen;
+  models::TrainExample gen;  // unset system prompt: "" for text-to-image, as the official script
   gen.turns = {turn("user", "A red apple on a wooden table."), turn("assistant", "<image>", {kDir + "/test_image.png"})};
   auto g = t->forward_train(gen, rng);
   ASSERT_TRUE(g.gen.defined());

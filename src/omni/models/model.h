@@ -18,6 +18,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,7 +68,9 @@ struct TrainTurn {
   generate::InterleavedInput content;
 };
 struct TrainExample {
-  std::string system_prompt;  // "" = none
+  // Unset: the family's default for what the conversation does (as `omni infer` renders it, so a
+  // fine-tuned model answers the prompts it was trained on); "" = no system prompt.
+  std::optional<std::string> system_prompt;
   std::vector<TrainTurn> turns;
 };
 

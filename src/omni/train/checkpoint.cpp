@@ -62,11 +62,11 @@ std::vector<std::pair<int64_t, fs::path>> complete_checkpoints(const std::string
   return out;
 }
 
-// Test hook: OMNI_TEST_DIE_DURING_SAVE=1 kills the process (SIGKILL, no cleanup) halfway through
-// writing a checkpoint, as a kill -9 or a power loss would.
-void maybe_die_mid_save() {
+// Test hook: OMNI_TEST_DIE_DURING_SAVE=N kills the process (SIGKILL, no cleanup) halfway through
+// writing the checkpoint of step N, as a kill -9 or a power loss would.
+void maybe_die_mid_save(int64_t step) {
   const char* v = std::getenv("OMNI_TEST_DIE_DURING_SAVE");
-  if (v && std::string(v) == "1") {
+  if (v && std::string(v) == std::to_string(step)) {
     std::fflush(nullptr);
     ::kill(::getpid(), SIGKILL);
   }
@@ -91,7 +91,7 @@ std::string save_checkpoint(const std::string& output_dir, const CheckpointConte
     c.optimizer->save(ar);
     ar.save_to((tmp / "optimizer.pt").string());
   }
-  maybe_die_mid_save();
+  maybe_die_mid_save(c.state.global_step);
   io::save_safetensors((tmp / "rng.safetensors").string(), {{"generator", c.generator->get_state()}});
   json st = {{"global_step", c.state.global_step},
              {"epoch", c.state.data.epoch},

@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,7 @@ struct DataTurn {
 struct DataSample {
   std::string where;  // "file.jsonl:12"
   std::string id;
-  std::string system_prompt;
+  std::optional<std::string> system_prompt;  // a leading system turn; unset = the family default
   std::vector<DataTurn> turns;
 };
 

@@ -68,6 +68,10 @@ TrainResult run_training(const Config& cfg) {
   if (ec) throw Error("train.output_dir", tc.output_dir + ": " + ec.message());
   write_file(fs::path(tc.output_dir) / "config.yaml", cfg.to_yaml());
 
+  // ---- data files first: a malformed line fails before the slow model load ---------------------
+  DataReport report;
+  const auto samples = read_jsonl(cfg.data, report);
+
   // ---- model -----------------------------------------------------------------------------------
   models::register_builtin_models();
   if (!fs::is_directory(cfg.model.model_path, ec))
@@ -102,9 +106,7 @@ TrainResult run_training(const Config& cfg) {
       }
   if (params.empty()) throw Error("train", "every parameter is frozen: nothing to train");
 
-  // ---- data: parse, decode and plan every sample once, so a bad one fails before step 1 -------
-  DataReport report;
-  const auto samples = read_jsonl(cfg.data, report);
+  // ---- data: decode and plan every sample once, so a bad one fails before step 1 -------------
   std::vector<Planned> planned;
   {
     Progress bar("checking data", static_cast<int64_t>(samples.size()), "sample");
@@ -122,6 +124,7 @@ TrainResult run_training(const Config& cfg) {
                                             std::to_string(cfg.data.max_seq_len));
         if ((p.ce_tokens == 0 || tc.ce_weight == 0) && (p.gen_tokens == 0 || tc.mse_weight == 0))
           throw Error(samples[i].where, "nothing to learn from (no loss token under the configured weights)");
+        log_debug(samples[i].where, ": ", p.seq_len, " tokens, ", p.ce_tokens, " CE + ", p.gen_tokens, " generation targets");
         planned.push_back({i, p});
       } catch (const Error& e) {
         if (!cfg.data.skip_bad_samples) throw;
@@ -153,6 +156,7 @@ TrainResult run_training(const Config& cfg) {
   ck.config_yaml = cfg.to_yaml();
   prune_checkpoints(tc.output_dir, 0);  // stale .tmp folders of an interrupted save
   TrainerState state;
+  double result_last_loss = 0;
   if (!tc.load_path.empty()) {
     std::optional<std::string> from =
         tc.load_path == "auto" ? latest_checkpoint(tc.output_dir) : std::optional<std::string>(tc.load_path);
@@ -166,6 +170,8 @@ TrainResult run_training(const Config& cfg) {
   }
   state.skipped_samples = report.skipped;
   MetricsLog metrics(tc.output_dir, state.global_step);
+  if (!metrics.history().empty()) result_last_loss = metrics.history().back().loss;
+  if (state.global_step >= total) log_info("already at step ", state.global_step, " of ", total, ": nothing to train");
   log_info("training ", total, " steps (", planner.steps_per_epoch(), " per epoch) on ", planned.size(), " samples");
 
   auto save = [&]() {
@@ -184,6 +190,7 @@ TrainResult run_training(const Config& cfg) {
 
   // ---- the loop --------------------------------------------------------------------------------
   TrainResult result;
+  result.last_loss = result_last_loss;
   Progress bar("train", total - state.global_step, "step");
   while (state.global_step < total) {
     const auto t0 = std::chrono::steady_clock::now();

@@ -171,6 +171,8 @@ class Janus final : public Model, public Understands, public Generates, public T
   // Text turns: the deepseek format, CE on every assistant turn's tokens (its end-of-sentence
   // included), transformers' ForCausalLMLoss. An assistant image (the last turn, alone): the
   // t2i prompt of the preceding turns, the image's VQ codes, and CE of gen_head on each code.
+  // An unset system prompt is what `omni infer` uses for the mode: the official
+  // VLChatProcessor.system_prompt for text, none for text-to-image.
   TrainLosses forward_train(const TrainExample& ex, at::Generator&) override {
     const Prepared p = prepare(ex);
     TrainLosses out;
@@ -231,7 +233,7 @@ class Janus final : public Model, public Understands, public Generates, public T
         check(ex.turns[i].content.num_images() == 0, "training example",
               "Janus text-to-image takes no input image, and only the last turn can be an image");
       msgs.back().content = "";
-      const auto ids32 = tok_.encode(render_deepseek(msgs, ex.system_prompt) + proc_.image_start_tag, true);
+      const auto ids32 = tok_.encode(render_deepseek(msgs, ex.system_prompt.value_or("")) + proc_.image_start_tag, true);
       p.image_target = true;
       p.ids.assign(ids32.begin(), ids32.end());
       return p;
@@ -243,7 +245,7 @@ class Janus final : public Model, public Understands, public Generates, public T
     auto encode = [&](size_t turns, bool with_last) {
       std::vector<Message> m(msgs.begin(), msgs.begin() + turns);
       if (!with_last) m.back().content = "";
-      return expand_image_slots(tok_.encode(render_deepseek(m, ex.system_prompt), true), ids_.image,
+      return expand_image_slots(tok_.encode(render_deepseek(m, ex.system_prompt.value_or(kDefaultSystemPrompt)), true), ids_.image,
                                 ids_.image_start, ids_.image_end, proc_.num_image_tokens);
     };
     const auto ids = encode(msgs.size(), true);
