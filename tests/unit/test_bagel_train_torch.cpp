@@ -11,7 +11,11 @@
 
 #include "alignment_util.h"
 #include "omni/io/checkpoint_torch.h"
+#include "omni/io/image.h"
+#include "omni/models/bagel/inferencer.h"
 #include "omni/models/bagel/model.h"
+#include "omni/models/bagel/packing.h"
+#include "omni/text/tokenizer.h"
 #include "omni/nn/flux_vae.h"
 #include "test_paths.h"
 
@@ -69,6 +73,40 @@ bagel::PackedBatch batch_from(const TrainFixture& f, const torch::Tensor& padded
   b.packed_label_ids = f("packed_label_ids");
   return b;
 }
+
+// Every trainable parameter's gradient against the official one after loss.backward().
+void expect_official_grads(bagel::BagelImpl& model, const TrainFixture& f) {
+  int compared = 0;
+  double worst_rel = 0;
+  std::string worst_name;
+  for (const auto& item : model.named_parameters()) {
+    const std::string& name = item.key();
+    const torch::Tensor& p = item.value();
+    if (!p.requires_grad()) {
+      EXPECT_TRUE(name == "vit_pos_embed.pos_embed" || name == "latent_pos_embed.pos_embed") << name;
+      continue;
+    }
+    ASSERT_TRUE(f.ck.contains("grad." + name)) << name;
+    ASSERT_TRUE(p.grad().defined()) << name << " got no gradient";
+    auto g = p.grad().to(torch::kFloat64);
+    auto want = f("grad." + name).to(torch::kFloat64);
+    const double ref = want.norm().item<double>();
+    if (ref < 1e-10) {  // the SigLIP k_proj biases: mathematically zero, rounding noise only
+      EXPECT_LE(g.abs().max().item<double>(), 1e-9) << name;
+    } else {
+      const double rel = (g - want).norm().item<double>() / ref;
+      EXPECT_LE(rel, 1e-4) << name;
+      if (rel > worst_rel) {
+        worst_rel = rel;
+        worst_name = name;
+      }
+    }
+    ++compared;
+  }
+  EXPECT_EQ(compared, 109);
+  std::cout << "[align] grads: " << compared << " tensors, worst relative L2 " << worst_rel << " (" << worst_name
+            << ")  [1e-4]" << std::endl;
+}
 }  // namespace
 
 TEST(BagelTrain, PackedMaskFollowsTheOfficialRules) {
@@ -120,34 +158,97 @@ TEST(BagelTrain, LossesAndGradientsMatchTheOfficialMicroStep) {
   expect_close("loss", loss, f("loss"), 0, 1e-5);
   loss.backward();
 
-  int compared = 0;
-  double worst_rel = 0;
-  std::string worst_name;
-  for (const auto& item : model->named_parameters()) {
-    const std::string& name = item.key();
-    const torch::Tensor& p = item.value();
-    if (!p.requires_grad()) {
-      EXPECT_TRUE(name == "vit_pos_embed.pos_embed" || name == "latent_pos_embed.pos_embed") << name;
-      continue;
-    }
-    ASSERT_TRUE(f.ck.contains("grad." + name)) << name;
-    ASSERT_TRUE(p.grad().defined()) << name << " got no gradient";
-    auto g = p.grad().to(torch::kFloat64);
-    auto want = f("grad." + name).to(torch::kFloat64);
-    const double ref = want.norm().item<double>();
-    if (ref < 1e-10) {  // the SigLIP k_proj biases: mathematically zero, rounding noise only
-      EXPECT_LE(g.abs().max().item<double>(), 1e-9) << name;
-    } else {
-      const double rel = (g - want).norm().item<double>() / ref;
-      EXPECT_LE(rel, 1e-4) << name;
-      if (rel > worst_rel) {
-        worst_rel = rel;
-        worst_name = name;
-      }
-    }
-    ++compared;
+  expect_official_grads(*model, f);
+}
+
+// Step-0 alignment of the JSONL path: the two conversations behind train.safetensors (sample 0:
+// "Describe the image." + und_image as ViT -> "A red disc." + edit_image as the target; sample 1,
+// an edit: edit_image (clean VAE + ViT by the default rule) + "turn it around" -> und_image) are
+// packed like the official pack_sequence, and with the fixture's draws injected give its losses
+// and gradients.
+TEST(BagelTrain, ConversationsPackLikeTheOfficialDatasetAndTrainToTheSameGradients) {
+  torch::set_num_threads(1);
+  TrainFixture f;
+  auto cfg = bagel::BagelConfig::load(bagel_dir());
+  auto tok = text::Tokenizer::from_file(bagel_dir() + "/tokenizer.json");
+  const auto ids = bagel::BagelInferencer::token_ids(tok);
+  bagel::Encode encode = [&](const std::string& t) {
+    auto e = tok.encode(t, false);
+    return std::vector<int64_t>(e.begin(), e.end());
+  };
+  auto turn = [](const std::string& role, const std::string& text, std::vector<std::string> images) {
+    models::TrainTurn t{role, generate::InterleavedInput::parse(text, images)};
+    t.content.decode_images([](const std::string& p) { return io::read_image_composited(p); });
+    return t;
+  };
+  const std::string und = bagel_dir() + "/und_image.png", edit = bagel_dir() + "/edit_image.png";
+  models::TrainExample s0, s1;
+  s0.turns = {turn("user", "Describe the image.<image>", {und}), turn("assistant", "A red disc.<image>", {edit})};
+  s0.image_roles = {"vit", "target"};  // understanding input + generation target (not an edit source)
+  s1.turns = {turn("user", "<image>turn it around", {edit}), turn("assistant", "<image>", {und})};
+  const std::vector<double> timesteps = {-2.2468976974487305, 1.5005053281784058};
+  auto packed = bagel::pack_conversations({&s0, &s1}, cfg, ids, encode, {}, nullptr, &timesteps);
+  const auto& b = packed.batch;
+
+  EXPECT_EQ(b.sequence_length, f("sequence_length").item<int64_t>());
+  auto without_pad = [](std::vector<int64_t> v) { v.pop_back(); return v; };  // the flex padding sample
+  EXPECT_EQ(b.sample_lens, without_pad(to_vec(f("sample_lens"))));
+  EXPECT_EQ(b.split_lens, without_pad(to_vec(f("split_lens"))));
+  auto modes = f.attn_modes();
+  modes.pop_back();
+  EXPECT_EQ(b.attn_modes, modes);
+  for (const char* name : {"packed_text_ids", "packed_text_indexes", "packed_position_ids", "packed_vit_position_ids",
+                           "packed_vit_token_indexes", "packed_latent_position_ids", "packed_vae_token_indexes",
+                           "mse_loss_indexes", "ce_loss_indexes", "packed_label_ids"}) {
+    const torch::Tensor ours = std::string(name) == "packed_text_ids" ? b.packed_text_ids
+                               : std::string(name) == "packed_text_indexes" ? b.packed_text_indexes
+                               : std::string(name) == "packed_position_ids" ? b.packed_position_ids
+                               : std::string(name) == "packed_vit_position_ids" ? b.packed_vit_position_ids
+                               : std::string(name) == "packed_vit_token_indexes" ? b.packed_vit_token_indexes
+                               : std::string(name) == "packed_latent_position_ids" ? b.packed_latent_position_ids
+                               : std::string(name) == "packed_vae_token_indexes" ? b.packed_vae_token_indexes
+                               : std::string(name) == "mse_loss_indexes" ? b.mse_loss_indexes
+                               : std::string(name) == "ce_loss_indexes" ? b.ce_loss_indexes
+                                                                        : b.packed_label_ids;
+    EXPECT_EQ(to_vec(ours), to_vec(f(name))) << name;
   }
-  EXPECT_EQ(compared, 109);
-  std::cout << "[align] grads: " << compared << " tensors, worst relative L2 " << worst_rel << " (" << worst_name
-            << ")  [1e-4]" << std::endl;
+  EXPECT_EQ(b.vit_token_seqlens, to_vec(f("vit_token_seqlens")));
+  ASSERT_EQ(b.patchified_vae_latent_shapes.size(), 3u);
+  EXPECT_EQ(b.patchified_vae_latent_shapes[2], std::make_pair(int64_t{4}, int64_t{5}));
+  EXPECT_TRUE(torch::equal(b.packed_timesteps, f("packed_timesteps_raw")));
+  expect_close("packed_vit_tokens", b.packed_vit_tokens, f("packed_vit_tokens"), 1e-6);
+  expect_close("padded_images", packed.padded_images, f("padded_images"), 1e-6);
+  EXPECT_EQ(packed.ce_tokens, 12);
+  EXPECT_EQ(packed.mse_tokens, 44);
+  // The plan (what the trainer normalises by) agrees with the packing.
+  const auto p0 = bagel::plan_conversation(s0, cfg, encode), p1 = bagel::plan_conversation(s1, cfg, encode);
+  EXPECT_EQ(p0.seq_len + p1.seq_len, b.sequence_length);
+  EXPECT_EQ(p0.ce_tokens + p1.ce_tokens, 12);
+  EXPECT_EQ(p0.gen_tokens + p1.gen_tokens, 44);
+
+  auto model = bagel::BagelImpl::load(cfg, ids);
+  model->use_training_position_tables();
+  model->train();
+  auto vae = nn::FluxAutoEncoderImpl::load(bagel_dir() + "/ae.safetensors", cfg.vae);
+  bagel::PackedBatch batch = b;
+  {
+    torch::NoGradGuard ng;
+    batch.padded_latent = vae->encode(packed.padded_images, f("vae_posterior_eps"));
+  }
+  auto out = model->forward_train(batch, f("flow_noise"));
+  auto ce = out.ce.sum() / 12;
+  auto mse = out.mse.mean(-1).sum() / 44;
+  expect_close("ce", ce, f("ce"), 0, 1e-5);
+  expect_close("mse", mse, f("mse"), 0, 1e-5);
+  (ce + mse).backward();
+  expect_official_grads(*model, f);
+
+  // Roles that cannot be: a user target, an unknown name, a count mismatch.
+  models::TrainExample bad = s0;
+  bad.image_roles = {"target", "target"};
+  EXPECT_THROW(bagel::plan_conversation(bad, cfg, encode), Error);
+  bad.image_roles = {"vit", "painting"};
+  EXPECT_THROW(bagel::plan_conversation(bad, cfg, encode), Error);
+  bad.image_roles = {"vit"};
+  EXPECT_THROW(bagel::plan_conversation(bad, cfg, encode), Error);
 }

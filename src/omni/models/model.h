@@ -17,6 +17,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -72,6 +73,9 @@ struct TrainExample {
   // fine-tuned model answers the prompts it was trained on); "" = no system prompt.
   std::optional<std::string> system_prompt;
   std::vector<TrainTurn> turns;
+  // Optional per image, in marker order: how it enters the sequence (family-defined names, e.g.
+  // BAGEL's "vit", "vae", "vae+vit", "target", "target+vae+vit"); empty = the family's rule.
+  std::vector<std::string> image_roles;
 };
 
 struct TrainLosses {
@@ -96,7 +100,7 @@ struct TrainPlan {
 };
 
 // One freezing key of the trainer (train.freeze_vit, ...) and the parameters it covers, by
-// checkpoint-name prefix. A "layers" key (unfreeze_vit_layers) names the layer list: the trainer
+// checkpoint-name prefix ("*text" = names containing text, e.g. "*_moe_gen"). A "layers" key (unfreeze_vit_layers) names the layer list: the trainer
 // slices its numbered children like Python's layers[N:].
 struct FreezeKey {
   std::string key;
@@ -113,6 +117,9 @@ class Trainable {
   virtual TrainPlan plan(const TrainExample& ex) = 0;
   // Forward with autograd on; every random draw from `gen` (the run's generator).
   virtual TrainLosses forward_train(const TrainExample& ex, at::Generator& gen) = 0;
+  // Family-specific training knobs from the trainer's config (e.g. BAGEL's CFG dropout
+  // probabilities "text_cond_dropout_prob", ...); a family ignores what it has no use for.
+  virtual void set_train_options(const std::map<std::string, double>& options) {}
   // Writes the weights files of the family's shipped layout into `dir` (the trainer copies the
   // configs and tokenizer), so `omni infer --model_path dir` loads the trained model.
   virtual void save_weights(const std::string& dir) = 0;

@@ -153,9 +153,9 @@ const std::vector<Key>& schema() {
     k.push_back(make_key("data", "text_cond_dropout_prob", &C::data, &DataConfig::text_cond_dropout_prob,
                          "BAGEL CFG dropout of user text [0.1]"));
     k.push_back(make_key("data", "vit_cond_dropout_prob", &C::data, &DataConfig::vit_cond_dropout_prob,
-                         "BAGEL CFG dropout of ViT input images [0.4]"));
+                         "BAGEL CFG dropout of ViT input images [0.3]"));
     k.push_back(make_key("data", "vae_cond_dropout_prob", &C::data, &DataConfig::vae_cond_dropout_prob,
-                         "BAGEL CFG dropout of clean VAE input images [0.1]"));
+                         "BAGEL CFG dropout of clean VAE input images [0.3]"));
     using T = TrainConfig;
     k.push_back(make_key("train", "output_dir", &C::train, &T::output_dir, "where metrics, checkpoints and exports go (required)"));
     k.push_back(make_key("train", "micro_batch_size", &C::train, &T::micro_batch_size, "samples per forward [1]"));

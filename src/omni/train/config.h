@@ -23,8 +23,8 @@ struct DataConfig {
   bool allow_absolute_paths = false;    // accept absolute image paths and ".." components
   // BAGEL's classifier-free-guidance dropout during training (official defaults; 0 turns off).
   double text_cond_dropout_prob = 0.1;
-  double vit_cond_dropout_prob = 0.4;
-  double vae_cond_dropout_prob = 0.1;
+  double vit_cond_dropout_prob = 0.3;
+  double vae_cond_dropout_prob = 0.3;
 };
 
 // The fork's freezing keys (VeOmni unified trainer). Which parameters each covers is declared by

@@ -81,6 +81,17 @@ DataSample parse_sample(const std::string& line, const std::string& where, const
     images.push_back(j["image"].get<std::string>());
   }
 
+  if (j.contains("image_roles")) {
+    if (!j["image_roles"].is_array()) throw Error(where, "\"image_roles\" must be a list of strings");
+    for (const auto& e : j["image_roles"]) {
+      if (!e.is_string()) throw Error(where, "\"image_roles\" must be a list of strings");
+      s.image_roles.push_back(e.get<std::string>());
+    }
+    if (s.image_roles.size() != images.size())
+      throw Error(where, std::to_string(s.image_roles.size()) + " image_roles for " + std::to_string(images.size()) +
+                             " image(s)");
+  }
+
   const char* role_key = sharegpt ? "from" : "role";
   const char* text_key = sharegpt ? "value" : "content";
   size_t next_image = 0, markers = 0;
@@ -145,6 +156,7 @@ std::vector<DataSample> read_jsonl(const DataConfig& cfg, DataReport& report) {
 models::TrainExample to_example(const DataSample& s, const std::function<io::Image(const std::string&)>& read) {
   models::TrainExample ex;
   ex.system_prompt = s.system_prompt;
+  ex.image_roles = s.image_roles;
   for (const auto& t : s.turns) {
     models::TrainTurn tt{t.role, generate::InterleavedInput::parse(t.text, t.images, kMarker)};
     try {

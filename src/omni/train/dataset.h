@@ -32,6 +32,7 @@ struct DataSample {
   std::string id;
   std::optional<std::string> system_prompt;  // a leading system turn; unset = the family default
   std::vector<DataTurn> turns;
+  std::vector<std::string> image_roles;  // optional "image_roles": one per image, in marker order
 };
 
 struct DataReport {

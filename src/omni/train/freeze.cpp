@@ -48,7 +48,7 @@ std::vector<GroupCount> apply_freezing(models::Trainable& model, const Config& c
       {"unfreeze_lm_head", f.unfreeze_lm_head, f.unfreeze_lm_head == defaults.unfreeze_lm_head},
   };
   for (const auto& s : settings)
-    if (!table.count(s.key) && (!s.is_default || cfg.was_set("train." + s.key)) && s.on)
+    if (!table.count(s.key) && !s.is_default)  // a value that would change something
       throw Error("train." + s.key, "does not apply to " + family + " (its freezing keys: " + declared + ")");
 
   auto groups = model.parameter_groups();
@@ -61,7 +61,7 @@ std::vector<GroupCount> apply_freezing(models::Trainable& model, const Config& c
     auto it = table.find(key);
     if (it == table.end()) return false;
     for (const auto& pre : it->second)
-      if (starts_with(name, pre)) return true;
+      if (pre[0] == '*' ? name.find(pre.substr(1)) != std::string::npos : starts_with(name, pre)) return true;
     return false;
   };
   for (const auto& s : settings) {

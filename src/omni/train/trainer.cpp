@@ -88,6 +88,9 @@ TrainResult run_training(const Config& cfg) {
   models::Trainable* trainable = models::as_trainable(*model);
   if (!trainable) throw Error("model.model_path", family.name + " cannot be trained yet");
 
+  trainable->set_train_options({{"text_cond_dropout_prob", cfg.data.text_cond_dropout_prob},
+                                {"vit_cond_dropout_prob", cfg.data.vit_cond_dropout_prob},
+                                {"vae_cond_dropout_prob", cfg.data.vae_cond_dropout_prob}});
   const auto counts = apply_freezing(*trainable, cfg, family.name);
   int64_t n_train = 0, n_frozen = 0;
   for (const auto& c : counts) {

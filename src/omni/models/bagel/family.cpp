@@ -11,7 +11,9 @@
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/image.h"
 #include "omni/io/trace_torch.h"
+#include "omni/io/checkpoint_export_torch.h"
 #include "omni/models/bagel/inferencer.h"
+#include "omni/models/bagel/packing.h"
 
 namespace fs = std::filesystem;
 
@@ -88,7 +90,7 @@ void check_request(const std::string& mode, const Request& r) {
   read_init_noise(r.image.init_noise);
 }
 
-class Bagel : public Model, public Understands, public Generates, public Edits {
+class Bagel : public Model, public Understands, public Generates, public Edits, public Trainable {
  public:
   Bagel(const LoadOptions& lo, Variant v)
       : variant_(v), inf_(load(lo)) {}
@@ -110,6 +112,68 @@ class Bagel : public Model, public Understands, public Generates, public Edits {
 
   void generate(const Request& r, OutputSink& out) override { draw_request(r, out, /*edit=*/false); }
   void edit(const Request& r, OutputSink& out) override { draw_request(r, out, /*edit=*/true); }
+
+  // ---- training (packing.h: the official sequence plan and pack_sequence) ---------------------
+  std::vector<ParameterGroup> parameter_groups() override {
+    prepare_training();
+    std::vector<ParameterGroup> groups;
+    for (const auto& child : inf_.model().named_children()) {
+      ParameterGroup g;
+      g.name = child.key();
+      for (const auto& p : child.value()->named_parameters())
+        if (!is_position_table(g.name + "." + p.key()))
+          g.parameters.emplace_back(g.name + "." + p.key(), p.value());
+      if (!g.parameters.empty()) groups.push_back(std::move(g));
+    }
+    return groups;
+  }
+  // The fork's bagel branch: freeze_vit = the SigLIP tower (the connector stays trainable),
+  // freeze_llm = the whole MoT decoder; the rest by what each part does. The VAE is always frozen
+  // (it only encodes targets, as in the official trainer); freeze_und is not supported yet.
+  std::vector<FreezeKey> freeze_keys() override {
+    return {{"freeze_vit", {"vit_model."}},
+            {"freeze_llm", {"language_model."}},
+            {"freeze_mlp", {"connector."}},
+            {"freeze_gen_modules", {"time_embedder.", "vae2llm.", "llm2vae.", "*_moe_gen"}},
+            {"unfreeze_mot_gen", {"*_moe_gen"}},
+            {"unfreeze_vit_layers", {"vit_model.vision_model.encoder.layers."}},
+            {"unfreeze_lm_head", {"language_model.lm_head."}}};
+  }
+  void set_train_options(const std::map<std::string, double>& o) override {
+    auto get = [&](const char* k, double d) { auto it = o.find(k); return it == o.end() ? d : it->second; };
+    pack_.text_cond_dropout_prob = get("text_cond_dropout_prob", pack_.text_cond_dropout_prob);
+    pack_.vit_cond_dropout_prob = get("vit_cond_dropout_prob", pack_.vit_cond_dropout_prob);
+    pack_.vae_cond_dropout_prob = get("vae_cond_dropout_prob", pack_.vae_cond_dropout_prob);
+  }
+  TrainPlan plan(const TrainExample& ex) override { return omni::bagel::plan_conversation(ex, inf_.config(), encoder()); }
+  TrainLosses forward_train(const TrainExample& ex, at::Generator& gen) override {
+    prepare_training();
+    auto packed = omni::bagel::pack_conversations({&ex}, inf_.config(), inf_.model().ids, encoder(), pack_, &gen);
+    if (packed.padded_images.defined()) {
+      torch::NoGradGuard ng;  // the frozen VAE provides the clean latents (posterior sampled)
+      packed.batch.padded_latent = inf_.vae().encode(packed.padded_images.to(device()), {}, &gen).to(dtype());
+    }
+    auto out = inf_.model().forward_train(packed.batch, {}, &gen);
+    TrainLosses l;
+    if (out.ce.defined()) l.ce = out.ce;
+    if (out.mse.defined()) l.gen = out.mse.mean(-1);  // per token, as the trainer's mse.mean(-1)
+    return l;
+  }
+  // The weights file the checkpoint shipped (ema.safetensors / model.safetensors) with the trained
+  // values and the stored sin-cos tables, plus the unchanged ae.safetensors.
+  void save_weights(const std::string& dir) override {
+    const auto& cfg = inf_.config();
+    auto original = io::Checkpoint::open(cfg.weights_file);
+    std::vector<std::pair<std::string, torch::Tensor>> now;
+    for (const auto& p : inf_.model().named_parameters())
+      if (!is_position_table(p.key())) now.emplace_back(p.key(), p.value());
+    for (const auto& b : inf_.model().named_buffers()) now.emplace_back(b.key(), b.value());
+    std::string name = fs::path(cfg.weights_file).filename().string();
+    if (name.size() > 11 && name.compare(name.size() - 11, 11, ".index.json") == 0) name = "model.safetensors";
+    io::write_updated_safetensors(original, now, (fs::path(dir) / name).string());
+    fs::copy_file(fs::path(cfg.dir) / "ae.safetensors", fs::path(dir) / "ae.safetensors",
+                  fs::copy_options::overwrite_existing);
+  }
 
  protected:
   static BagelInferencer load(const LoadOptions& lo) {
@@ -219,6 +283,26 @@ class Bagel : public Model, public Understands, public Generates, public Edits {
 
   Variant variant_;
   BagelInferencer inf_;
+
+ private:
+  static bool is_position_table(const std::string& name) {
+    return name == "vit_pos_embed.pos_embed" || name == "latent_pos_embed.pos_embed";
+  }
+  // The trainer's view of the weights (float32 sin-cos tables, frozen), once.
+  void prepare_training() {
+    if (training_) return;
+    inf_.model().use_training_position_tables();
+    inf_.model().train();
+    training_ = true;
+  }
+  omni::bagel::Encode encoder() const {
+    return [this](const std::string& t) {
+      auto e = inf_.tokenizer().encode(t, /*add_special_tokens=*/false);
+      return std::vector<int64_t>(e.begin(), e.end());
+    };
+  }
+  omni::bagel::PackOptions pack_;
+  bool training_ = false;
 };
 
 // ThinkMorph: understanding with an image runs interleave_inference(think=True,
