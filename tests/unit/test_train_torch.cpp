@@ -354,3 +354,47 @@ TEST(TrainJanus, ResumingFromACheckpointRepeatsTheSameStepsExactly) {
   const auto err = error_of([&] { train::run_training(janus_config(d, d / "x", rc)); });
   EXPECT_NE(err.find("not a complete checkpoint"), std::string::npos) << err;
 }
+
+// ---- training the tiny BAGEL -------------------------------------------------------------------
+TEST(TrainBagel, LearnsUnderstandingAndGenerationLeavesTheFrozenViTAndExports) {
+  QuietLogs q;
+  TempDir d;
+  const std::string bagel = std::string(OMNI_FIXTURES) + "/bagel_tiny";
+  write(d / "data.jsonl",
+        R"({"images": ["und_image.png"], "conversations": [{"from": "human", "value": "<image>Is there a circle?"}, {"from": "gpt", "value": "Yes, a red one."}]}
+{"images": ["edit_image.png", "und_image.png"], "conversations": [{"from": "human", "value": "<image>turn it around"}, {"from": "gpt", "value": "<image>"}]}
+)");
+  write(d / "cfg.yaml", "model: {model_path: " + bagel + "}\ndata: {train_path: " + (d / "data.jsonl") + ", image_root: " +
+                            bagel + ", text_cond_dropout_prob: 0, vit_cond_dropout_prob: 0, vae_cond_dropout_prob: 0}\n" +
+                            "train: {output_dir: " + (d / "run") + ", global_batch_size: 2, max_steps: 60, lr: 1.0e-2, " +
+                            "lr_scheduler: cosine, freeze_vit: true, save_hf_weights: true}\n");
+  const auto r = train::run_training(train::load_config(d / "cfg.yaml"));
+  EXPECT_EQ(r.steps, 60);
+  const auto m = metrics_of(d / "run");
+  ASSERT_EQ(m.size(), 60u);
+  EXPECT_EQ(m.front()["ce_tokens"], 16);   // "Yes, a red one." (15 bytes) + <|im_end|>
+  EXPECT_EQ(m.front()["gen_tokens"], 20);  // the 80x64 target: 4 x 5 latent tokens
+  const double ce0 = m.front()["ce_loss"], gen0 = m.front()["gen_loss"];
+  double ce_end = 0, gen_end = 0;
+  for (size_t i = m.size() - 10; i < m.size(); ++i) {
+    ce_end += m[i]["ce_loss"].get<double>() / 10;
+    gen_end += m[i]["gen_loss"].get<double>() / 10;
+  }
+  EXPECT_LT(ce_end, 0.05 * ce0) << ce0 << " -> " << ce_end;
+  EXPECT_LT(gen_end, 0.9 * gen0) << gen0 << " -> " << gen_end;  // flow MSE: random t and noise each step
+
+  const std::string hf = d / "run/checkpoints/global_step_60/hf_ckpt";
+  auto before = io::Checkpoint::open(bagel + "/ema.safetensors");
+  auto after = io::Checkpoint::open(hf + "/ema.safetensors");
+  ASSERT_EQ(after.tensors().size(), before.tensors().size());
+  for (const auto& info : before.tensors()) {
+    const bool same = torch::equal(before.get(info.name), after.get(info.name, before.info(info.name).dtype == DType::BF16
+                                                                                      ? torch::kBFloat16
+                                                                                      : torch::kFloat32));
+    if (info.name.rfind("vit_model.", 0) == 0 || info.name.find("pos_embed") != std::string::npos)
+      EXPECT_TRUE(same) << info.name << " is frozen";
+    if (info.name == "connector.fc1.weight" || info.name == "llm2vae.weight") EXPECT_FALSE(same) << info.name << " trains";
+  }
+  EXPECT_TRUE(fs::is_regular_file(hf + "/ae.safetensors"));
+  EXPECT_TRUE(fs::is_regular_file(hf + "/bagel_config.json"));
+}
