@@ -6,15 +6,7 @@
 set -euo pipefail
 omni=$1 fixtures=$2 src=$3
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-expect_error() {  # expect_error FRAGMENT CMD...
-  local frag=$1; shift
-  set +e; err=$("$@" 2>&1 >/dev/null); rc=$?; set -e
-  [ $rc -ne 0 ] || fail "expected failure: $*"
-  [ $rc -lt 128 ] || fail "crashed ($rc): $*"
-  [ "$(wc -l <<<"$err")" -eq 1 ] || fail "expected one error line, got: $err"
-  grep -q "^error: .*$frag" <<<"$err" || fail "expected '$frag' in: $err"
-}
+source "$(dirname "$0")/lib/common.sh"
 losses() { grep -o '"loss":[^,]*' "$1"; }  # the loss column of a metrics.jsonl
 
 cd "$src"

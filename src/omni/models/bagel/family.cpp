@@ -14,6 +14,7 @@
 #include "omni/io/checkpoint_export_torch.h"
 #include "omni/models/bagel/inferencer.h"
 #include "omni/models/bagel/packing.h"
+#include "omni/models/parameter_groups.h"
 
 namespace fs = std::filesystem;
 
@@ -116,16 +117,7 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
   // ---- training (packing.h: the official sequence plan and pack_sequence) ---------------------
   std::vector<ParameterGroup> parameter_groups() override {
     prepare_training();
-    std::vector<ParameterGroup> groups;
-    for (const auto& child : inf_.model().named_children()) {
-      ParameterGroup g;
-      g.name = child.key();
-      for (const auto& p : child.value()->named_parameters())
-        if (!is_position_table(g.name + "." + p.key()))
-          g.parameters.emplace_back(g.name + "." + p.key(), p.value());
-      if (!g.parameters.empty()) groups.push_back(std::move(g));
-    }
-    return groups;
+    return groups_by_child(inf_.model(), is_position_table);
   }
   // The fork's bagel branch: freeze_vit = the SigLIP tower (the connector stays trainable),
   // freeze_llm = the whole MoT decoder; the rest by what each part does. The VAE is always frozen

@@ -109,6 +109,12 @@ PackedInputs pack_conversations(const std::vector<const models::TrainExample*>& 
   auto add_tokens = [&](std::vector<int64_t>& v, int64_t from, int64_t n) {
     for (int64_t i = 0; i < n; ++i) v.push_back(from + i);
   };
+  auto marker = [&](int64_t id) {  // <|vision_start|> / <|vision_end|> around an image's tokens
+    text_ids.push_back(id);
+    text_idx.push_back(curr++);
+  };
+  // A ViT / VAE item is dropped for CFG with its probability (the RoPE id still advances).
+  auto dropped = [&](const Item& it, double p) { return it.enable_cfg && p > 0 && uniform(gen) < p; };
   for (const auto* ex : examples) {
     int64_t rope = 0, sample_len = 0;
     for (const auto& it : sequence_plan(*ex)) {
@@ -133,34 +139,31 @@ PackedInputs pack_conversations(const std::vector<const models::TrainExample*>& 
         add_tokens(pos, rope, split);
         rope += split;
       } else if (it.kind == Item::Vit) {
-        if (it.enable_cfg && opts.vit_cond_dropout_prob > 0 && uniform(gen) < opts.vit_cond_dropout_prob) {
+        if (dropped(it, opts.vit_cond_dropout_prob)) {
           ++rope;
           continue;
         }
         auto img = image_transform(*it.image, cfg.vit_transform);
         const int64_t hp = img.size(1) / vp, wp = img.size(2) / vp, n = hp * wp;
-        text_ids.push_back(ids.start_of_image);
-        text_idx.push_back(curr++);
+        marker(ids.start_of_image);
         add_tokens(vit_idx, curr, n);
         curr += n;
         vit_tokens.push_back(patchify(img, vp));
         vit_pos.push_back(flattened_position_ids(hp, wp, cfg.vit_max_num_patch_per_side, cfg.interpolate_pos));
         vit_seqlens.push_back(n);
-        text_ids.push_back(ids.end_of_image);
-        text_idx.push_back(curr++);
+        marker(ids.end_of_image);
         split = n + 2;
         b.attn_modes.push_back("full");
         pos.insert(pos.end(), static_cast<size_t>(split), rope);
         ++rope;
       } else {
-        if (it.enable_cfg && opts.vae_cond_dropout_prob > 0 && uniform(gen) < opts.vae_cond_dropout_prob) {
+        if (dropped(it, opts.vae_cond_dropout_prob)) {
           ++rope;
           continue;
         }
         auto img = image_transform(*it.image, cfg.vae_transform);
         const int64_t h = img.size(1) / f, w = img.size(2) / f, n = h * w;
-        text_ids.push_back(ids.start_of_image);
-        text_idx.push_back(curr++);
+        marker(ids.start_of_image);
         vae_images.push_back(img);
         latent_pos.push_back(flattened_position_ids(h, w, cfg.max_latent_size, cfg.interpolate_pos));
         b.patchified_vae_latent_shapes.emplace_back(h, w);
@@ -179,8 +182,7 @@ PackedInputs pack_conversations(const std::vector<const models::TrainExample*>& 
         }
         step_t.insert(step_t.end(), static_cast<size_t>(n), t);
         curr += n;
-        text_ids.push_back(ids.end_of_image);
-        text_idx.push_back(curr++);
+        marker(ids.end_of_image);
         split = n + 2;
         b.attn_modes.push_back(it.loss ? "noise" : "full");
         pos.insert(pos.end(), static_cast<size_t>(split), rope);

@@ -14,6 +14,7 @@
 #include "omni/io/trace_torch.h"
 #include "omni/models/janus/chat_processor.h"
 #include "omni/models/janus/model.h"
+#include "omni/models/parameter_groups.h"
 #include "omni/text/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -132,16 +133,7 @@ class Janus final : public Model, public Understands, public Generates, public T
   }
 
   // ---- training ------------------------------------------------------------------------------
-  std::vector<ParameterGroup> parameter_groups() override {
-    std::vector<ParameterGroup> groups;
-    for (const auto& child : model_->net()->named_children()) {
-      ParameterGroup g;
-      g.name = child.key();
-      for (const auto& p : child.value()->named_parameters()) g.parameters.emplace_back(g.name + "." + p.key(), p.value());
-      if (!g.parameters.empty()) groups.push_back(std::move(g));
-    }
-    return groups;
-  }
+  std::vector<ParameterGroup> parameter_groups() override { return groups_by_child(*model_->net()); }
 
   // The fork's freezing keys for Janus (the fork's janus branch: freeze_vit = vision_model,
   // freeze_vae = the VQ tokenizer gen_vision_model); the rest by what each part does here.

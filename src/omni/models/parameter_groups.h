@@ -1,0 +1,31 @@
+// Parameter groups of a module tree by its top-level children (the checkpoint's top-level
+// modules), the unit the trainer reports and freezes by.
+#pragma once
+#include <torch/nn/module.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "omni/models/model.h"
+
+namespace omni::models {
+
+// One group per child that holds parameters, full checkpoint names; `skip(name)` leaves a
+// parameter out (e.g. fixed tables the family never trains).
+inline std::vector<ParameterGroup> groups_by_child(torch::nn::Module& root,
+                                                   const std::function<bool(const std::string&)>& skip = {}) {
+  std::vector<ParameterGroup> groups;
+  for (const auto& child : root.named_children()) {
+    ParameterGroup g;
+    g.name = child.key();
+    for (const auto& p : child.value()->named_parameters()) {
+      const std::string name = g.name + "." + p.key();
+      if (!skip || !skip(name)) g.parameters.emplace_back(name, p.value());
+    }
+    if (!g.parameters.empty()) groups.push_back(std::move(g));
+  }
+  return groups;
+}
+
+}  // namespace omni::models
