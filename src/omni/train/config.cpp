@@ -158,7 +158,7 @@ const std::vector<Key>& schema() {
                          "BAGEL CFG dropout of clean VAE input images [0.3]"));
     using T = TrainConfig;
     k.push_back(make_key("train", "output_dir", &C::train, &T::output_dir, "where metrics, checkpoints and exports go (required)"));
-    k.push_back(make_key("train", "micro_batch_size", &C::train, &T::micro_batch_size, "samples per forward [1]"));
+    k.push_back(make_key("train", "micro_batch_size", &C::train, &T::micro_batch_size, "samples per micro-batch [1]"));
     k.push_back(make_key("train", "global_batch_size", &C::train, &T::global_batch_size,
                          "samples per optimizer step [micro_batch_size]"));
     k.push_back(make_key("train", "dyn_bsz", &C::train, &T::dyn_bsz,
