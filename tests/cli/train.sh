@@ -32,12 +32,15 @@ ans=$("$omni" infer --model_path "$hf" --mode understand --image examples/train/
 # 1b. The BAGEL example: CE + flow MSE; the export answers.
 out="$tmp/bagel"
 "$omni" --log warn train examples/train/bagel_tiny.yaml --train.output_dir "$out" > "$tmp/log"
-grep -q "trained 120 steps" "$tmp/log" || fail "bagel example summary: $(cat "$tmp/log")"
-first=$(losses "$out/metrics.jsonl" | head -1 | cut -d: -f2)
-tail10=$(losses "$out/metrics.jsonl" | tail -10 | cut -d: -f2 | awk '{ s += $1 } END { print s / NR }')
-awk -v a="$first" -v b="$tail10" 'BEGIN { exit !(b < 0.1 * a) }' || fail "bagel loss $first -> $tail10 (last 10) is not below 10%"
-grep -q '"gen_loss":0,' "$out/metrics.jsonl" && fail "bagel gen_loss missing"
-hf="$out/checkpoints/global_step_120/hf_ckpt"
+grep -q "trained 200 steps" "$tmp/log" || fail "bagel example summary: $(cat "$tmp/log")"
+col() { grep -o "\"$2\":[^,]*" "$1" | cut -d: -f2; }  # one column of a metrics.jsonl
+ce0=$(col "$out/metrics.jsonl" ce_loss | head -1); gen0=$(col "$out/metrics.jsonl" gen_loss | head -1)
+ce_end=$(col "$out/metrics.jsonl" ce_loss | tail -10 | awk '{ s += $1 } END { print s / NR }')
+gen_end=$(col "$out/metrics.jsonl" gen_loss | tail -10 | awk '{ s += $1 } END { print s / NR }')
+# CE memorises; the flow MSE keeps the noise of a fresh timestep and noise every step.
+awk -v a="$ce0" -v b="$ce_end" 'BEGIN { exit !(b < 0.1 * a) }' || fail "bagel CE $ce0 -> $ce_end (last 10) is not below 10%"
+awk -v a="$gen0" -v b="$gen_end" 'BEGIN { exit !(a > 0 && b < 0.75 * a) }' || fail "bagel flow MSE $gen0 -> $gen_end (last 10) is not below 75%"
+hf="$out/checkpoints/global_step_200/hf_ckpt"
 [ -f "$hf/ema.safetensors" ] && [ -f "$hf/ae.safetensors" ] || fail "bagel export layout: $(ls "$hf")"
 ans=$("$omni" infer --model_path "$hf" --mode understand --image tests/fixtures/bagel_tiny/und_image.png --prompt "Is there a circle?" 2>/dev/null)
 [ "$ans" = "Yes, a red one." ] || fail "exported BAGEL answers '$ans'"
@@ -51,7 +54,7 @@ args=(examples/train/janus_tiny.yaml --train.max_steps 6 --train.save_steps 3 --
 "$omni" --log warn train "${args[@]}" --train.output_dir "$tmp/straight" > /dev/null
 set +e
 OMNI_TEST_DIE_DURING_SAVE=6 "$omni" --log warn train "${args[@]}" --train.output_dir "$tmp/killed" > /dev/null 2>&1 &
-wait $!; rc=$?; set -e
+exec 3>&2 2>/dev/null; wait $!; rc=$?; exec 2>&3 3>&-; set -e  # (bash reports the kill on stderr)
 [ $rc -eq 137 ] || fail "the save-time kill did not happen (rc $rc)"
 [ -d "$tmp/killed/checkpoints/global_step_6.tmp" ] || fail "torn checkpoint left behind"
 [ ! -e "$tmp/killed/checkpoints/global_step_6" ] || fail "a torn checkpoint must not look complete"

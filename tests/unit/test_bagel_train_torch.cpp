@@ -16,6 +16,7 @@
 #include "omni/models/bagel/model.h"
 #include "omni/models/bagel/packing.h"
 #include "omni/text/tokenizer.h"
+#include "omni/nn/attention.h"
 #include "omni/nn/flux_vae.h"
 #include "test_paths.h"
 
@@ -251,4 +252,31 @@ TEST(BagelTrain, ConversationsPackLikeTheOfficialDatasetAndTrainToTheSameGradien
   EXPECT_THROW(bagel::plan_conversation(bad, cfg, encode), Error);
   bad.image_roles = {"vit"};
   EXPECT_THROW(bagel::plan_conversation(bad, cfg, encode), Error);
+}
+
+// The training forward's split-by-split attention equals the dense official mask, gradients too.
+TEST(BagelTrain, PackedAttentionEqualsTheDenseMask) {
+  bagel::PackedBatch b;
+  b.sequence_length = 23;
+  b.sample_lens = {14, 9, 5};  // the last is a flex padding sample beyond the sequence
+  b.split_lens = {3, 4, 2, 5, 2, 4, 3, 5};
+  b.attn_modes = {"causal", "full", "causal", "noise", "causal", "noise", "full", "causal"};
+  auto q = torch::randn({1, 4, 23, 8}, torch::requires_grad());
+  auto k = torch::randn({1, 2, 23, 8}, torch::requires_grad());
+  auto v = torch::randn({1, 2, 23, 8}, torch::requires_grad());
+  nn::AttentionOptions dense;
+  dense.mask = bagel::packed_attention_mask(b);
+  auto want = nn::attention(q, k, v, dense);
+  const nn::PackedLayout layout{b.sample_lens, b.split_lens, b.attn_modes};
+  nn::AttentionOptions packed;
+  packed.layout = &layout;
+  auto got = nn::attention(q, k, v, packed);
+  EXPECT_LT((got - want).abs().max().item<double>(), 1e-5);
+  auto gw = torch::autograd::grad({want.pow(2).sum()}, {q, k, v});
+  auto gg = torch::autograd::grad({got.pow(2).sum()}, {q, k, v});
+  for (int i = 0; i < 3; ++i) EXPECT_LT((gg[i] - gw[i]).abs().max().item<double>(), 1e-4) << i;
+  b.attn_modes[1] = "sparse";
+  const nn::PackedLayout bad{b.sample_lens, b.split_lens, b.attn_modes};
+  packed.layout = &bad;
+  EXPECT_THROW(nn::attention(q, k, v, packed), Error);
 }

@@ -366,7 +366,7 @@ TEST(TrainBagel, LearnsUnderstandingAndGenerationLeavesTheFrozenViTAndExports) {
 )");
   write(d / "cfg.yaml", "model: {model_path: " + bagel + "}\ndata: {train_path: " + (d / "data.jsonl") + ", image_root: " +
                             bagel + ", text_cond_dropout_prob: 0, vit_cond_dropout_prob: 0, vae_cond_dropout_prob: 0}\n" +
-                            "train: {output_dir: " + (d / "run") + ", global_batch_size: 2, max_steps: 60, lr: 1.0e-2, " +
+                            "train: {output_dir: " + (d / "run") + ", micro_batch_size: 2, global_batch_size: 2, max_steps: 60, lr: 1.0e-2, " +
                             "lr_scheduler: cosine, freeze_vit: true, save_hf_weights: true}\n");
   const auto r = train::run_training(train::load_config(d / "cfg.yaml"));
   EXPECT_EQ(r.steps, 60);

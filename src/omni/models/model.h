@@ -117,6 +117,9 @@ class Trainable {
   virtual TrainPlan plan(const TrainExample& ex) = 0;
   // Forward with autograd on; every random draw from `gen` (the run's generator).
   virtual TrainLosses forward_train(const TrainExample& ex, at::Generator& gen) = 0;
+  // A micro-batch: families that pack samples into one sequence (BAGEL) run one forward; the
+  // default runs forward_train per sample. Losses are concatenated in sample order.
+  virtual TrainLosses forward_train_batch(const std::vector<const TrainExample*>& batch, at::Generator& gen);
   // Family-specific training knobs from the trainer's config (e.g. BAGEL's CFG dropout
   // probabilities "text_cond_dropout_prob", ...); a family ignores what it has no use for.
   virtual void set_train_options(const std::map<std::string, double>& options) {}

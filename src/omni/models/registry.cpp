@@ -58,6 +58,19 @@ const Family& resolve_family(const std::string& dir, const std::string& model_ty
 
 Trainable* as_trainable(Model& m) { return dynamic_cast<Trainable*>(&m); }
 
+TrainLosses Trainable::forward_train_batch(const std::vector<const TrainExample*>& batch, at::Generator& gen) {
+  std::vector<at::Tensor> ce, g;
+  for (const auto* ex : batch) {
+    auto l = forward_train(*ex, gen);
+    if (l.ce.defined()) ce.push_back(l.ce);
+    if (l.gen.defined()) g.push_back(l.gen);
+  }
+  TrainLosses out;
+  if (!ce.empty()) out.ce = ce.size() == 1 ? ce[0] : at::cat(ce);
+  if (!g.empty()) out.gen = g.size() == 1 ? g[0] : at::cat(g);
+  return out;
+}
+
 // ---- the one place capabilities are checked ----------------------------------------------------
 void run_mode(Model& m, const std::string& mode, const Request& r, OutputSink& out) {
   auto missing = [&] { return Error("--mode " + mode, "not supported by " + m.family()); };

@@ -15,6 +15,7 @@ namespace omni::nn {
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const AttentionOptions& o) {
+  if (o.layout) return packed_attention(q, k, v, *o.layout, o);
   check(q.dim() == 4 && k.dim() == 4 && v.sizes() == k.sizes() && q.size(0) == k.size(0) && q.size(3) == k.size(3),
         "attention", "expects q [B, H, Tq, D] and k, v [B, kvH, S, D]");
   const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3);
@@ -64,6 +65,48 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
     out.narrow(3, r0, n).copy_(oc);
   }
   return out.view({B, H, Tq, D});
+}
+
+torch::Tensor packed_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               const PackedLayout& layout, const AttentionOptions& o) {
+  check(layout.split_lens.size() == layout.modes.size(), "packed attention", "one mode per split");
+  const int64_t T = q.size(2);
+  AttentionOptions split_opts;
+  split_opts.scale = o.scale;
+  split_opts.max_score_bytes = o.max_score_bytes;
+  std::vector<torch::Tensor> pieces;
+  size_t split = 0;
+  int64_t start = 0;
+  for (const int64_t len : layout.sample_lens) {
+    if (start >= T) break;  // a flex padding sample beyond the sequence
+    check(start + len <= T, "packed attention", "sample_lens overrun the sequence");
+    std::vector<std::pair<int64_t, int64_t>> visible;  // earlier non-noise ranges of this sample
+    for (int64_t c = start; c < start + len; ++split) {
+      check(split < layout.split_lens.size(), "packed attention", "split_lens do not cover sample_lens");
+      const int64_t s = layout.split_lens[split];
+      const std::string& mode = layout.modes[split];
+      check(mode == "causal" || mode == "full" || mode == "noise", "packed attention",
+            "mode must be causal, full or noise (got \"" + mode + "\")");
+      std::vector<torch::Tensor> ks, vs;
+      for (auto [a, n] : visible) {
+        ks.push_back(k.narrow(2, a, n));
+        vs.push_back(v.narrow(2, a, n));
+      }
+      ks.push_back(k.narrow(2, c, s));  // its own split last: bottom-right causal is within-split causal
+      vs.push_back(v.narrow(2, c, s));
+      split_opts.causal = mode == "causal";
+      pieces.push_back(attention(q.narrow(2, c, s), ks.size() == 1 ? ks[0] : torch::cat(ks, 2),
+                                 vs.size() == 1 ? vs[0] : torch::cat(vs, 2), split_opts));
+      if (mode != "noise") {
+        if (!visible.empty() && visible.back().first + visible.back().second == c) visible.back().second += s;
+        else visible.emplace_back(c, s);
+      }
+      c += s;
+    }
+    start += len;
+  }
+  check(start >= T, "packed attention", "sample_lens cover less than the sequence");
+  return pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 2);
 }
 
 }  // namespace omni::nn

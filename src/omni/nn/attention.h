@@ -10,7 +10,22 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <string>
+#include <vector>
+
 namespace omni::nn {
+
+// A packed training sequence's attention structure (BAGEL's PackedDataset, flex-attention path):
+// samples are separate documents; inside one, splits in order are "causal" (text), "full" (a
+// clean image) or "noise" (a generation target). A query sees the earlier splits of its sample
+// except noise ones, and its own split (causally for "causal"); nobody sees into a noise split.
+// packed_attention computes that split by split against the keys each may see, so memory grows
+// with the sequence, never as a [T, T] mask (bagel::packed_attention_mask is the dense reference).
+struct PackedLayout {
+  std::vector<int64_t> sample_lens;  // may end beyond the sequence (a flex padding sample)
+  std::vector<int64_t> split_lens;
+  std::vector<std::string> modes;
+};
 
 struct AttentionOptions {
   double scale = 0;     // <= 0: 1 / sqrt(D)
@@ -19,9 +34,23 @@ struct AttentionOptions {
   // [B|1, 1, Tq, S]; used instead of `causal`.
   torch::Tensor mask;
   int64_t max_score_bytes = int64_t{128} << 20;
+  const PackedLayout* layout = nullptr;  // instead of mask / causal: packed_attention
+};
+
+// Either a dense additive mask or a packed layout (what a training forward hands its layers).
+struct AttentionMask {
+  AttentionMask() = default;
+  AttentionMask(torch::Tensor m) : dense(std::move(m)) {}  // NOLINT: a mask converts implicitly
+  AttentionMask(const PackedLayout* l) : layout(l) {}     // NOLINT
+  torch::Tensor dense;
+  const PackedLayout* layout = nullptr;
 };
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const AttentionOptions& o = {});
+
+// q, k, v over the whole packed sequence [B, H|kvH, T, D] -> [B, H, T, D].
+torch::Tensor packed_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
+                               const PackedLayout& layout, const AttentionOptions& o = {});
 
 }  // namespace omni::nn

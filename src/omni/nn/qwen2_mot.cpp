@@ -75,7 +75,7 @@ MoTAttentionImpl::MoTAttentionImpl(const Qwen2MoTConfig& c)
 
 torch::Tensor MoTAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin& rope, const TokenRoute& route,
                                         KVCache* cache, int64_t layer, bool update, bool causal,
-                                        const torch::Tensor& mask) {
+                                        const AttentionMask& mask) {
   const int64_t T = x.size(0);
   auto qkv = [&](torch::nn::Linear qp, torch::nn::Linear kp, torch::nn::Linear vp, RMSNorm qn, RMSNorm kn) {
     return [=](const torch::Tensor& rows) mutable {
@@ -112,7 +112,8 @@ torch::Tensor MoTAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin
   AttentionOptions ao;
   ao.scale = scale;
   ao.causal = causal;
-  ao.mask = mask;
+  ao.mask = mask.dense;
+  ao.layout = mask.layout;
   auto attn = attention(q, K, V, ao)[0].transpose(0, 1).reshape({T, heads * head_dim});
   return route_rows(
       attn, route, [&](const torch::Tensor& r) { return linear_rows(o_proj, r); },
@@ -133,7 +134,7 @@ MoTDecoderLayerImpl::MoTDecoderLayerImpl(const Qwen2MoTConfig& c) {
 
 torch::Tensor MoTDecoderLayerImpl::forward(const torch::Tensor& x, const RopeCosSin& rope, const TokenRoute& route,
                                            KVCache* cache, int64_t layer, bool update, bool causal,
-                                           const torch::Tensor& mask) {
+                                           const AttentionMask& mask) {
   auto h = route_rows(
       x, route, [&](const torch::Tensor& r) { return input_layernorm->forward(r); },
       [&](const torch::Tensor& r) { return input_layernorm_moe_gen->forward(r); });
@@ -185,7 +186,7 @@ torch::Tensor MoTModelImpl::forward_inference(const torch::Tensor& x, const torc
 }
 
 torch::Tensor MoTModelImpl::forward_train(const torch::Tensor& x, const torch::Tensor& positions,
-                                          const TokenRoute& route_in, const torch::Tensor& mask) {
+                                          const TokenRoute& route_in, const AttentionMask& mask) {
   const TokenRoute route = route_in.on(x.device());
   auto rope = packed_rope(inv_freq, positions, x);
   auto h = x;

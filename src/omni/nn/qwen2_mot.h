@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "omni/io/hf_config.h"
+#include "omni/nn/attention.h"
 #include "omni/nn/llama.h"
 
 namespace omni::nn {
@@ -58,7 +59,7 @@ class MoTAttentionImpl : public torch::nn::Module {
   // attention covers the cache's rows (layer `layer`) plus the block; with `update` the block's
   // keys/values are written into the cache (reserved by the model) instead of concatenated.
   torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const TokenRoute& route, KVCache* cache,
-                        int64_t layer, bool update, bool causal, const torch::Tensor& mask);
+                        int64_t layer, bool update, bool causal, const AttentionMask& mask);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   torch::nn::Linear q_proj_moe_gen{nullptr}, k_proj_moe_gen{nullptr}, v_proj_moe_gen{nullptr},
       o_proj_moe_gen{nullptr};
@@ -72,7 +73,7 @@ class MoTDecoderLayerImpl : public torch::nn::Module {
  public:
   explicit MoTDecoderLayerImpl(const Qwen2MoTConfig& c);
   torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const TokenRoute& route, KVCache* cache,
-                        int64_t layer, bool update, bool causal, const torch::Tensor& mask);
+                        int64_t layer, bool update, bool causal, const AttentionMask& mask);
   MoTAttention self_attn{nullptr};
   LlamaMLP mlp{nullptr}, mlp_moe_gen{nullptr};
   RMSNorm input_layernorm{nullptr}, input_layernorm_moe_gen{nullptr};
@@ -90,9 +91,10 @@ class MoTModelImpl : public torch::nn::Module {
   // Returns the final-normed hidden states [T, C] (routed norm / norm_moe_gen).
   torch::Tensor forward_inference(const torch::Tensor& x, const torch::Tensor& positions, KVContext& ctx,
                                   const TokenRoute& route, bool causal, bool update);
-  // Training forward over a whole packed sequence: x [T, C], positions [T], additive mask [T, T].
+  // Training forward over a whole packed sequence: x [T, C], positions [T], and either an
+  // additive mask [T, T] or the packed layout (attention split by split, memory linear in T).
   torch::Tensor forward_train(const torch::Tensor& x, const torch::Tensor& positions, const TokenRoute& route,
-                              const torch::Tensor& mask);
+                              const AttentionMask& mask);
   KVContext make_context() const;
 
   Qwen2MoTConfig cfg;

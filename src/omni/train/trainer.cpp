@@ -209,27 +209,34 @@ TrainResult run_training(const Config& cfg) {
     const double ce_scale = n_ce > 0 ? tc.ce_weight / static_cast<double>(n_ce) : 0.0;
     const double gen_scale = n_gen > 0 ? tc.mse_weight / static_cast<double>(n_gen) : 0.0;
     double ce_sum = 0, gen_sum = 0;
-    // Each sample's graph is freed by its own backward: the gradient of the sum is the sum of
-    // the gradients, so memory stays one sample's whatever the batch size.
-    for (const auto& mb : micro_batches)
+    // One forward + backward per micro-batch (a family that packs runs the micro-batch as one
+    // sequence); each graph is freed by its own backward, so memory is one micro-batch's.
+    for (const auto& mb : micro_batches) {
+      std::vector<models::TrainExample> exs;
+      int64_t want_ce = 0, want_gen = 0;
       for (int64_t i : mb) {
         const auto& pl = planned[static_cast<size_t>(i)];
-        const auto& s = samples[pl.sample];
-        const auto ex = to_example(s, family.read_image);
-        models::TrainLosses l = trainable->forward_train(ex, gen);
-        const int64_t got_ce = l.ce.defined() ? l.ce.numel() : 0, got_gen = l.gen.defined() ? l.gen.numel() : 0;
-        if (got_ce != pl.plan.ce_tokens || got_gen != pl.plan.gen_tokens)
-          throw Error(s.where, family.name + " planned " + std::to_string(pl.plan.ce_tokens) + "/" +
-                                   std::to_string(pl.plan.gen_tokens) + " loss tokens but computed " +
-                                   std::to_string(got_ce) + "/" + std::to_string(got_gen) + " (a family bug)");
-        at::Tensor objective;
-        auto add = [&](const at::Tensor& t) { objective = objective.defined() ? objective + t : t; };
-        if (got_ce && tc.ce_weight > 0) add(l.ce.sum() * ce_scale);
-        if (got_gen && tc.mse_weight > 0) add(l.gen.sum() * gen_scale);
-        if (got_ce) ce_sum += l.ce.detach().sum().item<double>();
-        if (got_gen) gen_sum += l.gen.detach().sum().item<double>();
-        if (objective.defined() && objective.requires_grad()) objective.backward();
+        exs.push_back(to_example(samples[pl.sample], family.read_image));
+        want_ce += pl.plan.ce_tokens;
+        want_gen += pl.plan.gen_tokens;
       }
+      std::vector<const models::TrainExample*> ptrs;
+      for (const auto& e : exs) ptrs.push_back(&e);
+      const std::string where = samples[planned[static_cast<size_t>(mb.front())].sample].where;
+      models::TrainLosses l = trainable->forward_train_batch(ptrs, gen);
+      const int64_t got_ce = l.ce.defined() ? l.ce.numel() : 0, got_gen = l.gen.defined() ? l.gen.numel() : 0;
+      if (got_ce != want_ce || got_gen != want_gen)
+        throw Error(where, family.name + " planned " + std::to_string(want_ce) + "/" + std::to_string(want_gen) +
+                               " loss tokens but computed " + std::to_string(got_ce) + "/" + std::to_string(got_gen) +
+                               " (a family bug)");
+      at::Tensor objective;
+      auto add = [&](const at::Tensor& t) { objective = objective.defined() ? objective + t : t; };
+      if (got_ce && tc.ce_weight > 0) add(l.ce.sum() * ce_scale);
+      if (got_gen && tc.mse_weight > 0) add(l.gen.sum() * gen_scale);
+      if (got_ce) ce_sum += l.ce.detach().sum().item<double>();
+      if (got_gen) gen_sum += l.gen.detach().sum().item<double>();
+      if (objective.defined() && objective.requires_grad()) objective.backward();
+    }
     const double lr = lr_at(tc, state.global_step, total);
     for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
     const double norm = torch::nn::utils::clip_grad_norm_(

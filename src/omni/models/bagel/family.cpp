@@ -139,8 +139,13 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
   }
   TrainPlan plan(const TrainExample& ex) override { return omni::bagel::plan_conversation(ex, inf_.config(), encoder()); }
   TrainLosses forward_train(const TrainExample& ex, at::Generator& gen) override {
+    return forward_train_batch({&ex}, gen);
+  }
+  // The micro-batch packed into one sequence (positions restart per sample, attention per
+  // sample and split), as PackedDataset packs samples up to its token budget.
+  TrainLosses forward_train_batch(const std::vector<const TrainExample*>& batch, at::Generator& gen) override {
     prepare_training();
-    auto packed = omni::bagel::pack_conversations({&ex}, inf_.config(), inf_.model().ids, encoder(), pack_, &gen);
+    auto packed = omni::bagel::pack_conversations(batch, inf_.config(), inf_.model().ids, encoder(), pack_, &gen);
     if (packed.padded_images.defined()) {
       torch::NoGradGuard ng;  // the frozen VAE provides the clean latents (posterior sampled)
       packed.batch.padded_latent = inf_.vae().encode(packed.padded_images.to(device()), {}, &gen).to(dtype());

@@ -54,7 +54,8 @@ struct PackedBatch {
   torch::Tensor mse_loss_indexes, ce_loss_indexes, packed_label_ids;
 };
 
-// The official dense attention rules (data_utils.prepare_attention_mask_per_sample) for the
+// The official dense attention rules (data_utils.prepare_attention_mask_per_sample; the training
+// forward uses nn::packed_attention instead, this is its reference in the tests) for the
 // samples inside sequence_length, block-diagonal over samples: additive float mask [T, T]
 // (0 = attend, -inf = masked). Query q sees key k of its sample iff k <= q, or both lie in the
 // same full/noise split; nobody outside a noise split sees into it.

@@ -98,8 +98,9 @@ TrainOutputs BagelImpl::forward_train(const PackedBatch& b, const torch::Tensor&
   nn::TokenRoute route;
   route.und = und_idx;
   route.gen = has_vae ? b.packed_vae_token_indexes : torch::empty({0}, torch::kLong);
-  auto mask = packed_attention_mask(b);
-  auto hidden = lm.model->forward_train(seq, b.packed_position_ids, route, mask);
+  // Split by split against the keys each may see (the flex-attention path): no [T, T] mask.
+  const nn::PackedLayout layout{b.sample_lens, b.split_lens, b.attn_modes};
+  auto hidden = lm.model->forward_train(seq, b.packed_position_ids, route, &layout);
 
   if (has_vae && b.mse_loss_indexes.defined() && b.mse_loss_indexes.numel() > 0) {
     auto pred = llm2vae->forward(hidden.index_select(0, b.mse_loss_indexes));
