@@ -3,7 +3,7 @@
 //
 //   batch   = planner.next_step()                        micro-batches of sample indices
 //   counts  = sum of Trainable::plan over the batch      loss tokens of the whole global batch
-//   for mb: losses = forward_train(...); (ce_w * sum(ce) / N_ce + mse_w * sum(gen) / N_gen).backward()
+//   for mb: losses = forward_train_batch(mb); (ce_w * sum(ce) / N_ce + mse_w * sum(gen) / N_gen).backward()
 //   norm    = clip_grad_norm_(params, max_grad_norm); set lr; adamw.step(); zero_grad()
 //
 // The trainer never switches on the family: freezing keys, losses and the exported layout are
