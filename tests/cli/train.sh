@@ -8,6 +8,7 @@ omni=$1 fixtures=$2 src=$3
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 source "$(dirname "$0")/lib/common.sh"
 losses() { grep -o '"loss":[^,]*' "$1"; }  # the loss column of a metrics.jsonl
+# (first lines with `sed -n 1p`, not `head -1`: under pipefail head's early exit can SIGPIPE the writer)
 
 cd "$src"
 # 1. The README's example: 30 steps, then the export answers what it was taught.
@@ -15,7 +16,7 @@ out="$tmp/example"
 "$omni" --log warn train examples/train/janus_tiny.yaml --train.output_dir "$out" > "$tmp/log"
 grep -q "trained 30 steps" "$tmp/log" || fail "example summary: $(cat "$tmp/log")"
 [ "$(wc -l < "$out/metrics.jsonl")" -eq 30 ] || fail "30 metrics lines"
-first=$(losses "$out/metrics.jsonl" | head -1 | cut -d: -f2); last=$(losses "$out/metrics.jsonl" | tail -1 | cut -d: -f2)
+first=$(losses "$out/metrics.jsonl" | sed -n 1p | cut -d: -f2); last=$(losses "$out/metrics.jsonl" | tail -1 | cut -d: -f2)
 awk -v a="$first" -v b="$last" 'BEGIN { exit !(b < 0.1 * a) }' || fail "loss $first -> $last is not below 10%"
 hf="$out/checkpoints/global_step_30/hf_ckpt"
 [ -f "$out/checkpoints/global_step_30/COMPLETE" ] || fail "completion marker"
@@ -34,7 +35,7 @@ out="$tmp/bagel"
 "$omni" --log warn train examples/train/bagel_tiny.yaml --train.output_dir "$out" > "$tmp/log"
 grep -q "trained 200 steps" "$tmp/log" || fail "bagel example summary: $(cat "$tmp/log")"
 col() { grep -o "\"$2\":[^,]*" "$1" | cut -d: -f2; }  # one column of a metrics.jsonl
-ce0=$(col "$out/metrics.jsonl" ce_loss | head -1); gen0=$(col "$out/metrics.jsonl" gen_loss | head -1)
+ce0=$(col "$out/metrics.jsonl" ce_loss | sed -n 1p); gen0=$(col "$out/metrics.jsonl" gen_loss | sed -n 1p)
 ce_end=$(col "$out/metrics.jsonl" ce_loss | tail -10 | awk '{ s += $1 } END { print s / NR }')
 gen_end=$(col "$out/metrics.jsonl" gen_loss | tail -10 | awk '{ s += $1 } END { print s / NR }')
 # CE memorises; the flow MSE keeps the noise of a fresh timestep and noise every step.
