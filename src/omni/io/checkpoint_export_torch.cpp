@@ -7,11 +7,14 @@
 
 namespace omni::io {
 
-void write_updated_safetensors(const Checkpoint& original,
-                               const std::vector<std::pair<std::string, torch::Tensor>>& current,
-                               const std::string& out_file) {
-  std::map<std::string, torch::Tensor> now;
-  for (const auto& [name, t] : current) now[name] = t;
+void write_updated_safetensors(const Checkpoint& original, const torch::nn::Module& module, const std::string& out_file,
+                               const std::function<bool(const std::string&)>& keep_original) {
+  std::vector<std::pair<std::string, torch::Tensor>> current;
+  for (const auto& p : module.named_parameters())
+    if (!keep_original || !keep_original(p.key())) current.emplace_back(p.key(), p.value());
+  for (const auto& b : module.named_buffers())
+    if (!keep_original || !keep_original(b.key())) current.emplace_back(b.key(), b.value());
+  std::map<std::string, torch::Tensor> now(current.begin(), current.end());
   std::vector<std::pair<std::string, torch::Tensor>> out;
   std::set<std::string> written;
   for (const auto& info : original.tensors()) {

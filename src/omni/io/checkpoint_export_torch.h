@@ -5,6 +5,7 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -13,10 +14,10 @@
 
 namespace omni::io {
 
-// `current`: the module's named tensors (parameters and buffers, checkpoint names). A name in
-// `current` that the original lacks is appended. Values are written in their current dtype.
-void write_updated_safetensors(const Checkpoint& original,
-                               const std::vector<std::pair<std::string, torch::Tensor>>& current,
-                               const std::string& out_file);
+// The module's parameters and buffers (named as the checkpoint) replace the original's values,
+// except names for which `keep_original` is true (e.g. tables the trainer recomputed); a module
+// name the original lacks is appended. Values are written in their current dtype.
+void write_updated_safetensors(const Checkpoint& original, const torch::nn::Module& module, const std::string& out_file,
+                               const std::function<bool(const std::string&)>& keep_original = {});
 
 }  // namespace omni::io

@@ -225,12 +225,10 @@ void validate(const Config& c) {
   need(!c.data.train_path.empty(), "data.train_path", "is required (a JSONL file or a list of them)");
   need(!t.output_dir.empty(), "train.output_dir", "is required");
   need(c.data.max_seq_len > 0, "data.max_seq_len", "must be positive");
-  for (const char* k : {"text_cond_dropout_prob", "vit_cond_dropout_prob", "vae_cond_dropout_prob"}) {
-    const double p = std::string(k) == "text_cond_dropout_prob" ? c.data.text_cond_dropout_prob
-                     : std::string(k) == "vit_cond_dropout_prob" ? c.data.vit_cond_dropout_prob
-                                                                : c.data.vae_cond_dropout_prob;
-    need(p >= 0 && p <= 1, std::string("data.") + k, "must be in [0, 1]");
-  }
+  for (const auto& [key, p] : {std::pair{"data.text_cond_dropout_prob", c.data.text_cond_dropout_prob},
+                                std::pair{"data.vit_cond_dropout_prob", c.data.vit_cond_dropout_prob},
+                                std::pair{"data.vae_cond_dropout_prob", c.data.vae_cond_dropout_prob}})
+    need(p >= 0 && p <= 1, key, "must be in [0, 1]");
   need(t.micro_batch_size >= 1, "train.micro_batch_size", "must be at least 1");
   need(t.global_batch_size >= 0, "train.global_batch_size", "must not be negative");
   const int64_t global = t.global_batch_size > 0 ? t.global_batch_size : t.micro_batch_size;

@@ -64,19 +64,14 @@ std::vector<GroupCount> apply_freezing(models::Trainable& model, const Config& c
       if (pre[0] == '*' ? name.find(pre.substr(1)) != std::string::npos : starts_with(name, pre)) return true;
     return false;
   };
-  for (const auto& s : settings) {
-    if (!s.on || !starts_with(s.key, "freeze_")) continue;
-    for_each_param([&](const std::string& name, at::Tensor& p) {
-      if (covered(s.key, name)) p.requires_grad_(false);
-    });
-  }
-  for (const char* key : {"unfreeze_mot_gen", "unfreeze_lm_head"}) {
-    const bool on = std::string(key) == "unfreeze_mot_gen" ? f.unfreeze_mot_gen : f.unfreeze_lm_head;
-    if (!on) continue;
-    for_each_param([&](const std::string& name, at::Tensor& p) {
-      if (covered(key, name)) p.requires_grad_(true);
-    });
-  }
+  // freeze_* first, then the boolean unfreeze_* keys re-enable theirs (unfreeze_vit_layers below).
+  for (const bool freezing : {true, false})
+    for (const auto& s : settings) {
+      if (!s.on || s.key == "unfreeze_vit_layers" || starts_with(s.key, "freeze_") != freezing) continue;
+      for_each_param([&](const std::string& name, at::Tensor& p) {
+        if (covered(s.key, name)) p.requires_grad_(!freezing);
+      });
+    }
   if (f.unfreeze_vit_layers != 0 && table.count("unfreeze_vit_layers")) {
     for (const auto& list : table["unfreeze_vit_layers"]) {
       std::set<int64_t> layers;

@@ -161,13 +161,9 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
   void save_weights(const std::string& dir) override {
     const auto& cfg = inf_.config();
     auto original = io::Checkpoint::open(cfg.weights_file);
-    std::vector<std::pair<std::string, torch::Tensor>> now;
-    for (const auto& p : inf_.model().named_parameters())
-      if (!is_position_table(p.key())) now.emplace_back(p.key(), p.value());
-    for (const auto& b : inf_.model().named_buffers()) now.emplace_back(b.key(), b.value());
     std::string name = fs::path(cfg.weights_file).filename().string();
     if (name.size() > 11 && name.compare(name.size() - 11, 11, ".index.json") == 0) name = "model.safetensors";
-    io::write_updated_safetensors(original, now, (fs::path(dir) / name).string());
+    io::write_updated_safetensors(original, inf_.model(), (fs::path(dir) / name).string(), is_position_table);
     fs::copy_file(fs::path(cfg.dir) / "ae.safetensors", fs::path(dir) / "ae.safetensors",
                   fs::copy_options::overwrite_existing);
   }

@@ -72,8 +72,6 @@ double uniform(at::Generator* gen) {
   check(gen != nullptr, "BAGEL packing", "CFG dropout needs the run's generator");
   return at::empty({1}, torch::kFloat64).uniform_(0, 1, *gen).item<double>();
 }
-
-
 }  // namespace
 
 models::TrainPlan plan_conversation(const models::TrainExample& ex, const BagelConfig& cfg, const Encode& encode) {
@@ -113,15 +111,15 @@ PackedInputs pack_conversations(const std::vector<const models::TrainExample*>& 
     text_ids.push_back(id);
     text_idx.push_back(curr++);
   };
-  // A ViT / VAE item is dropped for CFG with its probability (the RoPE id still advances).
+  // An item is dropped for CFG with its probability (an image's RoPE id still advances).
   auto dropped = [&](const Item& it, double p) { return it.enable_cfg && p > 0 && uniform(gen) < p; };
   for (const auto* ex : examples) {
     int64_t rope = 0, sample_len = 0;
     for (const auto& it : sequence_plan(*ex)) {
       int64_t split = 0;
       if (it.kind == Item::Text) {
+        if (dropped(it, opts.text_cond_dropout_prob)) continue;
         const auto body = encode(it.text);
-        if (it.enable_cfg && opts.text_cond_dropout_prob > 0 && uniform(gen) < opts.text_cond_dropout_prob) continue;
         const int64_t n = static_cast<int64_t>(body.size()) + 1;  // [bos] + ids
         text_ids.push_back(ids.bos);
         text_ids.insert(text_ids.end(), body.begin(), body.end());

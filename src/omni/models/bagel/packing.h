@@ -1,6 +1,6 @@
 // Conversations -> BAGEL's packed training sequence: the official sequence plan
 // (InterleavedBaseIterableDataset._add_text / _add_image) and PackedDataset.pack_sequence +
-// to_tensor (use_flex, no padding sample: every sample is its own forward here).
+// to_tensor (use_flex, without the padding sample: a micro-batch's samples are packed exactly).
 //
 // A conversation becomes items in order: the system prompt (if any) and each text chunk a text
 // item ([<|im_start|>] + ids + [<|im_end|>], causal; CE on assistant text: labels ids + <|im_end|>;

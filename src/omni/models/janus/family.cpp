@@ -192,12 +192,7 @@ class Janus final : public Model, public Understands, public Generates, public T
   // The checkpoint's own layout: model.safetensors with every original tensor (the trained
   // values where the module holds them).
   void save_weights(const std::string& dir) override {
-    const std::string single = path_ + "/model.safetensors";
-    auto original = fs::is_regular_file(single) ? io::Checkpoint::open(single) : io::Checkpoint::open(path_);
-    std::vector<std::pair<std::string, torch::Tensor>> now;
-    for (const auto& p : model_->net()->named_parameters()) now.emplace_back(p.key(), p.value());
-    for (const auto& b : model_->net()->named_buffers()) now.emplace_back(b.key(), b.value());
-    io::write_updated_safetensors(original, now, dir + "/model.safetensors");
+    io::write_updated_safetensors(JanusModel::weights_checkpoint(path_), *model_->net(), dir + "/model.safetensors");
   }
 
  private:

@@ -67,6 +67,13 @@ MultiModalityCausalLMImpl::MultiModalityCausalLMImpl(const JanusConfig& c) {
 // ---- loading ---------------------------------------------------------------------------------
 JanusModel::JanusModel(const JanusConfig& cfg) : cfg_(cfg), net_(cfg) { net_->eval(); }
 
+io::Checkpoint JanusModel::weights_checkpoint(const std::string& dir) {
+  // A single model.safetensors wins (a folder may hold other .safetensors, e.g. traces);
+  // otherwise whatever Checkpoint::open finds (shard index, .bin).
+  const std::string single = dir + "/model.safetensors";
+  return std::filesystem::is_regular_file(single) ? io::Checkpoint::open(single) : io::Checkpoint::open(dir);
+}
+
 std::unique_ptr<JanusModel> JanusModel::load(const std::string& dir, const LoadOptions& opts) {
   auto cfg = JanusConfig::from_file(dir + "/config.json");
   check(c10::isFloatingType(opts.dtype), "janus load", "dtype must be a floating type");
@@ -75,11 +82,7 @@ std::unique_ptr<JanusModel> JanusModel::load(const std::string& dir, const LoadO
     io::DefaultDtypeGuard dg(opts.dtype);  // load_module converts float tensors to the module's dtype
     m = std::make_unique<JanusModel>(cfg);
   }
-  // A single model.safetensors wins (a folder may hold other .safetensors, e.g. traces);
-  // otherwise whatever Checkpoint::open finds (shard index, .bin).
-  const std::string single = dir + "/model.safetensors";
-  auto ckpt = std::filesystem::is_regular_file(single) ? io::Checkpoint::open(single) : io::Checkpoint::open(dir);
-  m->load_weights(ckpt);
+  m->load_weights(weights_checkpoint(dir));
   if (opts.device != torch::Device(torch::kCPU)) m->net_->to(opts.device);
   return m;
 }

@@ -125,6 +125,8 @@ class JanusModel {
   // <dir>/config.json plus the weights Checkpoint::open(dir) finds (safetensors or .bin).
   static std::unique_ptr<JanusModel> load(const std::string& dir, const LoadOptions& opts);
   static std::unique_ptr<JanusModel> load(const std::string& dir) { return load(dir, LoadOptions{}); }
+  // The weights a checkpoint folder holds (what load reads and an export rewrites).
+  static io::Checkpoint weights_checkpoint(const std::string& dir);
 
   explicit JanusModel(const JanusConfig& cfg);  // uninitialised weights
   // Strict 1:1 load (prefix ""): vision_model.vision_tower.attn_pool.* and SigLIP blocks beyond
