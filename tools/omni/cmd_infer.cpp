@@ -88,11 +88,11 @@ std::pair<double, double> parse_interval(const std::string& s) {
 }  // namespace
 
 void add_infer_command(CLI::App& app, Runner& run) {
-  auto* cmd = app.add_subcommand("infer", "run a model: --mode understand | generate | edit");
+  auto* cmd = app.add_subcommand("infer", "run a model: --mode understand | generate | edit | interleave");
   auto a = std::make_shared<InferArgs>();
   cmd->add_option("--model_path", a->model_path, "model directory (config + weights)")->required();
   cmd->add_option("--model_type", a->model_type, "model family; detected from the directory when omitted");
-  cmd->add_option("--mode", a->mode, "understand | generate | edit")->default_str("understand");
+  cmd->add_option("--mode", a->mode, "understand | generate | edit | interleave")->default_str("understand");
   cmd->add_option("--prompt", a->prompt, "question, instruction or image description; <image> marks image places");
   cmd->add_option("--image", a->images, "input image (repeat for several)");
   cmd->add_option("--output", a->output, "output image path (numbered out_1.png, ... when several)");
@@ -102,7 +102,7 @@ void add_infer_command(CLI::App& app, Runner& run) {
   cmd->add_option("--dtype", a->dtype, "fp32 | bf16 | fp16 (default: fp32 on cpu, bf16 on cuda)");
   cmd->add_option("--threads", a->threads, "intra-op CPU threads (default: libtorch's)");
   // text sampling
-  cmd->add_option("--max_new_tokens", a->text.max_new_tokens, "text tokens to generate at most")->default_str("512");
+  optional_flag(cmd, "--max_new_tokens", a->text.max_new_tokens, "text tokens to generate at most (default: the family's)");
   optional_flag(cmd, "--temperature", a->text.temperature, "sampling temperature (0 = greedy)");
   optional_flag(cmd, "--top_k", a->text.top_k, "keep the k most likely tokens when sampling");
   optional_flag(cmd, "--top_p", a->text.top_p, "nucleus sampling threshold");
@@ -164,7 +164,7 @@ void add_infer_command(CLI::App& app, Runner& run) {
       if (!a->cfg_interval.empty()) req.image.cfg_interval = parse_interval(a->cfg_interval);
       req.seed = a->seed;
       for (const auto& [k, v] : a->extra) req.extra.set(k, v);
-      if (a->text.max_new_tokens < 1) throw Error("--max_new_tokens", "must be at least 1");
+      if (a->text.max_new_tokens && *a->text.max_new_tokens < 1) throw Error("--max_new_tokens", "must be at least 1");
       if (a->text.temperature && *a->text.temperature < 0) throw Error("--temperature", "must be >= 0 (0 = greedy)");
       if (a->text.top_k && *a->text.top_k < 0) throw Error("--top_k", "must be >= 0 (0 = off)");
       if (a->text.top_p && !(*a->text.top_p > 0 && *a->text.top_p <= 1)) throw Error("--top_p", "must be in (0, 1]");

@@ -5,8 +5,8 @@
 //                    and the flags each mode reads (the CLI rejects any other flag).
 //   Model            a loaded checkpoint on a device in a dtype.
 //   capabilities     opt-in interfaces a Model implements: Understands (image + text -> text),
-//                    Generates (text -> image), Edits (image + instruction -> image), checked in
-//                    one place: run_mode(); Trainable (a conversation -> per-token losses under
+//                    Generates (text -> image), Edits (image + instruction -> image), Interleaves
+//                    (text and images out, in one stream), checked in one place: run_mode(); Trainable (a conversation -> per-token losses under
 //                    autograd, and the parameter groups to freeze), found with as_trainable().
 //   OutputSink       where streamed text and finished images go (the CLI prints / writes PNGs).
 //
@@ -59,6 +59,13 @@ class Edits {
  public:
   virtual ~Edits() = default;
   virtual void edit(const Request& r, OutputSink& out) = 0;
+};
+// Text with images drawn where the model decides (text until an image-start token, an image,
+// then text again), streamed to `out` in order.
+class Interleaves {
+ public:
+  virtual ~Interleaves() = default;
+  virtual void interleave(const Request& r, OutputSink& out) = 0;
 };
 
 // One supervised example: a conversation of user / assistant turns, each interleaved text and
@@ -130,7 +137,7 @@ class Trainable {
 Trainable* as_trainable(Model& m);  // null when the family cannot train yet
 
 // The one place a mode name meets a capability: "understand" -> Understands, "generate" ->
-// Generates, "edit" -> Edits. Throws omni::Error when the model lacks it.
+// Generates, "edit" -> Edits, "interleave" -> Interleaves. Throws omni::Error when the model lacks it.
 void run_mode(Model& m, const std::string& mode, const Request& r, OutputSink& out);
 
 // ---- families --------------------------------------------------------------------------------

@@ -89,7 +89,12 @@ void run_mode(Model& m, const std::string& mode, const Request& r, OutputSink& o
     if (!c) throw missing();
     return c->edit(r, out);
   }
-  throw Error("--mode " + mode, "unknown (expected understand, generate or edit)");
+  if (mode == "interleave") {
+    auto* c = dynamic_cast<Interleaves*>(&m);
+    if (!c) throw missing();
+    return c->interleave(r, out);
+  }
+  throw Error("--mode " + mode, "unknown (expected understand, generate, edit or interleave)");
 }
 
 }  // namespace omni::models

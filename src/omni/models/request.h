@@ -39,7 +39,7 @@ c10::ScalarType parse_dtype(const std::string& s);
 std::string dtype_name(c10::ScalarType t);  // "fp32", "bf16", "fp16"
 
 struct TextSampling {
-  int max_new_tokens = 512;
+  std::optional<int> max_new_tokens;  // unset: the family's official default for the mode
   std::optional<double> temperature;  // 0 = greedy
   std::optional<int64_t> top_k;
   std::optional<double> top_p;

@@ -107,7 +107,7 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
     Contexts c = feed_inputs(r, think ? omni::bagel::kVlmThinkSystemPrompt : nullptr, /*vae=*/false, {}, rng);
     if (c.last_text_hidden.defined())
       io::record(r.trace, "logits_last", inf_.logits(c.last_text_hidden.narrow(0, c.last_text_hidden.size(0) - 1, 1)));
-    generate_text(c.gen, r.text.max_new_tokens, r.text.temperature.value_or(0.0), rng, out, r.trace);
+    generate_text(c.gen, r.text.max_new_tokens.value_or(512), r.text.temperature.value_or(0.0), rng, out, r.trace);
     log_info("peak RSS ", format_bytes(peak_rss_bytes()));
   }
 
@@ -265,7 +265,7 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
                              noise.vae_posterior_eps, rng);
     if (think) {
       log_info("thinking (plan before drawing)");
-      std::string plan = generate_text(c.gen, r.text.max_new_tokens, r.text.temperature.value_or(0.0), rng, out, r.trace);
+      std::string plan = generate_text(c.gen, r.text.max_new_tokens.value_or(512), r.text.temperature.value_or(0.0), rng, out, r.trace);
       inf_.update_context_text(c.gen, plan);
     }
     const int H = edit ? c.height : r.image.height.value_or(1024);
@@ -319,7 +319,7 @@ class ThinkMorph final : public Bagel {
     omni::bagel::InterleavedSteps steps;
     bool first = true;
     steps.gen_text = [&](const nn::KVContext& gen) {
-      std::string t = generate_text(gen, r.text.max_new_tokens, temperature, rng, out, first ? r.trace : nullptr);
+      std::string t = generate_text(gen, r.text.max_new_tokens.value_or(512), temperature, rng, out, first ? r.trace : nullptr);
       first = false;
       return t;
     };

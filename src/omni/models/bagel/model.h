@@ -16,21 +16,12 @@
 #include "omni/models/bagel/config.h"
 #include "omni/models/bagel/vit_blocks.h"
 #include "omni/nn/qwen2_mot.h"
+#include "omni/nn/timestep_embedder.h"
 
 namespace omni::bagel {
 
-// time_embedder: DiT's TimestepEmbedder with t in [0, 1] (not x1000): mlp(cat(cos(t f), sin(t f))),
-// f_k = exp(-ln(10000) k / 128), mlp = Linear(256, C), SiLU, Linear(C, C).
-class TimestepEmbedderImpl : public torch::nn::Module {
- public:
-  explicit TimestepEmbedderImpl(int64_t hidden, int64_t freq_dim = 256);
-  static torch::Tensor frequencies(const torch::Tensor& t, int64_t dim);  // t float [N] -> [N, dim]
-  torch::Tensor forward(const torch::Tensor& t);                          // [N] -> [N, C]
-  torch::nn::Sequential mlp{nullptr};
-  torch::nn::Linear fc1{nullptr}, fc2{nullptr};
-  int64_t freq_dim;
-};
-TORCH_MODULE(TimestepEmbedder);
+// time_embedder: the shared DiT timestep embedder (nn/timestep_embedder.h).
+using nn::TimestepEmbedder;
 
 // The official latent patchify: latent [C, h*p, w*p] -> [h*w, p*p*C] ((row, col) of the patch grid
 // row-major, each token ordered (row-in-patch, col-in-patch, channel)); and its inverse.

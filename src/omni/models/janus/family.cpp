@@ -68,7 +68,7 @@ class Janus final : public Model, public Understands, public Generates, public T
     torch::Tensor inputs_embeds = embed(input_ids, imgs, r.trace);
 
     TextGenOptions g;
-    g.max_new_tokens = r.text.max_new_tokens;
+    g.max_new_tokens = r.text.max_new_tokens.value_or(512);
     g.eos_token_ids = {ids_.eos};
     g.temperature = r.text.temperature.value_or(0.0);  // greedy unless asked
     g.top_k = r.text.top_k.value_or(50);               // HF GenerationConfig defaults
