@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -230,4 +233,69 @@ TEST(U1Edit, ThreeBranchEditMatches) {
   expect_close("velocity_first", out["velocity_first"], f("velocity_first"), 2e-5, 1e-5);
   expect_close("final", out["final"], f("final"), 2e-5, 1e-5);
   expect_png_close(out.images.at(0), u1_dir() + "/edit.png");
+}
+
+// interleave_gen has no official fixture: its loop is checked on a copy of the tiny checkpoint
+// made to decide deterministically. With every o_proj / down_proj zero the residual stream is the
+// token embedding, so the final hidden state's first value has the sign of embed[token][0]; with
+// lm_head zero except column 0 of <img> (+1) and <|im_end|> (-1), the model opens an image after
+// any token whose embedding starts positive and stops after one that starts negative (</img>).
+// So the reply is exactly: <img>, one image (re-encoded and closed with </img>), <|im_end|>.
+TEST(U1Interleave, DrawsOnImgAndContinuesAfterTheReEncodedImage) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("omni_u1_interleave_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  for (const auto& e : fs::directory_iterator(u1_dir()))
+    if (e.path().extension() == ".json" || e.path().filename() == "merges.txt")
+      fs::copy_file(e.path(), dir / e.path().filename(), fs::copy_options::overwrite_existing);
+  auto ck = omni::io::Checkpoint::open(u1_dir() + "/model.safetensors");
+  std::vector<std::pair<std::string, torch::Tensor>> ts;
+  for (const auto& info : ck.tensors()) {
+    auto t = ck.get(info.name, torch::kFloat32).clone();
+    const std::string& n = info.name;
+    if (n.find("o_proj") != std::string::npos || n.find("down_proj") != std::string::npos) t.zero_();
+    if (n == "language_model.model.embed_tokens.weight") {
+      t.select(1, 0).fill_(1.0);
+      t[325][0] = -1.0;  // </img>
+    }
+    if (n == "language_model.lm_head.weight") {
+      t.zero_();
+      t[324][0] = 1.0;   // <img>
+      t[318][0] = -1.0;  // <|im_end|>
+    }
+    ts.emplace_back(n, t);
+  }
+  omni::io::save_safetensors((dir / "model.safetensors").string(), ts);
+  omni::models::register_builtin_models();
+  omni::models::LoadOptions lo;
+  lo.path = dir.string();
+  auto model = omni::models::find_family("u1").load(lo);
+
+  auto r = request("Draw a circle.");
+  r.image.width = 64;
+  r.image.height = 96;
+  r.image.steps = 2;
+  r.seed = 5;
+  auto out = run_u1("interleave", r, model.get());
+  ASSERT_EQ(out.images.size(), 1u);
+  EXPECT_EQ(out.images[0].width, 64);
+  EXPECT_EQ(out.images[0].height, 96);
+  expect_equal_ints("generated_ids", out["generated_ids"], torch::tensor({int64_t{324}}).view({1, 1}));
+  // the noise is the run generator's first draw, scaled by the resolution noise scale (6 tokens)
+  auto gen = omni::generate::make_generator(torch::kCPU, 5);
+  EXPECT_TRUE(torch::equal(out["init_noise"], at::randn({1, 3, 96, 64}, gen, torch::kFloat32)));
+  // think mode (the default) leaves the assistant turn open; --no_think closes an empty think block
+  auto tok = omni::text::Tokenizer::from_file(u1_dir() + "/tokenizer.json");
+  auto tail = [&](const torch::Tensor& ids, size_t n) {
+    auto v = ids.reshape({-1});
+    return std::vector<int64_t>(v.data_ptr<int64_t>() + v.numel() - n, v.data_ptr<int64_t>() + v.numel());
+  };
+  const auto open_turn = tok.encode("<|im_start|>assistant\n", false);
+  EXPECT_EQ(tail(out["cond_input_ids"], open_turn.size()), std::vector<int64_t>(open_turn.begin(), open_turn.end()));
+  r.extra.set("--no_think", "true");
+  auto no_think = run_u1("interleave", r, model.get());
+  const auto closed = tok.encode("<|im_start|>assistant\n<think>\n\n</think>\n\n", false);
+  EXPECT_EQ(tail(no_think["cond_input_ids"], closed.size()), std::vector<int64_t>(closed.begin(), closed.end()));
+  EXPECT_EQ(no_think.images.size(), 1u);
+  fs::remove_all(dir);
 }

@@ -57,7 +57,7 @@ inline models::Model& u1_model() {
   return *m;
 }
 
-inline U1Result run_u1(const std::string& mode, models::Request r) {
+inline U1Result run_u1(const std::string& mode, models::Request r, models::Model* model = nullptr) {
   models::register_builtin_models();
   const auto& fam = models::find_family("u1");
   r.input.decode_images(fam.read_image);
@@ -65,7 +65,7 @@ inline U1Result run_u1(const std::string& mode, models::Request r) {
   io::Trace trace("unused.safetensors");  // enabled, never saved
   r.trace = &trace;
   CollectSink sink;
-  models::run_mode(u1_model(), mode, r, sink);
+  models::run_mode(model ? *model : u1_model(), mode, r, sink);
   U1Result out;
   for (const auto& [n, t] : trace.tensors()) out.trace[n] = t;
   out.text = sink.text_;
