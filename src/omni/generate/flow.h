@@ -1,5 +1,6 @@
-// Rectified-flow sampling shared by the flow-matching families: the shifted timestep schedule and
-// the Euler loop x <- x - v(x, t_i) * (t_i - t_{i+1}) from t = 1 (noise) to t = 0.
+// Rectified-flow sampling shared by the flow-matching families: BAGEL's shifted timestep schedule
+// and the Euler loop x <- x - v(x, t_i) * (t_i - t_{i+1}) over any schedule (BAGEL runs t from
+// 1 (noise) to 0, SenseNova-U1 from 0 (noise) to 1: the same update, x + (t_{i+1} - t_i) v).
 #pragma once
 #include <ATen/core/Tensor.h>
 
