@@ -49,6 +49,24 @@ ans=$("$omni" infer --model_path "$hf" --mode understand --image tests/fixtures/
   --steps 5 --output "$tmp/edit.png" > /dev/null 2>&1 || fail "exported BAGEL edits"
 [ -s "$tmp/edit.png" ] || fail "exported BAGEL edit output"
 
+# 1c. The SenseNova-U1 example: CE (1/sqrt(N)-weighted) + the pixel flow loss; the export answers
+# and draws.
+out="$tmp/u1"
+"$omni" --log warn train examples/train/u1_tiny.yaml --train.output_dir "$out" > "$tmp/log"
+grep -q "trained 60 steps" "$tmp/log" || fail "u1 example summary: $(cat "$tmp/log")"
+ce0=$(col "$out/metrics.jsonl" ce_loss | sed -n 1p); gen0=$(col "$out/metrics.jsonl" gen_loss | sed -n 1p)
+ce_end=$(col "$out/metrics.jsonl" ce_loss | tail -10 | awk '{ s += $1 } END { print s / NR }')
+gen_end=$(col "$out/metrics.jsonl" gen_loss | tail -10 | awk '{ s += $1 } END { print s / NR }')
+awk -v a="$ce0" -v b="$ce_end" 'BEGIN { exit !(b < 0.2 * a) }' || fail "u1 CE $ce0 -> $ce_end (last 10) is not below 20%"
+awk -v a="$gen0" -v b="$gen_end" 'BEGIN { exit !(a > 0 && b < 0.75 * a) }' || fail "u1 flow loss $gen0 -> $gen_end (last 10) is not below 75%"
+hf="$out/checkpoints/global_step_60/hf_ckpt"
+[ -f "$hf/model.safetensors" ] && [ -f "$hf/config.json" ] && [ -f "$hf/tokenizer.json" ] || fail "u1 export layout: $(ls "$hf")"
+ans=$("$omni" infer --model_path "$hf" --image examples/train/images/red_circle.png --prompt "What shape is this?" 2>/dev/null)
+[ "$ans" = "A red circle." ] || fail "exported U1 answers '$ans'"
+"$omni" infer --model_path "$hf" --mode generate --prompt "a blue square" --width 64 --height 64 --steps 4 \
+  --output "$tmp/u1.png" > /dev/null 2>&1 || fail "exported U1 draws"
+[ -s "$tmp/u1.png" ] || fail "exported U1 output"
+
 # 2. Exact resume after a kill -9 in the middle of a checkpoint save.
 args=(examples/train/janus_tiny.yaml --train.max_steps 6 --train.save_steps 3 --train.save_hf_weights false
       --train.global_batch_size 2 --train.lr 3e-3 --train.warmup_steps 2)

@@ -123,3 +123,24 @@ TEST(CliBf16, BagelUnderstandGenerateEdit) {
   EXPECT_EQ(r.rc, 0) << r.err;
   EXPECT_NE(r.err.find("thinkmorph on " + test_device()), std::string::npos) << r.err;
 }
+
+TEST(CliBf16, U1UnderstandGenerateEdit) {
+  const std::string m = std::string(OMNI_FIXTURES) + "/u1_tiny";
+  auto u = runs_of("u1_und", "--model_path " + m + " --mode understand --image " + m +
+                              "/und_image.png --prompt 'Which shapes do you see?' --max_new_tokens 4");
+  expect_rel(u, "pixel_values", 1e-6);  // preprocessing is float32 either way
+  expect_rel(u, "logits_last", 3e-2);  // 5.5e-3
+  // the official draws injected (a CUDA generator draws other numbers than the CPU one)
+  auto g = runs_of("u1_gen", "--model_path " + m + " --mode generate --prompt 'A green teapot.' --width 192 "
+                             "--height 128 --steps 5 --init_noise " + m + "/t2i.safetensors");
+  EXPECT_EQ(g.runs[0].second.info("x_init").dtype, omni::DType::F32);  // the flow state stays float32
+  expect_rel(g, "velocity_first", 1e-1);  // 1.3e-3
+  expect_rel(g, "final", 6e-2);  // 2.0e-2: x-prediction divides by max(1 - t, 0.02) near the end
+  expect_rel(g, "decoded", 3e-2);  // 2.7e-3
+  auto e = runs_of("u1_edit", "--model_path " + m + " --mode edit --image " + m + "/edit_image.png --prompt 'Turn the "
+                              "sky purple.' --width 64 --height 160 --steps 4 --cfg_img_scale 2 --cfg_norm channel "
+                              "--init_noise " + m + "/edit.safetensors");
+  expect_rel(e, "velocity_first", 1e-1);  // 1.8e-3
+  expect_rel(e, "final", 6e-2);  // 2.0e-2
+  expect_rel(e, "decoded", 3e-2);  // 2.5e-3
+}

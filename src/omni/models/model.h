@@ -100,10 +100,18 @@ struct ParameterGroup {
 // What a training example will cost and carry, known before its forward: the trainer refuses
 // samples over data.max_seq_len and normalises each loss by its token count over the whole
 // global batch before the first backward (as VeOmni's and BAGEL's trainers do).
+// A family whose official loss weighs tokens unequally (SenseNova-U1: 1/sqrt(N) per document's
+// text tokens, 1/sqrt(L) per image's tokens) returns the weighted per-token losses and states this
+// sample's share of the normaliser in ce_norm / gen_norm (U1: sqrt(N), sqrt(L) summed); the trainer
+// divides the global batch's loss sums by the global sums of the norms. 0 = the token count (a
+// plain mean, as Janus and BAGEL).
 struct TrainPlan {
   int64_t seq_len = 0;     // tokens the model's sequence holds (images included)
   int64_t ce_tokens = 0;   // elements forward_train returns in TrainLosses::ce
   int64_t gen_tokens = 0;  // elements forward_train returns in TrainLosses::gen
+  double ce_norm = 0, gen_norm = 0;
+  double ce_normaliser() const { return ce_norm > 0 ? ce_norm : static_cast<double>(ce_tokens); }
+  double gen_normaliser() const { return gen_norm > 0 ? gen_norm : static_cast<double>(gen_tokens); }
 };
 
 // One freezing key of the trainer (train.freeze_vit, ...) and the parameters it covers, by

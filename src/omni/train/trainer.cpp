@@ -199,15 +199,18 @@ TrainResult run_training(const Config& cfg) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto micro_batches = planner.next_step();
     int64_t n_ce = 0, n_gen = 0, tokens = 0;
+    double norm_ce = 0, norm_gen = 0;  // the normalisers (token counts unless the family weighs tokens)
     for (const auto& mb : micro_batches)
       for (int64_t i : mb) {
         const auto& p = planned[static_cast<size_t>(i)].plan;
         n_ce += p.ce_tokens;
         n_gen += p.gen_tokens;
+        norm_ce += p.ce_normaliser();
+        norm_gen += p.gen_normaliser();
         tokens += p.seq_len;
       }
-    const double ce_scale = n_ce > 0 ? tc.ce_weight / static_cast<double>(n_ce) : 0.0;
-    const double gen_scale = n_gen > 0 ? tc.mse_weight / static_cast<double>(n_gen) : 0.0;
+    const double ce_scale = norm_ce > 0 ? tc.ce_weight / norm_ce : 0.0;
+    const double gen_scale = norm_gen > 0 ? tc.mse_weight / norm_gen : 0.0;
     double ce_sum = 0, gen_sum = 0;
     // One forward + backward per micro-batch (a family that packs runs the micro-batch as one
     // sequence); each graph is freed by its own backward, so memory is one micro-batch's.
@@ -248,8 +251,8 @@ TrainResult run_training(const Config& cfg) {
 
     StepMetrics m;
     m.step = state.global_step;
-    m.ce_loss = n_ce > 0 ? ce_sum / static_cast<double>(n_ce) : 0.0;
-    m.gen_loss = n_gen > 0 ? gen_sum / static_cast<double>(n_gen) : 0.0;
+    m.ce_loss = norm_ce > 0 ? ce_sum / norm_ce : 0.0;
+    m.gen_loss = norm_gen > 0 ? gen_sum / norm_gen : 0.0;
     m.loss = tc.ce_weight * m.ce_loss + tc.mse_weight * m.gen_loss;
     m.lr = lr;
     m.grad_norm = norm;

@@ -18,6 +18,9 @@
 #include "omni/models/sensenova_u1/guidance.h"
 #include "omni/models/sensenova_u1/model.h"
 #include "omni/models/sensenova_u1/processor.h"
+#include "omni/models/sensenova_u1/training.h"
+#include "omni/models/parameter_groups.h"
+#include "omni/io/checkpoint_export_torch.h"
 #include "omni/text/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -121,7 +124,7 @@ void check_request(const std::string& mode, const Request& r) {
   if (!r.image.init_noise.empty() && r.image.width) read_init_noise(r.image.init_noise, *r.image.height, *r.image.width);
 }
 
-class U1 : public Model, public Understands, public Generates, public Edits, public Interleaves {
+class U1 : public Model, public Understands, public Generates, public Edits, public Interleaves, public Trainable {
  public:
   explicit U1(const LoadOptions& lo) : cfg_(U1Config::from_dir(lo.path)), tok_(load_tokenizer(lo.path)), ids_(SpecialIds::from(tok_)) {
     check(static_cast<int64_t>(tok_.vocab_size()) <= cfg_.llm.vocab_size, lo.path,
@@ -303,7 +306,45 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     log_info("interleave: ", generated, " text tokens, ", images, " image(s); peak RSS ", format_bytes(peak_rss_bytes()));
   }
 
+  // ---- training (training.h: the official sequence, mask and losses) --------------------------
+  std::vector<ParameterGroup> parameter_groups() override { return groups_by_child(*model_); }
+  // The fork's keys mapped onto U1's tree: the understanding patch embedder is its "ViT" (no
+  // transformer layers, so no unfreeze_vit_layers), its 2x2 merge projection the connector.
+  std::vector<FreezeKey> freeze_keys() override {
+    return {{"freeze_vit", {"vision_model."}},
+            {"freeze_llm", {"language_model."}},
+            {"freeze_mlp", {"vision_model.embeddings.dense_embedding."}},
+            {"freeze_gen_modules", {"fm_modules.", "*_mot_gen"}},
+            {"unfreeze_mot_gen", {"*_mot_gen"}},
+            {"unfreeze_lm_head", {"language_model.lm_head."}}};
+  }
+  TrainPlan plan(const TrainExample& ex) override {
+    const auto s = build_train_sequence(ex, cfg_, tok_, ids_);
+    TrainPlan p;
+    p.seq_len = static_cast<int64_t>(s.ids.size());
+    p.ce_tokens = s.ce_tokens();
+    p.gen_tokens = s.gen_tokens();
+    p.ce_norm = s.ce_norm();
+    p.gen_norm = s.gen_norm();
+    return p;
+  }
+  TrainLosses forward_train(const TrainExample& ex, at::Generator& gen) override {
+    if (!training_) {
+      model_->train();
+      training_ = true;
+    }
+    auto out = omni::sensenova_u1::forward_train(*model_, build_train_sequence(ex, cfg_, tok_, ids_), &gen);
+    TrainLosses l;
+    l.ce = out.ce;
+    l.gen = out.gen;
+    return l;
+  }
+  void save_weights(const std::string& dir) override {
+    io::write_updated_safetensors(io::Checkpoint::open(cfg_.weights), *model_, (fs::path(dir) / "model.safetensors").string());
+  }
+
  private:
+  bool training_ = false;
   struct Prefix {
     std::vector<int64_t> ids;
     std::vector<GridHW> grids;
@@ -428,8 +469,8 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     const double noise_scale = cfg_.noise_scale_for(th * tw);
     torch::Tensor noise = init_noise_file.empty()
                               ? at::randn({1, 3, H, W}, rng, torch::TensorOptions().dtype(dtype()).device(device()))
-                              : read_init_noise(init_noise_file, H, W).to(device(), dtype());
-    auto x0 = noise * noise_scale;
+                              : read_init_noise(init_noise_file, H, W).to(device());
+    auto x0 = noise.to(torch::kFloat32) * noise_scale;
     io::record(trace, "init_noise", noise);
     io::record(trace, "x_init", x0);
     const auto ts = flow_timesteps(f.steps, f.shift);
@@ -439,12 +480,14 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     torch::Tensor idx_u = b.uncond.ready() ? model_->image_indexes(th, tw, b.uncond.gen_t) : torch::Tensor();
     const double noise_ratio = noise_scale / cfg_.noise_scale_max_value;
     std::vector<torch::Tensor> steps;
+    // The state, z, the branch velocities and their guidance stay float32 whatever the weights'
+    // dtype (as BAGEL's flow state); the model sees the image in its dtype.
     auto velocity = [&](int i, float t, const torch::Tensor& img) {
-      auto z = patchify(img.to(dtype()), p, /*channel_first=*/false);
+      auto z = patchify(img, p, /*channel_first=*/false);
       std::vector<torch::Tensor> parts;
       auto x = model_->gen_inputs(img, torch::scalar_tensor(t), noise_ratio, i == 0 && trace ? &parts : nullptr);
       auto predict = [&](Branch& br, const torch::Tensor& idx) {
-        return velocity_from_x(model_->predict_x(br.ctx, x, idx).unsqueeze(0), z, t, f.t_eps);
+        return velocity_from_x(model_->predict_x(br.ctx, x, idx).to(torch::kFloat32).unsqueeze(0), z, t, f.t_eps);
       };
       StepVelocities v;
       v.cond = predict(b.cond, idx_c);

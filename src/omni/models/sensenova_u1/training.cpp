@@ -1,0 +1,259 @@
+#include "omni/models/sensenova_u1/training.h"
+
+#include <cmath>
+#include <limits>
+
+#include "omni/core/error.h"
+
+namespace omni::sensenova_u1 {
+namespace {
+constexpr int64_t kIgnore = -100;
+constexpr int64_t kPackTokens = 28672;  // the official seq_len (its multi-image pixel budget)
+constexpr int64_t kMinPixels = 256 * 256, kMaxPixelsUnd = 2048 * 2048, kMaxPixelsGen = 512 * 512;
+
+bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
+
+struct Builder {
+  const U1Config& cfg;
+  const text::Tokenizer& tok;
+  const SpecialIds& sid;
+  TrainSequence s;
+  int64_t t = -1;  // t of the last token
+
+  void push(int64_t id, bool supervised, int64_t tt, int64_t run = 0, int64_t hh = 0, int64_t ww = 0, bool hide = false) {
+    s.ids.push_back(id);
+    s.labels.push_back(supervised ? id : kIgnore);
+    s.t.push_back(tt);
+    s.h.push_back(hh);
+    s.w.push_back(ww);
+    s.image_of.push_back(run);
+    s.hidden.push_back(hide ? 1 : 0);
+  }
+  void text(const std::string& str, bool supervised) {
+    if (str.empty()) return;
+    for (const int32_t id : tok.encode(str, /*add_special_tokens=*/false)) push(id, supervised, ++t);
+  }
+  // One image run. A clean copy of the preceding generation image (`copy_of_k` >= 0) reuses its t
+  // values and leaves the running t where the generation copy left it.
+  int64_t image(const NativeImage& n, bool gen, bool start_supervised, bool hide_start, bool hide_end,
+                int64_t copy_of_k = -1) {
+    const int64_t k = copy_of_k >= 0 ? copy_of_k : t + 1;
+    const int64_t run = static_cast<int64_t>(s.images.size()) + 1, m = cfg.merge();
+    const int64_t gw = n.grid.second / m, count = n.tokens(m);
+    push(sid.img_start, start_supervised, k, 0, 0, 0, hide_start);
+    TrainImage ti;
+    ti.native = n;
+    ti.gen = gen;
+    ti.first_token = static_cast<int64_t>(s.ids.size());
+    ti.tokens = count;
+    for (int64_t i = 0; i < count; ++i) push(sid.img_context, false, k + 1, run, i / gw, i % gw);
+    push(sid.img_end, false, k + 2, 0, 0, 0, hide_end);
+    s.images.push_back(std::move(ti));
+    if (copy_of_k < 0) t = k + 2;
+    return k;
+  }
+};
+
+int64_t max_pixels_for(int64_t max_px, size_t n) {  // the official multi-image budget
+  if (n <= 1) return max_px;
+  return std::max(std::min(max_px, (kPackTokens - 3072) * 1024 / static_cast<int64_t>(n)), kMinPixels);
+}
+}  // namespace
+
+int64_t TrainSequence::ce_tokens() const {
+  int64_t n = 0;
+  for (size_t i = 1; i < labels.size(); ++i) n += labels[i] != kIgnore;
+  return n;
+}
+int64_t TrainSequence::gen_tokens() const {
+  int64_t n = 0;
+  for (const auto& im : images) n += im.gen ? im.tokens : 0;
+  return n;
+}
+double TrainSequence::ce_norm() const { return std::sqrt(static_cast<double>(ce_tokens())); }
+double TrainSequence::gen_norm() const {
+  double n = 0;
+  for (const auto& im : images) n += im.gen ? std::sqrt(static_cast<double>(im.tokens)) : 0.0;
+  return n;
+}
+torch::Tensor TrainSequence::indexes() const {
+  return torch::stack({torch::tensor(t, torch::kLong), torch::tensor(h, torch::kLong), torch::tensor(w, torch::kLong)});
+}
+
+TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Config& cfg, const text::Tokenizer& tok,
+                                   const SpecialIds& sid) {
+  check(!ex.turns.empty() && ex.turns.back().role == "assistant", "training example", "must end with an assistant turn");
+  // The task: one assistant image ending the conversation = text-to-image / edit; other assistant
+  // images = interleave; none = understanding.
+  size_t assistant_images = 0, user_images = 0;
+  for (const auto& turn : ex.turns) (turn.role == "assistant" ? assistant_images : user_images) += turn.content.num_images();
+  const auto& last = ex.turns.back().content.chunks;
+  const bool ends_with_image = !last.empty() && last.back().is_image();
+  TrainTask task = TrainTask::Understanding;
+  if (assistant_images == 1 && ends_with_image) task = user_images ? TrainTask::Edit : TrainTask::TextToImage;
+  else if (assistant_images > 0) task = TrainTask::Interleave;
+  const bool gen_task = task != TrainTask::Understanding;
+  check(ex.image_roles.empty(), "image_roles", "SenseNova-U1 decides each image's role from the conversation");
+
+  // Images resized as the official data pipeline: a generation sample's every image within
+  // 256^2..512^2 pixels, an understanding sample's within 256^2..2048^2.
+  const size_t n_images = assistant_images + user_images;
+  const int64_t max_px = max_pixels_for(gen_task ? kMaxPixelsGen : kMaxPixelsUnd, n_images);
+  Builder b{cfg, tok, sid, {}};
+  b.s.task = task;
+  std::string system = ex.system_prompt ? *ex.system_prompt : (task == TrainTask::Interleave ? kSystemMessageForInterleave
+                                                              : gen_task                      ? kSystemMessageForGen
+                                                                                              : "");
+  if (!system.empty()) b.text("<|im_start|>system\n" + system + "<|im_end|>\n", false);
+  for (size_t ti = 0; ti < ex.turns.size(); ++ti) {
+    const auto& turn = ex.turns[ti];
+    const auto& chunks = turn.content.chunks;
+    if (turn.role != "assistant") {
+      b.text("<|im_start|>" + turn.role + "\n", false);
+      for (const auto& c : chunks) {
+        if (c.is_image()) b.image(load_image_native(c.image, cfg, kMinPixels, max_px), false, false, false, false);
+        else b.text(c.text, false);
+      }
+      b.text("<|im_end|>\n", false);
+      continue;
+    }
+    const bool opens_think = !chunks.empty() && !chunks.front().is_image() && starts_with(chunks.front().text, "<think>");
+    b.text(opens_think ? "<|im_start|>assistant\n" : "<|im_start|>assistant\n<think>\n\n</think>\n\n", false);
+    const bool last_turn = ti + 1 == ex.turns.size();
+    bool supervise = true;  // turns false at a t2i / edit target or the final single interleave image
+    for (size_t ci = 0; ci < chunks.size(); ++ci) {
+      const auto& c = chunks[ci];
+      if (!c.is_image()) {
+        b.text(c.text, supervise);
+        continue;
+      }
+      const auto native = load_image_native(c.image, cfg, kMinPixels, max_px);
+      const bool final_image = last_turn && ci + 1 == chunks.size();
+      if (task == TrainTask::TextToImage || task == TrainTask::Edit) {
+        b.image(native, true, false, false, false);
+        supervise = false;
+      } else if (final_image) {  // kept single (the official code's 80% case, here always)
+        b.image(native, true, true, false, false);
+        supervise = false;
+      } else {  // noisy copy, then the clean copy with the same t; the inner boundary hidden
+        const int64_t k = b.image(native, true, true, false, /*hide_end=*/true);
+        b.image(native, false, false, /*hide_start=*/true, false, k);
+      }
+    }
+    b.text("<|im_end|>\n", supervise);
+  }
+  TrainSequence s = std::move(b.s);
+  if (task == TrainTask::Understanding)
+    check(s.ce_tokens() > 0, "training example", "has nothing to learn (no assistant text)");
+  return s;
+}
+
+torch::Tensor train_attention_mask(const TrainSequence& s) {
+  const int64_t T = static_cast<int64_t>(s.ids.size());
+  auto t = torch::tensor(s.t, torch::kLong), img = torch::tensor(s.image_of, torch::kLong);
+  std::vector<uint8_t> genv(T, 0);
+  for (const auto& im : s.images)
+    if (im.gen) std::fill(genv.begin() + im.first_token, genv.begin() + im.first_token + im.tokens, 1);
+  auto gen = torch::from_blob(genv.data(), {T}, torch::kUInt8).to(torch::kBool);
+  auto hid = torch::from_blob(const_cast<uint8_t*>(s.hidden.data()), {T}, torch::kUInt8).to(torch::kBool);
+  auto tq = t.unsqueeze(1), tk = t.unsqueeze(0), iq = img.unsqueeze(1), ik = img.unsqueeze(0);
+  auto gq = gen.unsqueeze(1), gk = gen.unsqueeze(0);
+  auto same_img = iq.gt(0) & iq.eq(ik);
+  auto see = (tk.le(tq) | same_img) & (~gk | (gq & same_img)) & ~(gq & ~gk & tk.eq(tq)) & ~hid.unsqueeze(0);
+  return torch::zeros({T, T}, torch::kFloat32).masked_fill(~see, -std::numeric_limits<float>::infinity());
+}
+
+TrainOutputs forward_train(NeoChatImpl& m, const TrainSequence& s, at::Generator* gen, const TrainDraws* draws) {
+  const auto dev = m.device();
+  const auto dt = m.dtype();
+  const U1Config& cfg = m.cfg;
+  const int64_t T = static_cast<int64_t>(s.ids.size()), p = cfg.patch_size(), mg = cfg.merge();
+  const auto li = torch::TensorOptions().dtype(torch::kLong).device(dev);
+  auto x = m.language_model->model->embed(torch::tensor(s.ids, li));
+  const auto fo = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
+  auto mean = torch::tensor({0.485, 0.456, 0.406}, fo).view({1, 3, 1, 1});
+  auto std = torch::tensor({0.229, 0.224, 0.225}, fo).view({1, 3, 1, 1});
+  // [h16 * w16, 3 * 16 * 16] patch rows (row, col, c, i, j) -> [tokens, 32 * 32 * 3] (py, px, c)
+  auto to_tokens = [&](const torch::Tensor& rows, const GridHW& g) {
+    return rows.reshape({g.first / mg, mg, g.second / mg, mg, 3, p, p})
+        .permute({0, 2, 1, 5, 3, 6, 4})
+        .reshape({g.first * g.second / (mg * mg), -1});
+  };
+  struct GenTarget {
+    torch::Tensor rows, z, v, t;
+    double weight;
+  };
+  std::vector<GenTarget> targets;
+  std::vector<uint8_t> is_gen(T, 0);
+  size_t gi = 0;
+  for (const auto& im : s.images) {
+    auto pv = im.native.pixel_values.to(dev);
+    auto rows = torch::arange(im.first_token, im.first_token + im.tokens, li);
+    torch::Tensor emb;
+    if (!im.gen) {
+      emb = m.vision_model->forward(pv.to(dt), {im.native.grid});
+    } else {
+      std::fill(is_gen.begin() + im.first_token, is_gen.begin() + im.first_token + im.tokens, 1);
+      // x in [-1, 1] from the ImageNet-normalised pixels; noise first, then u (per image, in order)
+      auto xp = ((pv.view({-1, 3, p, p}) * std + mean).clamp(0, 1).view({pv.size(0), -1}) - 0.5) * 2;
+      const double ns = std::sqrt(static_cast<double>(im.tokens) / cfg.noise_scale_base_image_seq_len) * cfg.noise_scale;
+      torch::Tensor noise = draws && gi < draws->noise.size() && draws->noise[gi].defined()
+                                ? draws->noise[gi].to(fo)
+                                : at::randn(xp.sizes(), *gen, fo);
+      noise = noise * ns;
+      torch::Tensor u = draws && gi < draws->u.size() && draws->u[gi].defined() ? draws->u[gi].to(fo).reshape({1})
+                                                                                 : at::randn({1}, *gen, fo);
+      u = u * cfg.P_std + cfg.P_mean;
+      auto t = 1 / (1 + torch::exp(-u));
+      auto sigma = 1 - t;  // the standard schedule with the config's (training) shift
+      sigma = cfg.timestep_shift * sigma / (1 + (cfg.timestep_shift - 1) * sigma);
+      t = 1 - sigma;
+      auto z = t * xp + (1 - t) * noise;
+      emb = m.fm_modules->vision_model_mot_gen->forward(z.to(dt), {im.native.grid});
+      auto tt = t.expand({im.tokens});
+      auto cond = m.fm_modules->timestep_embedder->forward(tt);
+      if (m.fm_modules->noise_scale_embedder)
+        cond = cond + m.fm_modules->noise_scale_embedder->forward(
+                          torch::full({im.tokens}, static_cast<float>(ns / cfg.noise_scale_max_value), fo));
+      emb = emb + cond;
+      auto zt = to_tokens(z, im.native.grid), xt = to_tokens(xp, im.native.grid);
+      auto v = (xt - zt) / (1 - t).clamp_min(cfg.t_eps);
+      targets.push_back({rows, zt, v, t, 1.0 / std::sqrt(static_cast<double>(im.tokens))});
+      ++gi;
+    }
+    x = x.index_copy(0, rows, emb.to(x.scalar_type()));
+  }
+  auto gen_mask = torch::from_blob(is_gen.data(), {T}, torch::kUInt8).to(torch::kBool);
+  const auto route = TokenRoute::from_gen_mask(gen_mask);
+  const auto mask = train_attention_mask(s).to(dev);
+  auto h = m.language_model->model->forward(x, s.indexes().to(dev), route, nullptr, CacheUse::None, mask);
+
+  TrainOutputs out;
+  std::vector<int64_t> pos, tgt;
+  for (int64_t i = 0; i + 1 < T; ++i)
+    if (s.labels[i + 1] != kIgnore) {
+      pos.push_back(i);
+      tgt.push_back(s.labels[i + 1]);
+    }
+  if (!pos.empty()) {
+    auto logits = m.logits(h.index_select(0, torch::tensor(pos, li))).to(torch::kFloat32);
+    out.ce_raw = torch::nn::functional::cross_entropy(
+        logits, torch::tensor(tgt, li), torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    out.ce = out.ce_raw / std::sqrt(static_cast<double>(pos.size()));
+  }
+  std::vector<torch::Tensor> raw, weighted;
+  for (const auto& g : targets) {
+    auto xhat = m.fm_modules->fm_head->forward(h.index_select(0, g.rows)).to(torch::kFloat32);
+    auto vhat = (xhat - g.z) / (1 - g.t).clamp_min(cfg.t_eps);
+    auto e = (vhat - g.v).pow(2).mean(1);
+    raw.push_back(e);
+    weighted.push_back(e * g.weight);
+  }
+  if (!raw.empty()) {
+    out.gen_raw = torch::cat(raw);
+    out.gen = torch::cat(weighted);
+  }
+  return out;
+}
+
+}  // namespace omni::sensenova_u1

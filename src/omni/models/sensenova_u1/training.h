@@ -1,0 +1,79 @@
+// SenseNova-U1's training sequence and loss (official training/sensenovavl: multimodal_dataset.py
+// image_gen_prepare_conv and the labels, dataset_interleaved_iterable.py indexes,
+// modeling_sensenovavl_chat_mot.py prepare_image_gen_targets, the flex mask and the losses; see
+// docs/dev/u1_training_rules.md for the rules with file:line references).
+//
+// A conversation becomes one document:
+//   [system turn] user / assistant turns in ChatML; an assistant turn opens with an empty think
+//   block (unless its text starts with <think>); images are <img> + <IMG_CONTEXT> x N + </img>.
+// Its task decides what each image is and what is supervised:
+//   understanding (no assistant image): assistant text + <|im_end|> + "\n" are CE targets;
+//   text-to-image / edit (one assistant image, the last content): that image is a generation
+//     target; everything from its <img> on is unsupervised; every image of the sample is resized
+//     within 256^2..512^2 pixels (understanding: 256^2..2048^2);
+//   interleave (other assistant images): each assistant image is a noisy generation copy followed
+//     by a clean understanding copy with the same t indexes, the copy's <img> and the generation
+//     copy's </img> hidden from every query; the generation copy's <img> is a CE target. The last
+//     image stays single when the last turn ends with it (the official code does so 80% of the time).
+// Generation targets are noised in pixel space: x in [-1, 1], noise ~ N(0, 1) * sqrt(L / base) *
+// noise_scale (no clamp), t = sigmoid(N(P_mean, P_std)) through the config's shift, z = t x + (1 - t)
+// noise; the loss is the per-token mean squared velocity error, weighted 1/sqrt(L) per image; the
+// text CE is weighted 1/sqrt(N) per document (the model interface's ce_norm / gen_norm).
+#pragma once
+#include <torch/torch.h>
+
+#include <vector>
+
+#include "omni/models/model.h"
+#include "omni/models/sensenova_u1/model.h"
+#include "omni/models/sensenova_u1/processor.h"
+
+namespace omni::sensenova_u1 {
+
+enum class TrainTask { Understanding = 0, TextToImage = 3, Edit = 4, Interleave = 5 };
+
+struct TrainImage {
+  NativeImage native;
+  bool gen = false;  // a noisy generation copy (else an understanding image or a clean copy)
+  int64_t first_token = 0, tokens = 0;  // its <IMG_CONTEXT> rows in the sequence
+};
+
+struct TrainSequence {
+  TrainTask task = TrainTask::Understanding;
+  std::vector<int64_t> ids, labels;  // labels unshifted, -100 = not supervised
+  std::vector<int64_t> t, h, w;
+  std::vector<int64_t> image_of;  // 1-based image run of each <IMG_CONTEXT> row, 0 elsewhere
+  std::vector<uint8_t> hidden;    // keys no query sees (a duplicated pair's inner boundary)
+  std::vector<TrainImage> images;  // in sequence order
+  int64_t ce_tokens() const;      // positions whose next token is supervised
+  int64_t gen_tokens() const;     // rows of generation images
+  double ce_norm() const;         // sqrt(N) (the CE weight is 1 / sqrt(N) per token)
+  double gen_norm() const;        // sum over generation images of sqrt(L)
+  torch::Tensor indexes() const;  // int64 [3, T]
+};
+
+// The official sequence of a conversation (throws omni::Error for one U1 cannot train on).
+TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Config& cfg, const text::Tokenizer& tok,
+                                   const SpecialIds& ids);
+
+// The official attention rule as an additive [T, T] mask (0 / -inf): query q sees key k iff
+// (t_k <= t_q or both in one image), the key is not a generation row unless the query is one of
+// the same image, a generation row does not see a clean row of its own t, and k is not hidden.
+torch::Tensor train_attention_mask(const TrainSequence& s);
+
+// Random draws of the generation targets (per generation image, in order: noise [N16, 768] in the
+// patch-row layout, then the scalar u ~ N(0, 1)); undefined entries are drawn from `gen`.
+struct TrainDraws {
+  std::vector<torch::Tensor> noise, u;
+};
+
+struct TrainOutputs {
+  torch::Tensor ce;   // per CE position, times 1/sqrt(N)   [ce_tokens]
+  torch::Tensor gen;  // per generation row, mean squared velocity error times 1/sqrt(L)   [gen_tokens]
+  torch::Tensor ce_raw, gen_raw;  // the same without the weights
+};
+
+// The training forward with autograd (the official model forward for one document).
+TrainOutputs forward_train(NeoChatImpl& m, const TrainSequence& s, at::Generator* gen, const TrainDraws* draws = nullptr);
+
+}  // namespace omni::sensenova_u1
