@@ -41,6 +41,10 @@ constexpr int64_t kEditTargetPixels = 2048 * 2048;  // the editing example's out
 constexpr int kT2iSide = 2048;
 constexpr int kInterleaveWidth = 2048, kInterleaveHeight = 1152;  // its "16:9" default bucket
 
+// The condition query's assistant opening (t2i_generate / it2i_generate): an empty think block and
+// <img>, or an open think block the model fills (--think).
+std::string gen_opening(bool think) { return think ? "<think>\n" : "<think>\n\n</think>\n\n<img>"; }
+
 int64_t edit_max_pixels(size_t n) { return std::min<int64_t>(kVqaMaxPixels, (int64_t{4096} * 4096) / std::max<int64_t>(1, n)); }
 
 bool is_flow_mode(const std::string& mode) { return mode == "generate" || mode == "edit" || mode == "interleave"; }
@@ -186,8 +190,7 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     check_size(W, H);
     const bool think = r.extra.get_bool("--think");
     Branches b;
-    const std::string cond_q =
-        chat_prompt(kSystemMessageForGen, r.input.text()) + (think ? "<think>\n" : "<think>\n\n</think>\n\n<img>");
+    const std::string cond_q = chat_prompt(kSystemMessageForGen, r.input.text()) + gen_opening(think);
     b.cond = text_branch(cond_q, r.trace, "cond_");
     if (think) think_then_open_image(b.cond, out, r.trace);
     if (g.needs_uncond_branch()) b.uncond = text_branch(chat_prompt("", "") + "<img>", r.trace, "uncond_");
@@ -202,27 +205,15 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     c10::InferenceMode guard;
     const auto g = guidance_for("edit", r);
     const auto f = flow_settings(r);
-    std::vector<NativeImage> imgs;
-    const size_t n = r.input.num_images();
-    for (const auto& c : r.input.chunks)
-      if (c.is_image()) imgs.push_back(load_image_native(c.image, cfg_, kEditMinPixels, edit_max_pixels(n)));
-    int W = 0, H = 0;
-    if (r.image.width) {
-      W = *r.image.width;
-      H = *r.image.height;
-    } else {  // the editing example: the first input's aspect ratio at 2048^2 pixels
-      const auto& first = r.input.chunks[first_image_chunk(r)].image;
-      const auto hw = smart_resize(first.height, first.width, cfg_.token_pixels(), kEditTargetPixels, kEditTargetPixels);
-      H = static_cast<int>(hw.first);
-      W = static_cast<int>(hw.second);
-    }
-    check_size(W, H);
+    const auto imgs = conditioning_images(r);
+    const size_t n = imgs.size();
+    // the editing example: the first input's aspect ratio at 2048^2 pixels
+    const auto [W, H] = output_size(r, kEditTargetPixels, kEditTargetPixels, 0, 0);
     const bool think = r.extra.get_bool("--think");
     Branches b;
     std::string images_only;
     for (size_t i = 0; i < n; ++i) images_only += "<image>";
-    const std::string cond_q =
-        chat_prompt(kSystemMessageForGen, user_turn(r, true)) + (think ? "<think>\n" : "<think>\n\n</think>\n\n<img>");
+    const std::string cond_q = chat_prompt(kSystemMessageForGen, user_turn(r, true)) + gen_opening(think);
     b.cond = image_branch(cond_q, imgs, r.trace, "cond_");
     if (think) think_then_open_image(b.cond, out, r.trace);
     if (g.needs_image_branch()) b.image = image_branch(chat_prompt("", images_only) + "<img>", imgs, r.trace, "img_cond_");
@@ -239,21 +230,10 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     const auto g = guidance_for("interleave", r);
     const auto f = flow_settings(r);
     const bool think = !r.extra.get_bool("--no_think");
-    std::vector<NativeImage> imgs;
-    const size_t n = r.input.num_images();
-    for (const auto& c : r.input.chunks)
-      if (c.is_image()) imgs.push_back(load_image_native(c.image, cfg_, kEditMinPixels, edit_max_pixels(n)));
-    int W = kInterleaveWidth, H = kInterleaveHeight;
-    if (r.image.width) {
-      W = *r.image.width;
-      H = *r.image.height;
-    } else if (n > 0) {  // the example follows the first input image (smart_resize defaults)
-      const auto& first = r.input.chunks[first_image_chunk(r)].image;
-      const auto hw = smart_resize(first.height, first.width, 32, 65536, 4194304);
-      H = static_cast<int>(hw.first);
-      W = static_cast<int>(hw.second);
-    }
-    check_size(W, H);
+    const auto imgs = conditioning_images(r);
+    const size_t n = imgs.size();
+    // the example follows the first input image (smart_resize's defaults), else its 16:9 bucket
+    const auto [W, H] = output_size(r, 65536, 4194304, kInterleaveWidth, kInterleaveHeight);
     std::string images_only;
     for (size_t i = 0; i < n; ++i) images_only += "<image>";
     Branches b;
@@ -373,10 +353,32 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
   std::string decode(const std::vector<int64_t>& t, bool skip_special) const {
     return tok_.decode(std::vector<int32_t>(t.begin(), t.end()), skip_special);
   }
-  static size_t first_image_chunk(const Request& r) {
-    for (size_t i = 0; i < r.input.chunks.size(); ++i)
-      if (r.input.chunks[i].is_image()) return i;
-    throw Error("--image", "no input image");
+  // The input images of an edit / interleave request (it2i_generate's load_image_native limits).
+  std::vector<NativeImage> conditioning_images(const Request& r) const {
+    std::vector<NativeImage> imgs;
+    const size_t n = r.input.num_images();
+    for (const auto& c : r.input.chunks)
+      if (c.is_image()) imgs.push_back(load_image_native(c.image, cfg_, kEditMinPixels, edit_max_pixels(n)));
+    return imgs;
+  }
+  // (width, height): --width/--height, else the first input image smart-resized into
+  // [min_px, max_px] (factor 32), else the fallback.
+  std::pair<int, int> output_size(const Request& r, int64_t min_px, int64_t max_px, int fallback_w, int fallback_h) const {
+    int W = fallback_w, H = fallback_h;
+    if (r.image.width) {
+      W = *r.image.width;
+      H = *r.image.height;
+    } else {
+      for (const auto& c : r.input.chunks)
+        if (c.is_image()) {
+          const auto hw = smart_resize(c.image.height, c.image.width, cfg_.token_pixels(), min_px, max_px);
+          H = static_cast<int>(hw.first);
+          W = static_cast<int>(hw.second);
+          break;
+        }
+    }
+    check_size(W, H);
+    return {W, H};
   }
 
   // A query with <image> markers -> ids, 3-D indexes and input embeddings (image rows from the
