@@ -175,7 +175,8 @@ TEST(U1Train, GenerationLossEqualsTheInferencePrediction) {
   const auto& im = s.images.at(0);
   const int64_t N16 = im.native.grid.first * im.native.grid.second;
   u1::TrainDraws d;
-  d.noise = {torch::randn({N16, 768}, torch::TensorOptions().dtype(torch::kFloat32))};
+  auto g = omni::generate::make_generator(torch::kCPU, 5);
+  d.noise = {at::randn({N16, 768}, g, torch::kFloat32)};
   d.u = {torch::tensor({0.3f})};
   auto out = u1::forward_train(*P.model, s, nullptr, &d);
   ASSERT_EQ(out.gen_raw.numel(), im.tokens);
@@ -237,4 +238,25 @@ TEST(U1Train, GradientsReachEveryPartThatTakesPart) {
   auto head = P.model->named_parameters()["language_model.lm_head.weight"];
   EXPECT_TRUE(!head.grad().defined() || head.grad().abs().sum().item<double>() == 0);
   P.model->zero_grad();
+}
+
+// A micro-batch packed into one sequence of documents (the official PackedDataset) gives every
+// sample the losses it has alone: documents do not see each other, t restarts per document, the
+// draws happen in sequence order either way.
+TEST(U1Train, PackedDocumentsEqualSeparateSamples) {
+  auto& P = parts();
+  auto und = example({{"user", "<image>What is it?"}, {"assistant", "A red disc."}}, {omni::io::read_image(u1_dir() + "/und_image.png")});
+  auto t2i = example({{"user", "a red circle"}, {"assistant", "<image>"}}, {omni::io::read_image(u1_dir() + "/edit_image.png")});
+  auto s1 = u1::build_train_sequence(und, P.cfg, P.tok, P.ids), s2 = u1::build_train_sequence(t2i, P.cfg, P.tok, P.ids);
+  auto g1 = omni::generate::make_generator(torch::kCPU, 9);
+  auto a = u1::forward_train(*P.model, s1, &g1);
+  auto b = u1::forward_train(*P.model, s2, &g1);
+  auto packed = u1::pack_sequences({s1, s2});
+  EXPECT_EQ(packed.ids.size(), s1.ids.size() + s2.ids.size());
+  EXPECT_EQ(packed.t[s1.ids.size()], 0);  // t restarts
+  EXPECT_DOUBLE_EQ(packed.ce_norm(), s1.ce_norm() + s2.ce_norm());
+  auto g2 = omni::generate::make_generator(torch::kCPU, 9);
+  auto p = u1::forward_train(*P.model, packed, &g2);
+  expect_close("packed ce", p.ce.detach(), a.ce.detach(), 1e-5, 1e-5);
+  expect_close("packed gen", p.gen.detach(), b.gen.detach(), 1e-5, 1e-4);
 }

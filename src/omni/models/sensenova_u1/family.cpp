@@ -308,12 +308,17 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     p.gen_norm = s.gen_norm();
     return p;
   }
-  TrainLosses forward_train(const TrainExample& ex, at::Generator& gen) override {
+  TrainLosses forward_train(const TrainExample& ex, at::Generator& gen) override { return forward_train_batch({&ex}, gen); }
+  // The micro-batch packed into one sequence of documents (the official PackedDataset): one
+  // forward; losses in sample order.
+  TrainLosses forward_train_batch(const std::vector<const TrainExample*>& batch, at::Generator& gen) override {
     if (!training_) {
       model_->train();
       training_ = true;
     }
-    auto out = omni::sensenova_u1::forward_train(*model_, build_train_sequence(ex, cfg_, tok_, ids_), &gen);
+    std::vector<TrainSequence> docs;
+    for (const auto* ex : batch) docs.push_back(build_train_sequence(*ex, cfg_, tok_, ids_));
+    auto out = omni::sensenova_u1::forward_train(*model_, pack_sequences(std::move(docs)), &gen);
     TrainLosses l;
     l.ce = out.ce;
     l.gen = out.gen;

@@ -24,6 +24,7 @@ struct Builder {
     s.ids.push_back(id);
     s.labels.push_back(supervised ? id : kIgnore);
     s.t.push_back(tt);
+    s.doc.push_back(0);
     s.h.push_back(hh);
     s.w.push_back(ww);
     s.image_of.push_back(run);
@@ -70,7 +71,24 @@ int64_t TrainSequence::gen_tokens() const {
   for (const auto& im : images) n += im.gen ? im.tokens : 0;
   return n;
 }
-double TrainSequence::ce_norm() const { return std::sqrt(static_cast<double>(ce_tokens())); }
+namespace {
+// Supervised labels per document (N_d; the first row of a document is never supervised, so this
+// is also the count of its positions whose next token is).
+std::vector<int64_t> supervised_per_doc(const TrainSequence& s) {
+  std::vector<int64_t> n;
+  for (size_t i = 0; i < s.labels.size(); ++i) {
+    if (static_cast<size_t>(s.doc[i]) >= n.size()) n.resize(s.doc[i] + 1, 0);
+    n[s.doc[i]] += s.labels[i] != kIgnore;
+  }
+  return n;
+}
+}  // namespace
+
+double TrainSequence::ce_norm() const {
+  double norm = 0;
+  for (const int64_t n : supervised_per_doc(*this)) norm += std::sqrt(static_cast<double>(n));
+  return norm;
+}
 double TrainSequence::gen_norm() const {
   double n = 0;
   for (const auto& im : images) n += im.gen ? std::sqrt(static_cast<double>(im.tokens)) : 0.0;
@@ -148,6 +166,35 @@ TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Confi
   return s;
 }
 
+TrainSequence pack_sequences(std::vector<TrainSequence> docs) {
+  check(!docs.empty(), "pack", "no samples");
+  if (docs.size() == 1) return std::move(docs[0]);
+  TrainSequence p;
+  p.task = docs[0].task;
+  int64_t runs = 0;
+  for (size_t d = 0; d < docs.size(); ++d) {
+    auto& s = docs[d];
+    const int64_t offset = static_cast<int64_t>(p.ids.size());
+    auto append = [](std::vector<int64_t>& to, const std::vector<int64_t>& from) { to.insert(to.end(), from.begin(), from.end()); };
+    append(p.ids, s.ids);
+    append(p.labels, s.labels);
+    append(p.t, s.t);
+    append(p.h, s.h);
+    append(p.w, s.w);
+    for (size_t i = 0; i < s.ids.size(); ++i) {
+      p.doc.push_back(static_cast<int64_t>(d));
+      p.image_of.push_back(s.image_of[i] > 0 ? s.image_of[i] + runs : 0);
+    }
+    p.hidden.insert(p.hidden.end(), s.hidden.begin(), s.hidden.end());
+    for (auto& im : s.images) {
+      im.first_token += offset;
+      p.images.push_back(std::move(im));
+    }
+    runs += static_cast<int64_t>(s.images.size());
+  }
+  return p;
+}
+
 torch::Tensor train_attention_mask(const TrainSequence& s) {
   const int64_t T = static_cast<int64_t>(s.ids.size());
   auto t = torch::tensor(s.t, torch::kLong), img = torch::tensor(s.image_of, torch::kLong);
@@ -159,7 +206,9 @@ torch::Tensor train_attention_mask(const TrainSequence& s) {
   auto tq = t.unsqueeze(1), tk = t.unsqueeze(0), iq = img.unsqueeze(1), ik = img.unsqueeze(0);
   auto gq = gen.unsqueeze(1), gk = gen.unsqueeze(0);
   auto same_img = iq.gt(0) & iq.eq(ik);
-  auto see = (tk.le(tq) | same_img) & (~gk | (gq & same_img)) & ~(gq & ~gk & tk.eq(tq)) & ~hid.unsqueeze(0);
+  auto doc = torch::tensor(s.doc, torch::kLong);
+  auto same_doc = doc.unsqueeze(1).eq(doc.unsqueeze(0));
+  auto see = same_doc & (tk.le(tq) | same_img) & (~gk | (gq & same_img)) & ~(gq & ~gk & tk.eq(tq)) & ~hid.unsqueeze(0);
   return torch::zeros({T, T}, torch::kFloat32).masked_fill(~see, -std::numeric_limits<float>::infinity());
 }
 
@@ -230,16 +279,19 @@ TrainOutputs forward_train(NeoChatImpl& m, const TrainSequence& s, at::Generator
 
   TrainOutputs out;
   std::vector<int64_t> pos, tgt;
+  std::vector<float> weight;  // 1 / sqrt(N_d) of the document the target belongs to
+  const auto per_doc = supervised_per_doc(s);
   for (int64_t i = 0; i + 1 < T; ++i)
     if (s.labels[i + 1] != kIgnore) {
       pos.push_back(i);
       tgt.push_back(s.labels[i + 1]);
+      weight.push_back(static_cast<float>(1.0 / std::sqrt(static_cast<double>(per_doc[s.doc[i + 1]]))));
     }
   if (!pos.empty()) {
     auto logits = m.logits(h.index_select(0, torch::tensor(pos, li))).to(torch::kFloat32);
     out.ce_raw = torch::nn::functional::cross_entropy(
         logits, torch::tensor(tgt, li), torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
-    out.ce = out.ce_raw / std::sqrt(static_cast<double>(pos.size()));
+    out.ce = out.ce_raw * torch::tensor(weight, fo);
   }
   std::vector<torch::Tensor> raw, weighted;
   for (const auto& g : targets) {

@@ -41,13 +41,14 @@ struct TrainImage {
 struct TrainSequence {
   TrainTask task = TrainTask::Understanding;
   std::vector<int64_t> ids, labels;  // labels unshifted, -100 = not supervised
-  std::vector<int64_t> t, h, w;
+  std::vector<int64_t> t, h, w;   // t restarts at 0 in every document
+  std::vector<int64_t> doc;       // document (sample) of each row
   std::vector<int64_t> image_of;  // 1-based image run of each <IMG_CONTEXT> row, 0 elsewhere
   std::vector<uint8_t> hidden;    // keys no query sees (a duplicated pair's inner boundary)
   std::vector<TrainImage> images;  // in sequence order
   int64_t ce_tokens() const;      // positions whose next token is supervised
   int64_t gen_tokens() const;     // rows of generation images
-  double ce_norm() const;         // sqrt(N) (the CE weight is 1 / sqrt(N) per token)
+  double ce_norm() const;         // sum over documents of sqrt(N_d) (the CE weight is 1 / sqrt(N_d) per token)
   double gen_norm() const;        // sum over generation images of sqrt(L)
   torch::Tensor indexes() const;  // int64 [3, T]
 };
@@ -56,8 +57,12 @@ struct TrainSequence {
 TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Config& cfg, const text::Tokenizer& tok,
                                    const SpecialIds& ids);
 
-// The official attention rule as an additive [T, T] mask (0 / -inf): query q sees key k iff
-// (t_k <= t_q or both in one image), the key is not a generation row unless the query is one of
+// Samples packed into one sequence as the official PackedDataset does: documents one after
+// another (each with its own t from 0), image runs renumbered.
+TrainSequence pack_sequences(std::vector<TrainSequence> docs);
+
+// The official attention rule as an additive [T, T] mask (0 / -inf): query q sees key k iff both
+// are in one document, (t_k <= t_q or both in one image), the key is not a generation row unless the query is one of
 // the same image, a generation row does not see a clean row of its own t, and k is not hidden.
 torch::Tensor train_attention_mask(const TrainSequence& s);
 
