@@ -6,8 +6,9 @@
 //   Model            a loaded checkpoint on a device in a dtype.
 //   capabilities     opt-in interfaces a Model implements: Understands (image + text -> text),
 //                    Generates (text -> image), Edits (image + instruction -> image), Interleaves
-//                    (text and images out, in one stream), checked in one place: run_mode(); Trainable (a conversation -> per-token losses under
-//                    autograd, and the parameter groups to freeze), found with as_trainable().
+//                    (text and images out, in one stream), checked in one place: run_mode();
+//                    Trainable (a conversation -> per-token losses under autograd, and the
+//                    parameter groups to freeze), found with as_trainable().
 //   OutputSink       where streamed text and finished images go (the CLI prints / writes PNGs).
 //
 // Requests are grouped by concern in request.h. Random draws come from a generator the request
