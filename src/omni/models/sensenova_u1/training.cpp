@@ -30,9 +30,44 @@ struct Builder {
     s.image_of.push_back(run);
     s.hidden.push_back(hide ? 1 : 0);
   }
-  void text(const std::string& str, bool supervised) {
-    if (str.empty()) return;
-    for (const int32_t id : tok.encode(str, /*add_special_tokens=*/false)) push(id, supervised, ++t);
+  // One string the official code tokenizes at once (a turn, an assistant opening or body): its
+  // text with each image as <img> + <IMG_CONTEXT> x N + </img>; what each image is and whether
+  // the text before each image (and after the last) is supervised.
+  struct ImageSpec {
+    NativeImage native;
+    bool gen = false, start_supervised = false, hide_start = false, hide_end = false;
+    bool clean_copy = false;  // the clean copy of the preceding generation image (same t)
+  };
+  struct Part {
+    std::string str;
+    std::vector<ImageSpec> images;
+    std::vector<bool> gap_supervised{false};
+  };
+  void add_image(Part& p, ImageSpec spec, bool supervise_after) {
+    p.str += "<img>";
+    for (int64_t i = 0, n = spec.native.tokens(cfg.merge()); i < n; ++i) p.str += "<IMG_CONTEXT>";
+    p.str += "</img>";
+    p.images.push_back(std::move(spec));
+    p.gap_supervised.push_back(supervise_after);
+  }
+  void emit(const Part& p) {
+    const auto ids = tok.encode(p.str, /*add_special_tokens=*/false);
+    size_t gap = 0, img = 0;
+    int64_t gen_k = -1;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      if (ids[i] != sid.img_start) {
+        push(ids[i], p.gap_supervised[gap], ++t);
+        continue;
+      }
+      check(img < p.images.size(), "training example", "its text holds an <img> token of its own");
+      const auto& spec = p.images[img++];
+      const int64_t k = image(spec.native, spec.gen, spec.start_supervised, spec.hide_start, spec.hide_end,
+                              spec.clean_copy ? gen_k : -1);
+      if (spec.gen) gen_k = k;
+      i += static_cast<size_t>(spec.native.tokens(cfg.merge())) + 1;  // its ctx rows and </img>
+      ++gap;
+    }
+    check(img == p.images.size(), "training example", "an image's tokens did not survive tokenization");
   }
   // One image run. A clean copy of the preceding generation image (`copy_of_k` >= 0) reuses its t
   // values and leaves the running t where the generation copy left it.
@@ -122,43 +157,64 @@ TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Confi
   std::string system = ex.system_prompt ? *ex.system_prompt : (task == TrainTask::Interleave ? kSystemMessageForInterleave
                                                               : gen_task                      ? kSystemMessageForGen
                                                                                               : "");
-  if (!system.empty()) b.text("<|im_start|>system\n" + system + "<|im_end|>\n", false);
+  using Part = Builder::Part;
+  auto text_part = [&](const std::string& str) {
+    Part p;
+    p.str = str;
+    b.emit(p);
+  };
+  if (!system.empty()) text_part("<|im_start|>system\n" + system + "<|im_end|>\n");
   for (size_t ti = 0; ti < ex.turns.size(); ++ti) {
     const auto& turn = ex.turns[ti];
     const auto& chunks = turn.content.chunks;
+    Part p;
     if (turn.role != "assistant") {
-      b.text("<|im_start|>" + turn.role + "\n", false);
+      p.str = "<|im_start|>" + turn.role + "\n";
       for (const auto& c : chunks) {
-        if (c.is_image()) b.image(load_image_native(c.image, cfg, kMinPixels, max_px), false, false, false, false);
-        else b.text(c.text, false);
+        if (c.is_image()) {
+          Builder::ImageSpec spec;
+          spec.native = load_image_native(c.image, cfg, kMinPixels, max_px);
+          b.add_image(p, std::move(spec), false);
+        } else {
+          p.str += c.text;
+        }
       }
-      b.text("<|im_end|>\n", false);
+      p.str += "<|im_end|>\n";
+      b.emit(p);
       continue;
     }
     const bool opens_think = !chunks.empty() && !chunks.front().is_image() && starts_with(chunks.front().text, "<think>");
-    b.text(opens_think ? "<|im_start|>assistant\n" : "<|im_start|>assistant\n<think>\n\n</think>\n\n", false);
+    text_part(opens_think ? "<|im_start|>assistant\n" : "<|im_start|>assistant\n<think>\n\n</think>\n\n");
     const bool last_turn = ti + 1 == ex.turns.size();
-    bool supervise = true;  // turns false at a t2i / edit target or the final single interleave image
+    p.gap_supervised = {true};  // turns false at a t2i / edit target or the final single interleave image
     for (size_t ci = 0; ci < chunks.size(); ++ci) {
       const auto& c = chunks[ci];
       if (!c.is_image()) {
-        b.text(c.text, supervise);
+        p.str += c.text;
         continue;
       }
-      const auto native = load_image_native(c.image, cfg, kMinPixels, max_px);
+      Builder::ImageSpec spec;
+      spec.native = load_image_native(c.image, cfg, kMinPixels, max_px);
+      spec.gen = true;
       const bool final_image = last_turn && ci + 1 == chunks.size();
       if (task == TrainTask::TextToImage || task == TrainTask::Edit) {
-        b.image(native, true, false, false, false);
-        supervise = false;
+        b.add_image(p, std::move(spec), false);
       } else if (final_image) {  // kept single (the official code's 80% case, here always)
-        b.image(native, true, true, false, false);
-        supervise = false;
+        spec.start_supervised = true;
+        b.add_image(p, std::move(spec), false);
       } else {  // noisy copy, then the clean copy with the same t; the inner boundary hidden
-        const int64_t k = b.image(native, true, true, false, /*hide_end=*/true);
-        b.image(native, false, false, /*hide_start=*/true, false, k);
+        Builder::ImageSpec copy;
+        copy.native = spec.native;
+        copy.hide_start = true;
+        copy.clean_copy = true;
+        spec.start_supervised = true;
+        spec.hide_end = true;
+        b.add_image(p, std::move(spec), true);
+        b.add_image(p, std::move(copy), true);
       }
     }
-    b.text("<|im_end|>\n", supervise);
+    p.str += "<|im_end|>\n";
+    b.emit(p);
   }
   TrainSequence s = std::move(b.s);
   if (task == TrainTask::Understanding)
