@@ -194,10 +194,7 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     b.cond = text_branch(cond_q, r.trace, "cond_");
     if (think) think_then_open_image(b.cond, out, r.trace);
     if (g.needs_uncond_branch()) b.uncond = text_branch(chat_prompt("", "") + "<img>", r.trace, "uncond_");
-    at::Generator rng = generate::make_generator(device(), r.seed.value_or(kDefaultSeed));
-    auto img = draw(b, g, f, H, W, r.image.init_noise, rng, r.trace);
-    out.image(to_image(img));
-    log_info("wrote ", W, "x", H, " image; peak RSS ", format_bytes(peak_rss_bytes()));
+    draw_one(b, g, f, W, H, r, out);
   }
 
   // ---- edit: it2i_generate ------------------------------------------------------------------------
@@ -218,10 +215,7 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     if (think) think_then_open_image(b.cond, out, r.trace);
     if (g.needs_image_branch()) b.image = image_branch(chat_prompt("", images_only) + "<img>", imgs, r.trace, "img_cond_");
     if (g.needs_uncond_branch()) b.uncond = image_branch(chat_prompt("", "") + "<img>", {}, r.trace, "uncond_");
-    at::Generator rng = generate::make_generator(device(), r.seed.value_or(kDefaultSeed));
-    auto img = draw(b, g, f, H, W, r.image.init_noise, rng, r.trace);
-    out.image(to_image(img));
-    log_info("wrote ", W, "x", H, " image; peak RSS ", format_bytes(peak_rss_bytes()));
+    draw_one(b, g, f, W, H, r, out);
   }
 
   // ---- interleave: interleave_gen -----------------------------------------------------------------
@@ -526,6 +520,14 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     auto decoded = (final_img * 0.5 + 0.5).clamp(0, 1);
     io::record(trace, "decoded", decoded);
     return decoded;
+  }
+
+  // generate / edit: the request's generator (or its noise file), one image to `out`.
+  void draw_one(Branches& b, const GuidanceOptions& g, const FlowSettings& f, int W, int H, const Request& r,
+                OutputSink& out) {
+    at::Generator rng = generate::make_generator(device(), r.seed.value_or(kDefaultSeed));
+    out.image(to_image(draw(b, g, f, H, W, r.image.init_noise, rng, r.trace)));
+    log_info("wrote ", W, "x", H, " image; peak RSS ", format_bytes(peak_rss_bytes()));
   }
 
   // interleave_gen's re-encoding: the image's und-embedder tokens (t + 1, grid h/w) and </img>
