@@ -2,8 +2,8 @@
 // rule, and the training forward checked against the inference path, which matches the official
 // code: a text-to-image target's x-prediction under the training mask equals predict_x over the
 // prefilled prefix (same rows, same t/h/w, same inputs), and an understanding sample's CE equals
-// the cross-entropy of the prefill logits. No official training fixture exists yet (the official
-// trainer runs on an internal framework; scripts/dev/u1_train_golden.py is to make one).
+// the cross-entropy of the prefill logits. The official step-0 losses and gradients are checked in
+// test_u1_train_golden_torch.cpp (fixture made by scripts/dev/u1_train_golden.py).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
