@@ -69,6 +69,19 @@ ans=$("$omni" infer --model_path "$hf" --image examples/train/images/red_circle.
   --output "$tmp/u1.png" > /dev/null 2>&1 || fail "exported U1 draws"
 [ -s "$tmp/u1.png" ] || fail "exported U1 output"
 
+# 1d. U1's CFG condition dropout at high rates: each step's dropped variants (shorter sequences)
+# are re-planned before the step (a mismatch would stop the run as a family bug), and the draws
+# come from the run's generator: two runs from one seed log the same steps.
+args=(examples/train/u1_tiny.yaml --train.max_steps 6 --train.save_hf_weights false
+      --data.cfg_txt_uncond_drop_prob 0.3 --data.cfg_txtimg_uncond_drop_prob 0.6)
+"$omni" --log warn train "${args[@]}" --train.output_dir "$tmp/u1drop_a" > /dev/null || fail "u1 with CFG dropout"
+"$omni" --log warn train "${args[@]}" --train.output_dir "$tmp/u1drop_b" > /dev/null || fail "u1 with CFG dropout (again)"
+n=$(col "$tmp/u1drop_a/metrics.jsonl" tokens | sort -u | wc -l)
+[ "$n" -ge 2 ] || fail "u1 CFG dropout never changed a step's tokens: $(col "$tmp/u1drop_a/metrics.jsonl" tokens | tr '\n' ' ')"
+for c in loss tokens; do
+  [ "$(col "$tmp/u1drop_a/metrics.jsonl" $c)" = "$(col "$tmp/u1drop_b/metrics.jsonl" $c)" ] || fail "u1 CFG dropout runs differ in $c"
+done
+
 # 2. Exact resume after a kill -9 in the middle of a checkpoint save.
 args=(examples/train/janus_tiny.yaml --train.max_steps 6 --train.save_steps 3 --train.save_hf_weights false
       --train.global_batch_size 2 --train.lr 3e-3 --train.warmup_steps 2)

@@ -260,3 +260,107 @@ TEST(U1Train, PackedDocumentsEqualSeparateSamples) {
   expect_close("packed ce", p.ce.detach(), a.ce.detach(), 1e-5, 1e-5);
   expect_close("packed gen", p.gen.detach(), b.gen.detach(), 1e-5, 1e-4);
 }
+
+// ---- CFG condition dropout (official image_gen_prepare_conv) -------------------------------------
+namespace {
+// Scripted uniform draws, and the text of a sequence up to its first image's <img> (inclusive).
+std::function<double()> draws(std::vector<double> v) {
+  auto left = std::make_shared<std::vector<double>>(std::move(v));
+  return [left] {
+    EXPECT_FALSE(left->empty()) << "more draws than scripted";
+    if (left->empty()) return 0.0;
+    const double u = left->front();
+    left->erase(left->begin());
+    return u;
+  };
+}
+std::string text_of(const u1::TrainSequence& s, const omni::text::Tokenizer& tok) {
+  std::vector<int32_t> ids;
+  for (size_t i = 0; i < s.ids.size(); ++i)
+    if (s.image_of[i] == 0) ids.push_back(static_cast<int32_t>(s.ids[i]));
+  return tok.decode(ids, false);
+}
+const u1::CondDropout kOfficial;  // txt 0.1, img 0, txtimg 0.1
+}  // namespace
+
+TEST(U1TrainDropout, TextToImageTxtDropsPromptPlanSystemAndThinkBlock) {
+  auto& P = parts();
+  auto ex = example({{"user", "a red circle"}, {"assistant", "<think>\nround\n</think>\n\n<image>"}}, {solid(64, 64, 255, 0, 0)});
+  const auto kept = u1::build_train_sequence(ex, P.cfg, P.tok, P.ids);
+  EXPECT_GT(kept.ce_tokens(), 0);  // the plan is supervised
+  EXPECT_FALSE(u1::draw_condition_dropout(ex, kOfficial, draws({0.2})).has_value());  // 0.2 >= 0.1 + 0 + 0.1
+  auto v = u1::draw_condition_dropout(ex, kOfficial, draws({0.05, 0.05}));  // dropped; 0.05 * 0.2 < 0.1: txt
+  ASSERT_TRUE(v.has_value());
+  EXPECT_TRUE(v->condition_dropped);
+  auto s = u1::build_train_sequence(*v, P.cfg, P.tok, P.ids);
+  EXPECT_EQ(s.task, u1::TrainTask::TextToImage);
+  EXPECT_EQ(text_of(s, P.tok), "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n<img></img><|im_end|>\n");
+  EXPECT_EQ(s.ce_tokens(), 0);
+  EXPECT_EQ(s.gen_tokens(), kept.gen_tokens());
+  // a prompt the data sets itself stays
+  ex.system_prompt = "Be brief.";
+  auto own = u1::build_train_sequence(*u1::draw_condition_dropout(ex, kOfficial, draws({0.05, 0.05})), P.cfg, P.tok, P.ids);
+  EXPECT_EQ(text_of(own, P.tok).rfind("<|im_start|>system\nBe brief.<|im_end|>\n", 0), 0u);
+}
+
+TEST(U1TrainDropout, EditCases) {
+  auto& P = parts();
+  auto ex = example({{"user", "<image>\nmake it blue"}, {"assistant", "<image>"}}, {solid(64, 64, 255, 0, 0), solid(64, 64, 0, 0, 255)});
+  const u1::CondDropout all{0.2, 0.3, 0.5};  // cases by u * 1.0: [0, .2) txt, [.2, .5) img, [.5, 1) txtimg
+  auto txt = u1::build_train_sequence(*u1::draw_condition_dropout(ex, all, draws({0.0, 0.1})), P.cfg, P.tok, P.ids);
+  EXPECT_EQ(txt.task, u1::TrainTask::Edit);
+  EXPECT_EQ(text_of(txt, P.tok), "<|im_start|>user\n<img></img><|im_end|>\n<|im_start|>assistant\n<img></img><|im_end|>\n");
+  auto imgv = u1::draw_condition_dropout(ex, all, draws({0.0, 0.3}));
+  EXPECT_FALSE(imgv->condition_dropped);  // the prompt stays, so does the empty think block
+  auto img = u1::build_train_sequence(*imgv, P.cfg, P.tok, P.ids);
+  EXPECT_EQ(img.images.size(), 1u);
+  EXPECT_EQ(text_of(img, P.tok),
+            "<|im_start|>user\nmake it blue<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n<img></img><|im_end|>\n");
+  auto both = u1::build_train_sequence(*u1::draw_condition_dropout(ex, all, draws({0.0, 0.9})), P.cfg, P.tok, P.ids);
+  EXPECT_EQ(text_of(both, P.tok), "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n<img></img><|im_end|>\n");
+  ASSERT_EQ(both.images.size(), 1u);
+  EXPECT_TRUE(both.images[0].gen);
+  // understanding is never dropped (and draws nothing)
+  auto und = example({{"user", "<image>what is it?"}, {"assistant", "red"}}, {solid(64, 64, 255, 0, 0)});
+  EXPECT_FALSE(u1::draw_condition_dropout(und, all, draws({})).has_value());
+}
+
+TEST(U1TrainDropout, InterleaveCases) {
+  auto& P = parts();
+  auto ex = example({{"user", "draw two"}, {"assistant", "One:<image>Two:<image>Done."}},
+                    {solid(64, 64, 255, 0, 0), solid(64, 128, 0, 255, 0)});
+  // txt: every turn keeps only its images; no system turn, no think block, no text target
+  auto tv = u1::draw_condition_dropout(ex, kOfficial, draws({0.0, 0.0}));
+  auto t = u1::build_train_sequence(*tv, P.cfg, P.tok, P.ids);
+  EXPECT_EQ(t.task, u1::TrainTask::Interleave);
+  EXPECT_EQ(text_of(t, P.tok),
+            "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n<img></img><img></img><img></img><|im_end|>\n");
+  EXPECT_EQ(t.ce_tokens(), 0);
+  EXPECT_EQ(t.images.size(), 3u);  // the first image duplicated, the final one single
+  EXPECT_EQ(t.gen_tokens(), 64 + 72);  // 64x64 -> 256x256 (8 x 8); 64x128 -> 192x384 (6 x 12)
+  // txtimg: one assistant image drawn uniformly (third draw 0.7 of 2 -> the second)
+  auto iv = u1::draw_condition_dropout(ex, kOfficial, draws({0.0, 0.9, 0.7}));
+  auto i = u1::build_train_sequence(*iv, P.cfg, P.tok, P.ids);
+  ASSERT_EQ(i.images.size(), 1u);
+  EXPECT_EQ(i.images[0].tokens, 72);
+  EXPECT_EQ(i.ce_tokens(), 0);
+  EXPECT_EQ(text_of(i, P.tok), "<|im_start|>user\n<|im_end|>\n<|im_start|>assistant\n<img></img><|im_end|>\n");
+}
+
+TEST(U1TrainDropout, RatesFollowTheProbabilities) {
+  auto& P = parts();
+  auto ex = example({{"user", "<image>\nmake it blue"}, {"assistant", "<image>"}}, {solid(64, 64, 255, 0, 0), solid(64, 64, 0, 0, 255)});
+  auto gen = omni::generate::make_generator(torch::kCPU, 5);
+  auto uniform = [&] { return at::empty({1}, torch::kFloat64).uniform_(0, 1, gen).item<double>(); };
+  int dropped = 0, txt = 0;
+  const int n = 4000;
+  for (int k = 0; k < n; ++k) {
+    auto v = u1::draw_condition_dropout(ex, kOfficial, uniform);
+    if (!v) continue;
+    ++dropped;
+    txt += v->turns.front().content.num_images() == 1;  // txt keeps the source image
+  }
+  EXPECT_NEAR(dropped / double(n), 0.2, 0.02);   // 0.1 + 0 + 0.1
+  EXPECT_NEAR(txt / double(dropped), 0.5, 0.06);  // txt : txtimg = 0.1 : 0.1
+  (void)P;
+}

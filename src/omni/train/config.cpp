@@ -156,6 +156,12 @@ const std::vector<Key>& schema() {
                          "BAGEL CFG dropout of ViT input images [0.3]"));
     k.push_back(make_key("data", "vae_cond_dropout_prob", &C::data, &DataConfig::vae_cond_dropout_prob,
                          "BAGEL CFG dropout of clean VAE input images [0.3]"));
+    k.push_back(make_key("data", "cfg_txt_uncond_drop_prob", &C::data, &DataConfig::cfg_txt_uncond_drop_prob,
+                         "SenseNova-U1 CFG dropout of the prompt [0.1]"));
+    k.push_back(make_key("data", "cfg_img_uncond_drop_prob", &C::data, &DataConfig::cfg_img_uncond_drop_prob,
+                         "SenseNova-U1 CFG dropout of an edit's input images [0]"));
+    k.push_back(make_key("data", "cfg_txtimg_uncond_drop_prob", &C::data, &DataConfig::cfg_txtimg_uncond_drop_prob,
+                         "SenseNova-U1 CFG dropout of prompt and input images [0.1]"));
     using T = TrainConfig;
     k.push_back(make_key("train", "output_dir", &C::train, &T::output_dir, "where metrics, checkpoints and exports go (required)"));
     k.push_back(make_key("train", "micro_batch_size", &C::train, &T::micro_batch_size, "samples per micro-batch [1]"));
@@ -227,8 +233,13 @@ void validate(const Config& c) {
   need(c.data.max_seq_len > 0, "data.max_seq_len", "must be positive");
   for (const auto& [key, p] : {std::pair{"data.text_cond_dropout_prob", c.data.text_cond_dropout_prob},
                                 std::pair{"data.vit_cond_dropout_prob", c.data.vit_cond_dropout_prob},
-                                std::pair{"data.vae_cond_dropout_prob", c.data.vae_cond_dropout_prob}})
+                                std::pair{"data.vae_cond_dropout_prob", c.data.vae_cond_dropout_prob},
+                                std::pair{"data.cfg_txt_uncond_drop_prob", c.data.cfg_txt_uncond_drop_prob},
+                                std::pair{"data.cfg_img_uncond_drop_prob", c.data.cfg_img_uncond_drop_prob},
+                                std::pair{"data.cfg_txtimg_uncond_drop_prob", c.data.cfg_txtimg_uncond_drop_prob}})
     need(p >= 0 && p <= 1, key, "must be in [0, 1]");
+  need(c.data.cfg_txt_uncond_drop_prob + c.data.cfg_img_uncond_drop_prob + c.data.cfg_txtimg_uncond_drop_prob <= 1,
+       "data.cfg_txt_uncond_drop_prob", "with cfg_img_ and cfg_txtimg_uncond_drop_prob must sum to at most 1");
   need(t.micro_batch_size >= 1, "train.micro_batch_size", "must be at least 1");
   need(t.global_batch_size >= 0, "train.global_batch_size", "must not be negative");
   const int64_t global = t.global_batch_size > 0 ? t.global_batch_size : t.micro_batch_size;

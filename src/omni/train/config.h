@@ -25,6 +25,11 @@ struct DataConfig {
   double text_cond_dropout_prob = 0.1;
   double vit_cond_dropout_prob = 0.3;
   double vae_cond_dropout_prob = 0.3;
+  // SenseNova-U1's CFG condition dropout (the fork's 8B SFT values; 0 turns it off): a sample's
+  // prompt (txt), an edit's input images (img), or both (txtimg) are removed from the text.
+  double cfg_txt_uncond_drop_prob = 0.1;
+  double cfg_img_uncond_drop_prob = 0.0;
+  double cfg_txtimg_uncond_drop_prob = 0.1;
 };
 
 // The fork's freezing keys (VeOmni unified trainer). Which parameters each covers is declared by

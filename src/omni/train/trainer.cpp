@@ -90,7 +90,10 @@ TrainResult run_training(const Config& cfg) {
 
   trainable->set_train_options({{"text_cond_dropout_prob", cfg.data.text_cond_dropout_prob},
                                 {"vit_cond_dropout_prob", cfg.data.vit_cond_dropout_prob},
-                                {"vae_cond_dropout_prob", cfg.data.vae_cond_dropout_prob}});
+                                {"vae_cond_dropout_prob", cfg.data.vae_cond_dropout_prob},
+                                {"cfg_txt_uncond_drop_prob", cfg.data.cfg_txt_uncond_drop_prob},
+                                {"cfg_img_uncond_drop_prob", cfg.data.cfg_img_uncond_drop_prob},
+                                {"cfg_txtimg_uncond_drop_prob", cfg.data.cfg_txtimg_uncond_drop_prob}});
   const auto counts = apply_freezing(*trainable, cfg, family.name);
   int64_t n_train = 0, n_frozen = 0;
   for (const auto& c : counts) {
@@ -198,11 +201,31 @@ TrainResult run_training(const Config& cfg) {
   while (state.global_step < total) {
     const auto t0 = std::chrono::steady_clock::now();
     const auto micro_batches = planner.next_step();
+    // The step's samples, each possibly replaced by the family's CFG-dropout variant (drawn from
+    // the run's generator in sample order, so a resumed run draws the same ones) and re-planned.
+    std::vector<std::vector<models::TrainExample>> step_examples;
+    std::vector<std::vector<models::TrainPlan>> step_plans;
+    for (const auto& mb : micro_batches) {
+      auto& exs = step_examples.emplace_back();
+      auto& plans = step_plans.emplace_back();
+      for (int64_t i : mb) {
+        const auto& pl = planned[static_cast<size_t>(i)];
+        exs.push_back(to_example(samples[pl.sample], family.read_image));
+        plans.push_back(pl.plan);
+        if (auto variant = trainable->draw_condition_dropout(exs.back(), gen)) {
+          try {
+            plans.back() = trainable->plan(*variant);
+          } catch (const Error& e) {
+            throw Error(samples[pl.sample].where, std::string("its CFG-dropout variant: ") + e.what());
+          }
+          exs.back() = std::move(*variant);
+        }
+      }
+    }
     int64_t n_ce = 0, n_gen = 0, tokens = 0;
     double norm_ce = 0, norm_gen = 0;  // the normalisers (token counts unless the family weighs tokens)
-    for (const auto& mb : micro_batches)
-      for (int64_t i : mb) {
-        const auto& p = planned[static_cast<size_t>(i)].plan;
+    for (const auto& plans : step_plans)
+      for (const auto& p : plans) {
         n_ce += p.ce_tokens;
         n_gen += p.gen_tokens;
         norm_ce += p.ce_normaliser();
@@ -214,14 +237,13 @@ TrainResult run_training(const Config& cfg) {
     double ce_sum = 0, gen_sum = 0;
     // One forward + backward per micro-batch (a family that packs runs the micro-batch as one
     // sequence); each graph is freed by its own backward, so memory is one micro-batch's.
-    for (const auto& mb : micro_batches) {
-      std::vector<models::TrainExample> exs;
+    for (size_t b = 0; b < micro_batches.size(); ++b) {
+      const auto& mb = micro_batches[b];
+      const auto& exs = step_examples[b];
       int64_t want_ce = 0, want_gen = 0;
-      for (int64_t i : mb) {
-        const auto& pl = planned[static_cast<size_t>(i)];
-        exs.push_back(to_example(samples[pl.sample], family.read_image));
-        want_ce += pl.plan.ce_tokens;
-        want_gen += pl.plan.gen_tokens;
+      for (const auto& p : step_plans[b]) {
+        want_ce += p.ce_tokens;
+        want_gen += p.gen_tokens;
       }
       std::vector<const models::TrainExample*> ptrs;
       for (const auto& e : exs) ptrs.push_back(&e);

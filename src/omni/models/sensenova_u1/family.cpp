@@ -302,6 +302,20 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     p.gen_norm = s.gen_norm();
     return p;
   }
+  void set_train_options(const std::map<std::string, double>& options) override {
+    auto get = [&](const char* key, double fallback) {
+      const auto it = options.find(key);
+      return it == options.end() ? fallback : it->second;
+    };
+    dropout_.txt = get("cfg_txt_uncond_drop_prob", dropout_.txt);
+    dropout_.img = get("cfg_img_uncond_drop_prob", dropout_.img);
+    dropout_.txtimg = get("cfg_txtimg_uncond_drop_prob", dropout_.txtimg);
+  }
+  std::optional<TrainExample> draw_condition_dropout(const TrainExample& ex, at::Generator& gen) override {
+    return omni::sensenova_u1::draw_condition_dropout(ex, dropout_, [&gen] {
+      return at::empty({1}, torch::kFloat64).uniform_(0, 1, gen).item<double>();
+    });
+  }
   TrainLosses forward_train(const TrainExample& ex, at::Generator& gen) override { return forward_train_batch({&ex}, gen); }
   // The micro-batch packed into one sequence of documents (the official PackedDataset): one
   // forward; losses in sample order.
@@ -324,6 +338,7 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
 
  private:
   bool training_ = false;
+  CondDropout dropout_;
   struct Prefix {
     std::vector<int64_t> ids;
     std::vector<GridHW> grids;

@@ -1,5 +1,6 @@
 #include "omni/models/sensenova_u1/training.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -133,19 +134,104 @@ torch::Tensor TrainSequence::indexes() const {
   return torch::stack({torch::tensor(t, torch::kLong), torch::tensor(h, torch::kLong), torch::tensor(w, torch::kLong)});
 }
 
+TrainTask task_of(const models::TrainExample& ex) {
+  size_t assistant_images = 0, user_images = 0;
+  for (const auto& turn : ex.turns) (turn.role == "assistant" ? assistant_images : user_images) += turn.content.num_images();
+  const auto& last = ex.turns.empty() ? std::vector<generate::InputChunk>{} : ex.turns.back().content.chunks;
+  const bool ends_with_image = !last.empty() && last.back().is_image();
+  if (assistant_images == 1 && ends_with_image) return user_images ? TrainTask::Edit : TrainTask::TextToImage;
+  return assistant_images > 0 ? TrainTask::Interleave : TrainTask::Understanding;
+}
+
+namespace {
+using generate::InputChunk;
+std::vector<InputChunk> images_of(const std::vector<InputChunk>& chunks) {
+  std::vector<InputChunk> out;
+  for (const auto& c : chunks)
+    if (c.is_image()) out.push_back(c);
+  return out;
+}
+// The official edit 'img' case: the text with "<image>\n" and "<image>" removed.
+std::vector<InputChunk> without_images(const std::vector<InputChunk>& chunks) {
+  std::vector<InputChunk> out;
+  bool after_image = false;
+  for (const auto& c : chunks) {
+    if (c.is_image()) {
+      after_image = true;
+      continue;
+    }
+    InputChunk t = c;
+    if (after_image && !t.text.empty() && t.text[0] == '\n') t.text.erase(0, 1);
+    after_image = false;
+    if (t.text.empty()) continue;
+    if (!out.empty()) out.back().text += t.text;  // text pieces around a removed image join up
+    else out.push_back(t);
+  }
+  return out;
+}
+}  // namespace
+
+std::optional<models::TrainExample> draw_condition_dropout(const models::TrainExample& ex, const CondDropout& p,
+                                                           const std::function<double()>& uniform) {
+  const TrainTask task = task_of(ex);
+  if (task == TrainTask::Understanding) return std::nullopt;
+  const double img = task == TrainTask::Interleave ? 0.0 : p.img;  // interleave has no 'img' case
+  const double total = p.txt + img + p.txtimg;
+  if (total <= 0 || uniform() >= total) return std::nullopt;
+  const double pick = uniform() * total;
+  enum { Txt, Img, TxtImg } which = pick < p.txt ? Txt : pick < p.txt + img ? Img : TxtImg;
+
+  models::TrainExample v = ex;
+  v.condition_dropped = which != Img;
+  v.system_prompt = task == TrainTask::Interleave ? std::string() : ex.system_prompt.value_or("");
+  size_t first_user = v.turns.size();
+  for (size_t i = 0; i < v.turns.size() && first_user == v.turns.size(); ++i)
+    if (v.turns[i].role != "assistant") first_user = i;
+  auto& target_turn = v.turns.back().content.chunks;
+  if (task == TrainTask::Interleave) {
+    if (which == Txt) {
+      for (auto& t : v.turns) t.content.chunks = images_of(t.content.chunks);
+      return v;
+    }
+    std::vector<InputChunk> drawn;  // every assistant image, in order
+    for (const auto& t : ex.turns)
+      if (t.role == "assistant")
+        for (const auto& c : images_of(t.content.chunks)) drawn.push_back(c);
+    const size_t k = std::min(drawn.size() - 1, static_cast<size_t>(uniform() * static_cast<double>(drawn.size())));
+    models::TrainTurn user, assistant;
+    user.role = "user";
+    assistant.role = "assistant";
+    assistant.content.chunks = {drawn[k]};
+    assistant.content.placed_by_markers = user.content.placed_by_markers = true;
+    v.turns = {user, assistant};
+    return v;
+  }
+  // text-to-image / edit: the target is the last chunk of the last turn
+  const InputChunk target = target_turn.back();
+  std::vector<InputChunk> sources;
+  for (size_t i = 0; i + 1 < v.turns.size(); ++i)
+    if (v.turns[i].role != "assistant")
+      for (const auto& c : images_of(v.turns[i].content.chunks)) sources.push_back(c);
+  if (which != Img) target_turn = {target};  // a plan before the image goes with the prompt
+  for (size_t i = 0; i + 1 < v.turns.size(); ++i) {
+    auto& chunks = v.turns[i].content.chunks;
+    if (v.turns[i].role == "assistant") continue;
+    if (i == first_user) chunks = which == Txt ? sources : which == Img ? without_images(chunks) : std::vector<InputChunk>{};
+    else chunks = without_images(chunks);  // the official case texts hold every input image in the first turn
+  }
+  return v;
+}
+
 TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Config& cfg, const text::Tokenizer& tok,
                                    const SpecialIds& sid) {
   check(!ex.turns.empty() && ex.turns.back().role == "assistant", "training example", "must end with an assistant turn");
-  // The task: one assistant image ending the conversation = text-to-image / edit; other assistant
-  // images = interleave; none = understanding.
+  const TrainTask task = task_of(ex);
+  const bool gen_task = task != TrainTask::Understanding;
+  // A CFG-dropped interleave sample supervises no text; any dropped sample opens its assistant
+  // turns without the empty think block (the official cfg_drop).
+  const bool text_targets = !(ex.condition_dropped && task == TrainTask::Interleave);
   size_t assistant_images = 0, user_images = 0;
   for (const auto& turn : ex.turns) (turn.role == "assistant" ? assistant_images : user_images) += turn.content.num_images();
-  const auto& last = ex.turns.back().content.chunks;
-  const bool ends_with_image = !last.empty() && last.back().is_image();
-  TrainTask task = TrainTask::Understanding;
-  if (assistant_images == 1 && ends_with_image) task = user_images ? TrainTask::Edit : TrainTask::TextToImage;
-  else if (assistant_images > 0) task = TrainTask::Interleave;
-  const bool gen_task = task != TrainTask::Understanding;
   check(ex.image_roles.empty(), "image_roles", "SenseNova-U1 decides each image's role from the conversation");
 
   // Images resized as the official data pipeline: a generation sample's every image within
@@ -184,9 +270,9 @@ TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Confi
       continue;
     }
     const bool opens_think = !chunks.empty() && !chunks.front().is_image() && starts_with(chunks.front().text, "<think>");
-    text_part(opens_think ? "<|im_start|>assistant\n" : "<|im_start|>assistant\n<think>\n\n</think>\n\n");
+    text_part(opens_think || ex.condition_dropped ? "<|im_start|>assistant\n" : "<|im_start|>assistant\n<think>\n\n</think>\n\n");
     const bool last_turn = ti + 1 == ex.turns.size();
-    p.gap_supervised = {true};  // turns false at a t2i / edit target or the final single interleave image
+    p.gap_supervised = {text_targets};  // turns false at a t2i / edit target or the final single interleave image
     for (size_t ci = 0; ci < chunks.size(); ++ci) {
       const auto& c = chunks[ci];
       if (!c.is_image()) {
@@ -200,17 +286,17 @@ TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Confi
       if (task == TrainTask::TextToImage || task == TrainTask::Edit) {
         b.add_image(p, std::move(spec), false);
       } else if (final_image) {  // kept single (the official code's 80% case, here always)
-        spec.start_supervised = true;
+        spec.start_supervised = text_targets;
         b.add_image(p, std::move(spec), false);
       } else {  // noisy copy, then the clean copy with the same t; the inner boundary hidden
         Builder::ImageSpec copy;
         copy.native = spec.native;
         copy.hide_start = true;
         copy.clean_copy = true;
-        spec.start_supervised = true;
+        spec.start_supervised = text_targets;
         spec.hide_end = true;
-        b.add_image(p, std::move(spec), true);
-        b.add_image(p, std::move(copy), true);
+        b.add_image(p, std::move(spec), text_targets);
+        b.add_image(p, std::move(copy), text_targets);
       }
     }
     p.str += "<|im_end|>\n";

@@ -22,6 +22,8 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <functional>
+#include <optional>
 #include <vector>
 
 #include "omni/models/model.h"
@@ -52,6 +54,30 @@ struct TrainSequence {
   double gen_norm() const;        // sum over generation images of sqrt(L)
   torch::Tensor indexes() const;  // int64 [3, T]
 };
+
+// What a conversation trains: one assistant image ending it = text-to-image (no user image) or
+// edit; other assistant images = interleave; none = understanding.
+TrainTask task_of(const models::TrainExample& ex);
+
+// The official CFG condition dropout (training/sensenovavl/data/multimodal_dataset.py
+// image_gen_prepare_conv, with cfg_is_uncond_drop_independent false as in the 8B SFT). With
+// probability txt + img + txtimg a generation sample becomes its unconditional variant, one case
+// picked by the three weights (understanding samples are never dropped; interleave knows no img):
+//   txt    text-to-image: empty prompt, the assistant turn only its image (a plan is dropped);
+//          edit: the first user turn only the input images, the assistant turn only the target;
+//          interleave: every turn only its images;
+//   img    edit: the input images removed from the text ("<image>\n" with its newline), target kept;
+//   txtimg text-to-image / edit: empty prompt and only the target; interleave: one assistant image
+//          drawn uniformly, as [user "", assistant <image>].
+// A dropped variant has no system turn (unless the data brings its own; interleave drops that
+// too), and every variant but img is marked condition_dropped (no empty think block; interleave:
+// no text target). `uniform` draws in [0, 1): the first decides, the second picks the case, the
+// third the interleave image. Returns nothing when the sample is kept.
+struct CondDropout {
+  double txt = 0.1, img = 0.0, txtimg = 0.1;
+};
+std::optional<models::TrainExample> draw_condition_dropout(const models::TrainExample& ex, const CondDropout& p,
+                                                           const std::function<double()>& uniform);
 
 // The official sequence of a conversation (throws omni::Error for one U1 cannot train on).
 TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Config& cfg, const text::Tokenizer& tok,
