@@ -130,6 +130,22 @@ TEST(U1TrainGolden, AttentionRuleEqualsTheOfficialFlexMask) {
   auto see = u1::train_attention_mask(G.seq).eq(0);
   EXPECT_TRUE(see.sum(1).to(torch::kLong).equal(G.fx("attention_visible_per_row")));
   EXPECT_TRUE(see.sum(0).to(torch::kLong).equal(G.fx("attention_visible_per_col")));
+  // the packed layout the forward uses gives the dense rule's attention on every row but the
+  // hidden ones (which no key sees and no target reads)
+  const auto layout = u1::train_attention_layout(G.seq);
+  const int64_t T = static_cast<int64_t>(G.seq.ids.size());
+  torch::manual_seed(0);
+  auto q = torch::randn({1, 4, T, 16}), k = torch::randn({1, 2, T, 16}), v = torch::randn({1, 2, T, 16});
+  omni::nn::AttentionOptions dense, packed;
+  dense.mask = u1::train_attention_mask(G.seq);
+  packed.layout = &layout;
+  auto a = omni::nn::attention(q, k, v, dense), b = omni::nn::attention(q, k, v, packed);
+  auto keep = torch::tensor(std::vector<uint8_t>(G.seq.hidden.begin(), G.seq.hidden.end())).eq(0);
+  const int64_t hidden_rows = T - keep.sum().item<int64_t>();
+  EXPECT_EQ(hidden_rows, 2);  // the interleave pair's inner boundary
+  EXPECT_LT(max_abs_diff(a.index({torch::indexing::Slice(), torch::indexing::Slice(), keep}),
+                         b.index({torch::indexing::Slice(), torch::indexing::Slice(), keep})),
+            1e-5);
 }
 
 TEST(U1TrainGolden, LossesAndGradientsEqualTheOfficialStepZero) {

@@ -354,6 +354,27 @@ torch::Tensor train_attention_mask(const TrainSequence& s) {
   return torch::zeros({T, T}, torch::kFloat32).masked_fill(~see, -std::numeric_limits<float>::infinity());
 }
 
+nn::PackedLayout train_attention_layout(const TrainSequence& s) {
+  const int64_t T = static_cast<int64_t>(s.ids.size());
+  std::vector<uint8_t> gen(T, 0);
+  for (const auto& im : s.images)
+    if (im.gen) std::fill(gen.begin() + im.first_token, gen.begin() + im.first_token + im.tokens, 1);
+  nn::PackedLayout l;
+  // a row's split key: the hidden rows each alone, an image run by its id, text as one kind
+  auto key = [&](int64_t i) -> int64_t { return s.hidden[i] ? -2 - i : s.image_of[i]; };
+  for (int64_t i = 0; i < T; ++i) {
+    const bool new_doc = i == 0 || s.doc[i] != s.doc[i - 1];
+    if (new_doc) l.sample_lens.push_back(0);
+    ++l.sample_lens.back();
+    if (new_doc || key(i) != key(i - 1)) {
+      l.split_lens.push_back(0);
+      l.modes.push_back(s.hidden[i] || gen[i] ? "noise" : s.image_of[i] > 0 ? "full" : "causal");
+    }
+    ++l.split_lens.back();
+  }
+  return l;
+}
+
 TrainOutputs forward_train(NeoChatImpl& m, const TrainSequence& s, at::Generator* gen, const TrainDraws* draws) {
   const auto dev = m.device();
   const auto dt = m.dtype();
@@ -416,8 +437,8 @@ TrainOutputs forward_train(NeoChatImpl& m, const TrainSequence& s, at::Generator
   }
   auto gen_mask = torch::from_blob(is_gen.data(), {T}, torch::kUInt8).to(torch::kBool);
   const auto route = TokenRoute::from_gen_mask(gen_mask);
-  const auto mask = train_attention_mask(s).to(dev);
-  auto h = m.language_model->model->forward(x, s.indexes().to(dev), route, nullptr, CacheUse::None, mask);
+  const auto layout = train_attention_layout(s);
+  auto h = m.language_model->model->forward(x, s.indexes().to(dev), route, nullptr, CacheUse::None, &layout);
 
   TrainOutputs out;
   std::vector<int64_t> pos, tgt;

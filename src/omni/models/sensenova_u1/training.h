@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "omni/models/model.h"
+#include "omni/nn/attention.h"
 #include "omni/models/sensenova_u1/model.h"
 #include "omni/models/sensenova_u1/processor.h"
 
@@ -91,6 +92,13 @@ TrainSequence pack_sequences(std::vector<TrainSequence> docs);
 // are in one document, (t_k <= t_q or both in one image), the key is not a generation row unless the query is one of
 // the same image, a generation row does not see a clean row of its own t, and k is not hidden.
 torch::Tensor train_attention_mask(const TrainSequence& s);
+
+// The same rule as a packed layout for the decoder (memory linear in T, as the official flex
+// attention): per document, runs of text are causal splits, an understanding image (or clean copy)
+// a full split, a generation image a noise split (seen by no other split), and each hidden row a
+// one-row noise split. Equal to train_attention_mask on every row except the hidden ones, whose
+// outputs nothing reads (no key sees them and their next label is never a target).
+nn::PackedLayout train_attention_layout(const TrainSequence& s);
 
 // Random draws of the generation targets (per generation image, in order: noise [N16, 768] in the
 // patch-row layout, then the scalar u ~ N(0, 1)); undefined entries are drawn from `gen`.
