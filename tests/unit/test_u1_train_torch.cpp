@@ -364,3 +364,45 @@ TEST(U1TrainDropout, RatesFollowTheProbabilities) {
   EXPECT_NEAR(txt / double(dropped), 0.5, 0.06);  // txt : txtimg = 0.1 : 0.1
   (void)P;
 }
+
+TEST(U1TrainDropout, FinalInterleaveImageGetsItsCopyOneTimeInFive) {
+  auto& P = parts();
+  auto ex = example({{"user", "draw two"}, {"assistant", "One:<image>Two:<image>"}},
+                    {solid(64, 64, 255, 0, 0), solid(64, 64, 0, 255, 0)});
+  const u1::CondDropout none{0, 0, 0};
+  EXPECT_FALSE(u1::draw_sample_variant(ex, none, draws({0.2})).has_value());  // >= 0.2: single
+  auto v = u1::draw_sample_variant(ex, none, draws({0.1}));
+  ASSERT_TRUE(v.has_value());
+  EXPECT_EQ(v->image_roles, (std::vector<std::string>{"gen+und", "gen+und"}));
+  auto s = u1::build_train_sequence(*v, P.cfg, P.tok, P.ids);
+  ASSERT_EQ(s.images.size(), 4u);  // noisy copy + clean copy, twice
+  EXPECT_TRUE(s.images[2].gen);
+  EXPECT_FALSE(s.images[3].gen);
+  // after the clean copy, <|im_end|> and "\n" are targets (the model learns to stop after an image)
+  EXPECT_NE(s.labels[s.labels.size() - 2], -100);
+  EXPECT_NE(s.labels.back(), -100);
+  auto single = u1::build_train_sequence(ex, P.cfg, P.tok, P.ids);
+  EXPECT_EQ(single.images.size(), 3u);
+  EXPECT_EQ(single.labels.back(), -100);  // everything from the single final image's </img> on
+  // a text-dropped sample keeps it single and draws no copy; so does a sample with its own roles
+  EXPECT_FALSE(u1::draw_sample_variant(ex, {1.0, 0, 0}, draws({0.0, 0.0}))->image_roles.size());
+  ex.image_roles = {"gen+und", "gen"};
+  EXPECT_FALSE(u1::draw_sample_variant(ex, none, draws({})).has_value());
+  EXPECT_EQ(u1::build_train_sequence(ex, P.cfg, P.tok, P.ids).images.size(), 3u);
+  ex.image_roles = {"gen", "gen"};  // given roles may also leave an earlier image without its copy
+  auto bare = u1::build_train_sequence(ex, P.cfg, P.tok, P.ids);
+  ASSERT_EQ(bare.images.size(), 2u);
+  EXPECT_NE(bare.labels[bare.images[0].first_token + bare.images[0].tokens + 1], -100);  // "Two:" after it
+  // roles are checked against where each image is
+  ex.image_roles = {"und", "gen"};
+  EXPECT_THROW(u1::build_train_sequence(ex, P.cfg, P.tok, P.ids), omni::Error);
+  ex.image_roles = {"gen"};
+  EXPECT_THROW(u1::build_train_sequence(ex, P.cfg, P.tok, P.ids), omni::Error);
+  // rate
+  auto gen = omni::generate::make_generator(torch::kCPU, 9);
+  auto uniform = [&] { return at::empty({1}, torch::kFloat64).uniform_(0, 1, gen).item<double>(); };
+  ex.image_roles.clear();
+  int copied = 0;
+  for (int k = 0; k < 4000; ++k) copied += u1::draw_sample_variant(ex, none, uniform).has_value();
+  EXPECT_NEAR(copied / 4000.0, 0.2, 0.02);
+}

@@ -45,6 +45,7 @@ void add_train_command(CLI::App& app, Runner& run) {
       const auto overrides = parse_overrides(extras);
       const auto cfg = train::load_config(*config, overrides);
       const auto r = train::run_training(cfg);
+      if (!r.lead) return 0;
       std::printf("trained %lld steps, final loss %.6f%s%s\n", static_cast<long long>(r.steps), r.last_loss,
                   r.last_checkpoint.empty() ? "" : "; checkpoint ", r.last_checkpoint.c_str());
       return 0;

@@ -1,5 +1,6 @@
 // omni: one CLI for unified multimodal models. `omni --help` lists the subcommands.
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <string>
 
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   omni::cli::add_tokenize_command(app, run);
   omni::cli::add_infer_command(app, run);
   omni::cli::add_train_command(app, run);
+  omni::cli::add_launch_command(app, run);
 
   if (argc == 1) {  // a bare `omni` shows what it can do
     std::fputs(app.help().c_str(), stdout);
@@ -47,7 +49,10 @@ int main(int argc, char** argv) {
     return fail(e.what(), 2);  // unknown flags, values that do not convert, missing ones
   }
   try {
-    if (!log_level.empty()) omni::set_log_level(omni::parse_log_level(log_level));
+    if (!log_level.empty()) {
+      omni::set_log_level(omni::parse_log_level(log_level));
+      setenv("OMNI_LOG", log_level.c_str(), 1);  // processes `omni launch` starts log the same way
+    }
     return run ? run() : 0;
   } catch (const omni::Error& e) {
     return fail(e.what(), 1);

@@ -84,7 +84,7 @@ struct TrainExample {
   // Optional per image, in marker order: how it enters the sequence (family-defined names, e.g.
   // BAGEL's "vit", "vae", "vae+vit", "target", "target+vae+vit"); empty = the family's rule.
   std::vector<std::string> image_roles;
-  // Set by a family's CFG condition dropout (Trainable::draw_condition_dropout) on the variant it
+  // Set by a family's CFG condition dropout (Trainable::draw_sample_variant) on the variant it
   // drew: the text condition was dropped, which some templates mark (U1: no empty think block).
   bool condition_dropped = false;
 };
@@ -142,11 +142,12 @@ class Trainable {
   // Family-specific training knobs from the trainer's config (e.g. BAGEL's CFG dropout
   // probabilities "text_cond_dropout_prob", ...); a family ignores what it has no use for.
   virtual void set_train_options(const std::map<std::string, double>& options) {}
-  // CFG condition dropout that rewrites the conversation (U1 removes the prompt or the input
-  // images, which changes a sample's loss tokens): the variant drawn from `gen` for this step,
+  // A family's random per-sample data rules that rewrite the conversation and so change its loss
+  // tokens (U1: CFG condition dropout removes the prompt or the input images; the last image of an
+  // interleaved answer sometimes gets its clean copy): the variant drawn from `gen` for this step,
   // or nothing to keep `ex`. The trainer plans the variant before the step's first forward.
   // Families whose dropout leaves the loss tokens alone (BAGEL) draw inside forward_train.
-  virtual std::optional<TrainExample> draw_condition_dropout(const TrainExample& ex, at::Generator& gen) {
+  virtual std::optional<TrainExample> draw_sample_variant(const TrainExample& ex, at::Generator& gen) {
     return std::nullopt;
   }
   // Writes the weights files of the family's shipped layout into `dir` (the trainer copies the

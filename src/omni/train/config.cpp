@@ -202,6 +202,11 @@ const std::vector<Key>& schema() {
     k.push_back(make_key("train", "device", &C::train, &T::device, "cpu | cuda | cuda:N [cpu]"));
     k.push_back(make_key("train", "dtype", &C::train, &T::dtype, "parameter dtype: fp32 | bf16 [fp32]"));
     k.push_back(make_key("train", "threads", &C::train, &T::threads, "intra-op threads (0 = libtorch's default) [0]"));
+    k.push_back(make_key("train", "data_parallel_mode", &C::train, &T::data_parallel_mode,
+                         "with several processes: ddp (replicated weights, summed gradients) [ddp]"));
+    k.push_back(make_key("train", "dist_backend", &C::train, &T::dist_backend, "auto | gloo | nccl [auto]"));
+    k.push_back(make_key("train", "dist_timeout_s", &C::train, &T::dist_timeout_s,
+                         "seconds a rendezvous or collective may wait for the other processes [300]"));
     return k;
   }();
   return keys;
@@ -263,6 +268,10 @@ void validate(const Config& c) {
   need(t.save_total_limit >= 0, "train.save_total_limit", "must not be negative");
   need(t.log_steps >= 1, "train.log_steps", "must be at least 1");
   need(t.threads >= 0, "train.threads", "must not be negative");
+  need(t.data_parallel_mode == "ddp" || t.data_parallel_mode == "fsdp", "train.data_parallel_mode", "must be ddp or fsdp");
+  need(t.dist_backend == "auto" || t.dist_backend == "gloo" || t.dist_backend == "nccl", "train.dist_backend",
+       "must be auto, gloo or nccl");
+  need(t.dist_timeout_s > 0, "train.dist_timeout_s", "must be positive");
   need(t.dtype.empty() || t.dtype == "fp32" || t.dtype == "float32" || t.dtype == "bf16" || t.dtype == "bfloat16",
        "train.dtype", "must be fp32 or bf16, got '" + t.dtype + "'");
 }

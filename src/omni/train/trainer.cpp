@@ -11,6 +11,7 @@
 #include "omni/core/error.h"
 #include "omni/core/log.h"
 #include "omni/core/progress.h"
+#include "omni/dist/process_group.h"
 #include "omni/generate/random.h"
 #include "omni/models/registry.h"
 #include "omni/train/batching.h"
@@ -50,6 +51,15 @@ void copy_model_assets(const std::string& from, const std::string& to) {
   }
 }
 
+// The generator of one micro-batch: from the run's seed, the step and the micro-batch's place in
+// it, so its draws do not depend on which process runs it (N processes draw what one would).
+uint64_t micro_batch_seed(uint64_t seed, int64_t step, size_t micro_batch) {
+  uint64_t z = seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(step + 1)) ^ (0xC2B2AE3D27D4EB4Full * (micro_batch + 1));
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;  // splitmix64's finaliser
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 // A validated sample: where it is and what it costs.
 struct Planned {
   size_t sample;
@@ -61,12 +71,19 @@ struct Planned {
 TrainResult run_training(const Config& cfg) {
   if (cfg.debug) set_log_level(LogLevel::Debug);
   const auto& tc = cfg.train;
+  // Under `omni launch` / torchrun: every process trains its part of each step; the first one
+  // alone logs and writes (metrics, checkpoints, exports).
+  const auto world = dist::WorldEnv::from_env();
+  const bool lead = world.rank == 0;
+  if (!lead && log_level() < LogLevel::Warn) set_log_level(LogLevel::Warn);
   std::error_code ec;
   if (fs::exists(tc.output_dir, ec) && !fs::is_directory(tc.output_dir, ec))
     throw Error("train.output_dir", tc.output_dir + " exists and is not a folder");
-  fs::create_directories(tc.output_dir, ec);
-  if (ec) throw Error("train.output_dir", tc.output_dir + ": " + ec.message());
-  write_file(fs::path(tc.output_dir) / "config.yaml", cfg.to_yaml());
+  if (lead) {
+    fs::create_directories(tc.output_dir, ec);
+    if (ec) throw Error("train.output_dir", tc.output_dir + ": " + ec.message());
+    write_file(fs::path(tc.output_dir) / "config.yaml", cfg.to_yaml());
+  }
 
   // ---- data files first: a malformed line fails before the slow model load ---------------------
   DataReport report;
@@ -85,6 +102,14 @@ TrainResult run_training(const Config& cfg) {
   if (lo.threads > 0) torch::set_num_threads(lo.threads);
   log_info("loading ", family.name, " from ", lo.path, " on ", lo.device.str(), " in ", models::dtype_name(*lo.dtype));
   auto model = family.load(lo);
+  std::unique_ptr<dist::ProcessGroup> group;
+  if (world.distributed()) {
+    if (tc.data_parallel_mode != "ddp")
+      throw Error("train.data_parallel_mode", "\"" + tc.data_parallel_mode + "\" is not implemented yet; use ddp");
+    group = dist::ProcessGroup::init(world, model->device(), tc.dist_backend,
+                                     std::chrono::milliseconds(static_cast<int64_t>(tc.dist_timeout_s * 1000)));
+    log_info("distributed: ", world.world, " processes (", tc.data_parallel_mode, ", ", tc.dist_backend, ")");
+  }
   models::Trainable* trainable = models::as_trainable(*model);
   if (!trainable) throw Error("model.model_path", family.name + " cannot be trained yet");
 
@@ -154,13 +179,15 @@ TrainResult run_training(const Config& cfg) {
                                              .betas({tc.betas[0], tc.betas[1]})
                                              .eps(tc.eps)
                                              .weight_decay(tc.weight_decay));
+  // The run's generator, kept in checkpoints; each micro-batch draws from its own generator derived
+  // from the seed, the step and its place in the step (micro_batch_seed).
   at::Generator gen = generate::make_generator(model->device(), static_cast<uint64_t>(tc.seed));
   CheckpointContents ck;
   ck.parameters = params;
   ck.optimizer = &opt;
   ck.generator = &gen;
   ck.config_yaml = cfg.to_yaml();
-  prune_checkpoints(tc.output_dir, 0);  // stale .tmp folders of an interrupted save
+  if (lead) prune_checkpoints(tc.output_dir, 0);  // stale .tmp folders of an interrupted save
   TrainerState state;
   double result_last_loss = 0;
   if (!tc.load_path.empty()) {
@@ -175,12 +202,14 @@ TrainResult run_training(const Config& cfg) {
     }
   }
   state.skipped_samples = report.skipped;
-  MetricsLog metrics(tc.output_dir, state.global_step);
-  if (!metrics.history().empty()) result_last_loss = metrics.history().back().loss;
+  std::optional<MetricsLog> metrics;
+  if (lead) metrics.emplace(tc.output_dir, state.global_step);
+  if (metrics && !metrics->history().empty()) result_last_loss = metrics->history().back().loss;
   if (state.global_step >= total) log_info("already at step ", state.global_step, " of ", total, ": nothing to train");
   log_info("training ", total, " steps (", planner.steps_per_epoch(), " per epoch) on ", planned.size(), " samples");
 
-  auto save = [&]() {
+  auto save = [&]() -> std::string {
+    if (!lead) return {};
     ck.state = state;
     const std::string dir = save_checkpoint(tc.output_dir, ck, [&](const std::string& tmp) {
       if (!tc.save_hf_weights) return;
@@ -200,9 +229,18 @@ TrainResult run_training(const Config& cfg) {
   Progress bar("train", total - state.global_step, "step");
   while (state.global_step < total) {
     const auto t0 = std::chrono::steady_clock::now();
-    const auto micro_batches = planner.next_step();
-    // The step's samples, each possibly replaced by the family's CFG-dropout variant (drawn from
-    // the run's generator in sample order, so a resumed run draws the same ones) and re-planned.
+    const auto all_micro_batches = planner.next_step();
+    // This process's micro-batches (round robin over the processes) and their generators.
+    std::vector<std::vector<int64_t>> micro_batches;
+    std::vector<at::Generator> gens;
+    for (size_t b = 0; b < all_micro_batches.size(); ++b)
+      if (static_cast<int>(b % static_cast<size_t>(world.world)) == world.rank) {
+        micro_batches.push_back(all_micro_batches[b]);
+        gens.push_back(generate::make_generator(model->device(), micro_batch_seed(static_cast<uint64_t>(tc.seed),
+                                                                                  state.global_step, b)));
+      }
+    // The step's samples, each possibly replaced by the family's random variant (CFG dropout, ...;
+    // drawn from the run's generator in sample order, so a resumed run draws the same) and re-planned.
     std::vector<std::vector<models::TrainExample>> step_examples;
     std::vector<std::vector<models::TrainPlan>> step_plans;
     for (const auto& mb : micro_batches) {
@@ -212,11 +250,11 @@ TrainResult run_training(const Config& cfg) {
         const auto& pl = planned[static_cast<size_t>(i)];
         exs.push_back(to_example(samples[pl.sample], family.read_image));
         plans.push_back(pl.plan);
-        if (auto variant = trainable->draw_condition_dropout(exs.back(), gen)) {
+        if (auto variant = trainable->draw_sample_variant(exs.back(), gens[step_examples.size() - 1])) {
           try {
             plans.back() = trainable->plan(*variant);
           } catch (const Error& e) {
-            throw Error(samples[pl.sample].where, std::string("its CFG-dropout variant: ") + e.what());
+            throw Error(samples[pl.sample].where, std::string("its drawn variant: ") + e.what());
           }
           exs.back() = std::move(*variant);
         }
@@ -232,6 +270,14 @@ TrainResult run_training(const Config& cfg) {
         norm_gen += p.gen_normaliser();
         tokens += p.seq_len;
       }
+    if (group) {  // the whole global batch's counts, so every process scales by the same sums
+      const auto sums = group->all_reduce_sum({double(n_ce), double(n_gen), double(tokens), norm_ce, norm_gen});
+      n_ce = static_cast<int64_t>(sums[0]);
+      n_gen = static_cast<int64_t>(sums[1]);
+      tokens = static_cast<int64_t>(sums[2]);
+      norm_ce = sums[3];
+      norm_gen = sums[4];
+    }
     const double ce_scale = norm_ce > 0 ? tc.ce_weight / norm_ce : 0.0;
     const double gen_scale = norm_gen > 0 ? tc.mse_weight / norm_gen : 0.0;
     double ce_sum = 0, gen_sum = 0;
@@ -248,7 +294,7 @@ TrainResult run_training(const Config& cfg) {
       std::vector<const models::TrainExample*> ptrs;
       for (const auto& e : exs) ptrs.push_back(&e);
       const std::string where = samples[planned[static_cast<size_t>(mb.front())].sample].where;
-      models::TrainLosses l = trainable->forward_train_batch(ptrs, gen);
+      models::TrainLosses l = trainable->forward_train_batch(ptrs, gens[b]);
       const int64_t got_ce = l.ce.defined() ? l.ce.numel() : 0, got_gen = l.gen.defined() ? l.gen.numel() : 0;
       if (got_ce != want_ce || got_gen != want_gen)
         throw Error(where, family.name + " planned " + std::to_string(want_ce) + "/" + std::to_string(want_gen) +
@@ -261,6 +307,23 @@ TrainResult run_training(const Config& cfg) {
       if (got_ce) ce_sum += l.ce.detach().sum().item<double>();
       if (got_gen) gen_sum += l.gen.detach().sum().item<double>();
       if (objective.defined() && objective.requires_grad()) objective.backward();
+    }
+    if (group) {  // data parallel: the gradient of the global batch on every process
+      // A parameter no process computed a gradient for stays without one (AdamW then leaves it
+      // alone, as one process would), so which ones have one is summed first, with the losses.
+      std::vector<double> counts{ce_sum, gen_sum};
+      for (auto& p : param_tensors) counts.push_back(p.grad().defined() ? 1.0 : 0.0);
+      counts = group->all_reduce_sum(counts);
+      ce_sum = counts[0];
+      gen_sum = counts[1];
+      std::vector<at::Tensor> grads;
+      for (size_t i = 0; i < param_tensors.size(); ++i) {
+        auto& p = param_tensors[i];
+        if (counts[i + 2] == 0) continue;
+        if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+        grads.push_back(p.grad());
+      }
+      group->all_reduce_sum(grads);
     }
     const double lr = lr_at(tc, state.global_step, total);
     for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
@@ -284,7 +347,7 @@ TrainResult run_training(const Config& cfg) {
     m.step_time_s = seconds_since(t0);
     m.tokens_per_s = m.step_time_s > 0 ? static_cast<double>(tokens) / m.step_time_s : 0.0;
     m.peak_rss_mib = static_cast<double>(peak_rss_bytes()) / (1 << 20);
-    metrics.add(m);
+    if (metrics) metrics->add(m);
     result.last_loss = m.loss;
     char note[160];
     std::snprintf(note, sizeof note, "loss %.4f (ce %.4f gen %.4f) lr %.3g %.0f tok/s", m.loss, m.ce_loss, m.gen_loss,
@@ -293,12 +356,16 @@ TrainResult run_training(const Config& cfg) {
     bar.tick();
     if (state.global_step % tc.log_steps == 0 || state.global_step == total)
       if (!bar.is_tty()) log_info("step ", state.global_step, "/", total, ": ", note, " grad_norm ", norm);
-    if ((tc.save_steps > 0 && state.global_step % tc.save_steps == 0) || state.global_step == total)
+    if ((tc.save_steps > 0 && state.global_step % tc.save_steps == 0) || state.global_step == total) {
       result.last_checkpoint = save();
+      if (group) group->barrier();  // a resumed run finds the checkpoint complete on every process
+    }
   }
   bar.finish();
   result.steps = state.global_step;
-  write_loss_plot((fs::path(tc.output_dir) / "loss.png").string(), metrics.history());
+  result.lead = lead;
+  if (!lead) return result;
+  write_loss_plot((fs::path(tc.output_dir) / "loss.png").string(), metrics->history());
   log_info("done: ", state.global_step, " steps; metrics in ", tc.output_dir, "/metrics.jsonl");
   return result;
 }

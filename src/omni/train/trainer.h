@@ -19,6 +19,7 @@ struct TrainResult {
   int64_t steps = 0;  // optimizer steps done in total (resumed ones included)
   double last_loss = 0;
   std::string last_checkpoint;  // "" when none was written
+  bool lead = true;             // the process that reports (rank 0 of a multi-process run)
 };
 
 TrainResult run_training(const Config& cfg);

@@ -311,8 +311,8 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     dropout_.img = get("cfg_img_uncond_drop_prob", dropout_.img);
     dropout_.txtimg = get("cfg_txtimg_uncond_drop_prob", dropout_.txtimg);
   }
-  std::optional<TrainExample> draw_condition_dropout(const TrainExample& ex, at::Generator& gen) override {
-    return omni::sensenova_u1::draw_condition_dropout(ex, dropout_, [&gen] {
+  std::optional<TrainExample> draw_sample_variant(const TrainExample& ex, at::Generator& gen) override {
+    return omni::sensenova_u1::draw_sample_variant(ex, dropout_, [&gen] {
       return at::empty({1}, torch::kFloat64).uniform_(0, 1, gen).item<double>();
     });
   }

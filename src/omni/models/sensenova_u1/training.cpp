@@ -183,6 +183,7 @@ std::optional<models::TrainExample> draw_condition_dropout(const models::TrainEx
 
   models::TrainExample v = ex;
   v.condition_dropped = which != Img;
+  v.image_roles.clear();  // the variant's images follow the official rules
   v.system_prompt = task == TrainTask::Interleave ? std::string() : ex.system_prompt.value_or("");
   size_t first_user = v.turns.size();
   for (size_t i = 0; i < v.turns.size() && first_user == v.turns.size(); ++i)
@@ -222,6 +223,20 @@ std::optional<models::TrainExample> draw_condition_dropout(const models::TrainEx
   return v;
 }
 
+std::optional<models::TrainExample> draw_sample_variant(const models::TrainExample& ex, const CondDropout& p,
+                                                        const std::function<double()>& uniform) {
+  auto v = draw_condition_dropout(ex, p, uniform);
+  const models::TrainExample& cur = v ? *v : ex;
+  if (cur.condition_dropped || !cur.image_roles.empty() || task_of(cur) != TrainTask::Interleave) return v;
+  const auto& last = cur.turns.back().content.chunks;
+  if (last.empty() || !last.back().is_image() || uniform() >= kFinalImageCopyProb) return v;
+  models::TrainExample out = cur;
+  for (const auto& turn : out.turns)
+    for (const auto& c : turn.content.chunks)
+      if (c.is_image()) out.image_roles.push_back(turn.role == "assistant" ? "gen+und" : "und");
+  return out;
+}
+
 TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Config& cfg, const text::Tokenizer& tok,
                                    const SpecialIds& sid) {
   check(!ex.turns.empty() && ex.turns.back().role == "assistant", "training example", "must end with an assistant turn");
@@ -232,7 +247,26 @@ TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Confi
   const bool text_targets = !(ex.condition_dropped && task == TrainTask::Interleave);
   size_t assistant_images = 0, user_images = 0;
   for (const auto& turn : ex.turns) (turn.role == "assistant" ? assistant_images : user_images) += turn.content.num_images();
-  check(ex.image_roles.empty(), "image_roles", "SenseNova-U1 decides each image's role from the conversation");
+  // Image roles: given by the data (checked against where each image is) or the official rule.
+  std::vector<std::string> roles = ex.image_roles;
+  if (!roles.empty()) {
+    check(roles.size() == assistant_images + user_images, "image_roles",
+          "needs one role per image (" + std::to_string(assistant_images + user_images) + "), got " +
+              std::to_string(roles.size()));
+    size_t k = 0;
+    for (const auto& turn : ex.turns)
+      for (const auto& c : turn.content.chunks) {
+        if (!c.is_image()) continue;
+        const std::string& r = roles[k++];
+        const bool ok = turn.role != "assistant" ? r == "und"
+                        : task == TrainTask::Interleave ? (r == "gen" || r == "gen+und")
+                                                        : r == "gen";
+        check(ok, "image_roles",
+              "image " + std::to_string(k) + " is \"" + r + "\"; SenseNova-U1 takes \"und\" for a user image, \"gen\" for " +
+                  (task == TrainTask::Interleave ? "an assistant image, or \"gen+und\" for one followed by its clean copy"
+                                                 : "the generation target"));
+      }
+  }
 
   // Images resized as the official data pipeline: a generation sample's every image within
   // 256^2..512^2 pixels, an understanding sample's within 256^2..2048^2.
@@ -250,6 +284,7 @@ TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Confi
     b.emit(p);
   };
   if (!system.empty()) text_part("<|im_start|>system\n" + system + "<|im_end|>\n");
+  size_t image_no = 0;  // marker order, for the roles
   for (size_t ti = 0; ti < ex.turns.size(); ++ti) {
     const auto& turn = ex.turns[ti];
     const auto& chunks = turn.content.chunks;
@@ -258,6 +293,7 @@ TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Confi
       p.str = "<|im_start|>" + turn.role + "\n";
       for (const auto& c : chunks) {
         if (c.is_image()) {
+          ++image_no;
           Builder::ImageSpec spec;
           spec.native = load_image_native(c.image, cfg, kMinPixels, max_px);
           b.add_image(p, std::move(spec), false);
@@ -283,11 +319,13 @@ TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Confi
       spec.native = load_image_native(c.image, cfg, kMinPixels, max_px);
       spec.gen = true;
       const bool final_image = last_turn && ci + 1 == chunks.size();
+      const bool copied = roles.empty() ? !final_image : roles[image_no] == "gen+und";
+      ++image_no;
       if (task == TrainTask::TextToImage || task == TrainTask::Edit) {
         b.add_image(p, std::move(spec), false);
-      } else if (final_image) {  // kept single (the official code's 80% case, here always)
+      } else if (!copied) {  // an answer's final image (single unless drawn a copy), or as the roles say
         spec.start_supervised = text_targets;
-        b.add_image(p, std::move(spec), false);
+        b.add_image(p, std::move(spec), text_targets && !final_image);  // nothing after a single final image
       } else {  // noisy copy, then the clean copy with the same t; the inner boundary hidden
         Builder::ImageSpec copy;
         copy.native = spec.native;

@@ -14,7 +14,8 @@
 //   interleave (other assistant images): each assistant image is a noisy generation copy followed
 //     by a clean understanding copy with the same t indexes, the copy's <img> and the generation
 //     copy's </img> hidden from every query; the generation copy's <img> is a CE target. The last
-//     image stays single when the last turn ends with it (the official code does so 80% of the time).
+//     image stays single when the last turn ends with it, unless image roles say "gen+und" (the
+//     official code copies it 20% of the time: draw_sample_variant).
 // Generation targets are noised in pixel space: x in [-1, 1], noise ~ N(0, 1) * sqrt(L / base) *
 // noise_scale (no clamp), t = sigmoid(N(P_mean, P_std)) through the config's shift, z = t x + (1 - t)
 // noise; the loss is the per-token mean squared velocity error, weighted 1/sqrt(L) per image; the
@@ -80,7 +81,19 @@ struct CondDropout {
 std::optional<models::TrainExample> draw_condition_dropout(const models::TrainExample& ex, const CondDropout& p,
                                                            const std::function<double()>& uniform);
 
-// The official sequence of a conversation (throws omni::Error for one U1 cannot train on).
+// Every random per-sample rule of the official data code, in its order: the condition dropout,
+// then, for an interleaved sample that was not text-dropped and whose last turn ends with an image,
+// that image's clean copy with probability kFinalImageCopyProb (the official
+// `random.random() > 0.2` keeps it single). The copy is recorded as image roles ("gen+und").
+// Samples whose data sets image_roles draw no copy. Nothing when the sample is kept as it is.
+constexpr double kFinalImageCopyProb = 0.2;
+std::optional<models::TrainExample> draw_sample_variant(const models::TrainExample& ex, const CondDropout& p,
+                                                        const std::function<double()>& uniform);
+
+// The official sequence of a conversation (throws omni::Error for one U1 cannot train on). Image
+// roles, when the data gives them (one per image, in marker order): "und" for a user image, "gen"
+// for an assistant image, or "gen+und" for an interleaved answer's image followed by its clean
+// copy; without them every assistant image but an answer's final one gets its copy.
 TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Config& cfg, const text::Tokenizer& tok,
                                    const SpecialIds& ids);
 

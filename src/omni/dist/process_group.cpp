@@ -1,0 +1,149 @@
+#include "omni/dist/process_group.h"
+
+#ifndef USE_C10D_GLOO
+#define USE_C10D_GLOO 1  // the Gloo declarations are behind this switch in libtorch's headers
+#endif
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/torch.h>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+
+#include "omni/core/error.h"
+
+namespace omni::dist {
+namespace {
+int env_int(const char* name, int fallback, int lo, int hi) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const long x = std::strtol(v, &end, 10);
+  if (*end != '\0' || x < lo || x > hi)
+    throw Error(name, std::string("must be an integer in [") + std::to_string(lo) + ", " + std::to_string(hi) + "], got \"" + v + "\"");
+  return static_cast<int>(x);
+}
+// c10d logs socket retries and failures through glog straight to stderr; the rendezvous's outcome
+// reaches the user as one error line instead, so stderr is muted while it runs.
+class MutedStderr {
+ public:
+  MutedStderr() {
+    std::fflush(stderr);
+    saved_ = dup(STDERR_FILENO);
+    const int null = open("/dev/null", O_WRONLY);
+    if (saved_ >= 0 && null >= 0) dup2(null, STDERR_FILENO);
+    if (null >= 0) close(null);
+  }
+  ~MutedStderr() {
+    if (saved_ < 0) return;
+    dup2(saved_, STDERR_FILENO);
+    close(saved_);
+  }
+
+ private:
+  int saved_ = -1;
+};
+
+// The first line of a c10d / Gloo exception (they carry C++ backtraces after it).
+std::string first_line(const std::string& s) {
+  const auto nl = s.find('\n');
+  return nl == std::string::npos ? s : s.substr(0, nl);
+}
+}  // namespace
+
+WorldEnv WorldEnv::from_env() {
+  WorldEnv e;
+  e.world = env_int("WORLD_SIZE", 1, 1, 1 << 20);
+  e.rank = env_int("RANK", 0, 0, e.world - 1);
+  e.local_world = env_int("LOCAL_WORLD_SIZE", e.world, 1, e.world);
+  e.local_rank = env_int("LOCAL_RANK", e.rank % e.local_world, 0, e.local_world - 1);
+  if (const char* a = std::getenv("MASTER_ADDR"); a && *a) e.master_addr = a;
+  e.master_port = env_int("MASTER_PORT", e.master_port, 1, 65535);
+  return e;
+}
+
+struct ProcessGroup::Impl {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  void run(const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>& op) {
+    try {
+      op()->wait();
+    } catch (const std::exception& e) {
+      throw Error(std::string("distributed ") + what, first_line(e.what()) + " (a peer process failed or timed out)");
+    }
+  }
+};
+
+ProcessGroup::~ProcessGroup() = default;
+
+std::unique_ptr<ProcessGroup> ProcessGroup::init(const WorldEnv& env, c10::Device device, const std::string& backend,
+                                                 std::chrono::milliseconds timeout) {
+  std::string b = backend == "auto" ? (device.is_cuda() ? "nccl" : "gloo") : backend;
+  if (b != "gloo" && b != "nccl") throw Error("train.dist_backend", "must be auto, gloo or nccl (got \"" + backend + "\")");
+  if (b == "nccl") throw Error("train.dist_backend", "nccl is not built into this libtorch (CPU build); use gloo");
+  std::unique_ptr<ProcessGroup> g(new ProcessGroup());
+  g->impl_ = std::make_unique<Impl>();
+  g->rank_ = env.rank;
+  g->size_ = env.world;
+  const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
+  MutedStderr quiet;
+  try {
+    c10d::TCPStoreOptions so;
+    so.port = static_cast<std::uint16_t>(env.master_port);
+    so.isServer = env.rank == 0;
+    so.numWorkers = static_cast<std::size_t>(env.world);
+    so.waitWorkers = true;
+    so.timeout = timeout;
+    g->impl_->store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, so);
+  } catch (const std::exception& e) {
+    throw Error("rendezvous at " + where,
+                first_line(e.what()) + (env.rank == 0 ? " (is the port in use?)" : " (is the master reachable?)"));
+  }
+  try {
+    auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env.master_addr == "localhost" ? "127.0.0.1"
+                                                                                                            : env.master_addr));
+    g->impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->impl_->store, env.rank, env.world, opts);
+  } catch (const std::exception& e) {
+    throw Error("process group (" + b + ") at " + where, first_line(e.what()));
+  }
+  return g;
+}
+
+void ProcessGroup::all_reduce_sum(std::vector<at::Tensor>& tensors) {
+  if (size_ == 1 || tensors.empty()) return;
+  std::map<c10::ScalarType, std::vector<size_t>> by_dtype;
+  for (size_t i = 0; i < tensors.size(); ++i) by_dtype[tensors[i].scalar_type()].push_back(i);
+  for (auto& [dt, idx] : by_dtype) {
+    std::vector<at::Tensor> flat_parts;
+    for (size_t i : idx) flat_parts.push_back(tensors[i].reshape(-1));
+    std::vector<at::Tensor> flat{torch::cat(flat_parts)};
+    impl_->run("all_reduce", [&] { return impl_->pg->allreduce(flat); });
+    int64_t off = 0;
+    for (size_t i : idx) {
+      const int64_t n = tensors[i].numel();
+      tensors[i].copy_(flat[0].narrow(0, off, n).view_as(tensors[i]));
+      off += n;
+    }
+  }
+}
+
+std::vector<double> ProcessGroup::all_reduce_sum(const std::vector<double>& values) {
+  if (size_ == 1) return values;
+  std::vector<at::Tensor> t{torch::tensor(values, torch::kFloat64)};
+  impl_->run("all_reduce", [&] { return impl_->pg->allreduce(t); });
+  auto c = t[0].contiguous();
+  return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
+}
+
+void ProcessGroup::barrier() {
+  if (size_ == 1) return;
+  // A tiny all-reduce: Gloo's barrier in 1.13 has no timeout of its own.
+  all_reduce_sum(std::vector<double>{0.0});
+}
+
+}  // namespace omni::dist

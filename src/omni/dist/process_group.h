@@ -1,0 +1,47 @@
+// Multi-process runs on torch's own distributed engine (c10d): the world from torchrun's
+// variables, a TCPStore rendezvous, and a Gloo (CPU) or NCCL (CUDA) process group. Every failure
+// (port in use, unreachable master, a peer gone, a timeout) becomes one omni::Error line.
+#pragma once
+#include <ATen/core/Tensor.h>
+#include <c10/core/Device.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace omni::dist {
+
+// RANK, WORLD_SIZE, LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT (torchrun's names).
+struct WorldEnv {
+  int rank = 0, world = 1, local_rank = 0, local_world = 1;
+  std::string master_addr = "127.0.0.1";
+  int master_port = 29500;
+  bool distributed() const { return world > 1; }
+  // From the environment; a single process when WORLD_SIZE is unset. Throws omni::Error on
+  // malformed or inconsistent values.
+  static WorldEnv from_env();
+};
+
+class ProcessGroup {
+ public:
+  // Rendezvous (rank 0 serves the TCPStore) and the process group. backend: "auto" (gloo on the
+  // CPU, nccl on CUDA), "gloo" or "nccl".
+  static std::unique_ptr<ProcessGroup> init(const WorldEnv& env, c10::Device device, const std::string& backend,
+                                            std::chrono::milliseconds timeout);
+  ~ProcessGroup();
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+  // In-place sums over all ranks (one collective for the whole list: flattened per dtype).
+  void all_reduce_sum(std::vector<at::Tensor>& tensors);
+  std::vector<double> all_reduce_sum(const std::vector<double>& values);
+  void barrier();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  int rank_ = 0, size_ = 1;
+  ProcessGroup() = default;
+};
+
+}  // namespace omni::dist

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# omni launch + multi-process training on torch c10d (Gloo over loopback): 2 processes train what
+# 1 process trains on the same global batch (ddp: per-step losses and final weights identical),
+# for Janus and BAGEL; a killed rank stops the launch with a clear line instead of a hang; a port
+# in use and bad launch flags give one error line.
+# usage: launch.sh OMNI_BIN FIXTURES_DIR SOURCE_DIR
+set -euo pipefail
+omni=$1 fixtures=$2 src=$3
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; pkill -9 -P "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+source "$(dirname "$0")/lib/common.sh"
+col() { grep -o "\"$2\":[^,]*" "$1" | cut -d: -f2; }
+cd "$src"
+# A port per run from this script's PID, so parallel ctest jobs do not collide.
+port=$((20000 + ($$ % 20000)))
+
+# 1. 1 process vs 2 processes on the same global batch (2 micro-batches of 1 sample per step).
+same_as_one() {  # same_as_one NAME CONFIG ARGS...: 5 steps each way
+  local name=$1 cfg=$2; shift 2
+  local args=("$cfg" --train.max_steps 5 --train.micro_batch_size 1 --train.global_batch_size 2 --train.save_steps 0
+              --train.save_hf_weights false --train.warmup_steps 0 "$@")
+  "$omni" --log warn train "${args[@]}" --train.output_dir "$tmp/$name.1" > /dev/null
+  port=$((port + 1))
+  "$omni" --log warn launch --nproc_per_node 2 --master_port $port -- omni train "${args[@]}" \
+    --train.output_dir "$tmp/$name.2" > "$tmp/$name.log" || fail "$name: launch failed"
+  grep -q "trained 5 steps" "$tmp/$name.log" || fail "$name: one summary line from rank 0: $(cat "$tmp/$name.log")"
+  [ "$(grep -c trained "$tmp/$name.log")" -eq 1 ] || fail "$name: only rank 0 reports"
+  for c in loss ce_loss gen_loss grad_norm tokens; do
+    [ "$(col "$tmp/$name.1/metrics.jsonl" $c)" = "$(col "$tmp/$name.2/metrics.jsonl" $c)" ] ||
+      fail "$name: $c differs between 1 and 2 processes: $(col "$tmp/$name.1/metrics.jsonl" $c | tr '\n' ' ') vs $(col "$tmp/$name.2/metrics.jsonl" $c | tr '\n' ' ')"
+  done
+  local w=checkpoints/global_step_5
+  for f in "$tmp/$name.1/$w"/*.safetensors; do
+    cmp -s "$f" "$tmp/$name.2/$w/$(basename "$f")" || fail "$name: final $(basename "$f") differs between 1 and 2 processes"
+  done
+}
+same_as_one janus examples/train/janus_tiny.yaml
+same_as_one bagel examples/train/bagel_tiny.yaml
+same_as_one u1 examples/train/u1_tiny.yaml --data.cfg_txt_uncond_drop_prob 0.5
+
+# 2. A rank killed mid-run: the launch stops every rank and fails with a line naming it, well
+# within the collective timeout (no hang).
+port=$((port + 1))
+"$omni" --log warn launch --nproc_per_node 2 --master_port $port -- omni train examples/train/janus_tiny.yaml \
+  --train.max_steps 100000 --train.save_steps 0 --train.save_hf_weights false --train.dist_timeout_s 60 \
+  --train.output_dir "$tmp/kill" > /dev/null 2> "$tmp/kill.err" &
+launcher=$!; pids+=($launcher)
+for _ in $(seq 1 600); do [ -s "$tmp/kill/metrics.jsonl" ] && break; sleep 0.1; done
+[ -s "$tmp/kill/metrics.jsonl" ] || fail "kill: training never started: $(cat "$tmp/kill.err")"
+victim=$(pgrep -P $launcher | tail -1)
+kill -9 "$victim"
+start=$SECONDS
+set +e; wait $launcher; rc=$?; set -e
+[ $rc -ne 0 ] || fail "kill: the launch succeeded"
+[ $((SECONDS - start)) -lt 30 ] || fail "kill: took $((SECONDS - start)) s to stop"
+grep -q "^error: launch: rank [01] " "$tmp/kill.err" || fail "kill: no launch error line: $(tail -3 "$tmp/kill.err")"
+pgrep -P $launcher > /dev/null && fail "kill: ranks left running"
+
+# 3. A port in use: a second run on the same rendezvous port fails with one clear line.
+port=$((port + 1))
+WORLD_SIZE=2 RANK=0 MASTER_PORT=$port "$omni" --log warn train examples/train/janus_tiny.yaml \
+  --train.output_dir "$tmp/holder" > /dev/null 2>&1 &
+holder=$!; pids+=($holder); disown $holder
+sleep 1
+set +e
+err=$(WORLD_SIZE=2 RANK=0 MASTER_PORT=$port "$omni" --log warn train examples/train/janus_tiny.yaml \
+  --train.output_dir "$tmp/second" --train.dist_timeout_s 5 2>&1 >/dev/null); rc=$?
+set -e
+[ $rc -ne 0 ] && [ $rc -lt 128 ] || fail "port in use: rc $rc"
+grep -q "^error: rendezvous at 127.0.0.1:$port" <<<"$err" || fail "port in use: $err"
+[ "$(wc -l <<<"$err")" -eq 1 ] || fail "port in use: more than one line: $err"
+kill -9 $holder 2>/dev/null || true
+
+# 4. Bad launch input.
+expect_error "nproc_per_node" "$omni" launch --nproc_per_node 0 -- omni train x.yaml
+expect_error "node_rank" "$omni" launch --nproc_per_node 1 --nnodes 1 --node_rank 1 -- omni train x.yaml
+expect_error "WORLD_SIZE" env WORLD_SIZE=two "$omni" train examples/train/janus_tiny.yaml --train.output_dir "$tmp/bad"
+expect_error "RANK" env WORLD_SIZE=2 RANK=5 "$omni" train examples/train/janus_tiny.yaml --train.output_dir "$tmp/bad"
+echo "launch: all checks passed"
