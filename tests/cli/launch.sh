@@ -40,6 +40,20 @@ same_as_one janus examples/train/janus_tiny.yaml
 same_as_one bagel examples/train/bagel_tiny.yaml
 same_as_one u1 examples/train/u1_tiny.yaml --data.cfg_txt_uncond_drop_prob 0.5
 
+# 1b. Checkpoints are world-size free: 3 steps on 2 processes, then 3 more resumed on 1 process,
+# log what 6 steps on 1 process log (the data order and every draw depend on the step, not the rank).
+args=(examples/train/janus_tiny.yaml --train.micro_batch_size 1 --train.global_batch_size 2 --train.save_hf_weights false
+      --train.lr_scheduler constant --train.warmup_steps 0 --train.save_steps 3)
+"$omni" --log warn train "${args[@]}" --train.max_steps 6 --train.output_dir "$tmp/straight" > /dev/null
+port=$((port + 1))
+"$omni" --log warn launch --nproc_per_node 2 --master_port $port -- omni train "${args[@]}" --train.max_steps 3 \
+  --train.output_dir "$tmp/split" > /dev/null || fail "resume: first half on 2 processes"
+"$omni" --log warn train "${args[@]}" --train.max_steps 6 --train.load_path auto --train.output_dir "$tmp/split" > /dev/null
+[ "$(col "$tmp/straight/metrics.jsonl" loss)" = "$(col "$tmp/split/metrics.jsonl" loss)" ] ||
+  fail "resume across world sizes: $(col "$tmp/straight/metrics.jsonl" loss | tr '\n' ' ') vs $(col "$tmp/split/metrics.jsonl" loss | tr '\n' ' ')"
+cmp -s "$tmp/straight/checkpoints/global_step_6/model.safetensors" "$tmp/split/checkpoints/global_step_6/model.safetensors" ||
+  fail "resume across world sizes: final weights differ"
+
 # 2. A rank killed mid-run: the launch stops every rank and fails with a line naming it, well
 # within the collective timeout (no hang).
 port=$((port + 1))
