@@ -69,6 +69,12 @@ ans=$("$omni" infer --model_path "$hf" --image examples/train/images/red_circle.
   --output "$tmp/u1.png" > /dev/null 2>&1 || fail "exported U1 draws"
 [ -s "$tmp/u1.png" ] || fail "exported U1 output"
 
+# 1c'. BAGEL's freeze_und trains (the understanding rows detached); the other families refuse it.
+"$omni" --log warn train examples/train/bagel_tiny.yaml --train.freeze_und true --train.max_steps 2 \
+  --train.save_hf_weights false --train.output_dir "$tmp/bagel_fu" > /dev/null || fail "bagel freeze_und"
+expect_error "freeze_und: does not apply to janus" "$omni" --log warn train examples/train/janus_tiny.yaml \
+  --train.freeze_und true --train.output_dir "$tmp/janus_fu"
+
 # 1d. U1's CFG condition dropout at high rates: each step's dropped variants (shorter sequences)
 # are re-planned before the step (a mismatch would stop the run as a family bug), and the draws
 # come from the run's generator: two runs from one seed log the same steps.

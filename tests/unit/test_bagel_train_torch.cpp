@@ -280,3 +280,60 @@ TEST(BagelTrain, PackedAttentionEqualsTheDenseMask) {
   packed.layout = &bad;
   EXPECT_THROW(nn::attention(q, k, v, packed), Error);
 }
+
+// freeze_und (the official qwen2_navit.py detaches): the same losses; lm_head gets the gradient it
+// gets without it (the same hidden values); the generation expert still learns (from the flow loss
+// only: the CE no longer reaches it through the understanding rows); the understanding expert, the
+// embeddings, the ViT and the connector get nothing.
+TEST(BagelTrain, FreezeUndDetachesTheUnderstandingRows) {
+  torch::set_num_threads(1);
+  TrainFixture f;
+  auto cfg = bagel::BagelConfig::load(bagel_dir());
+  auto model = bagel::BagelImpl::load(cfg);
+  model->use_training_position_tables();
+  model->train();
+  auto vae = nn::FluxAutoEncoderImpl::load(bagel_dir() + "/ae.safetensors", cfg.vae);
+  torch::Tensor padded_latent;
+  {
+    torch::NoGradGuard ng;
+    padded_latent = vae->encode(f("padded_images"), f("vae_posterior_eps"));
+  }
+  auto step = [&](bool freeze) {
+    model->language_model->model->set_freeze_und(freeze);
+    model->zero_grad();
+    auto out = model->forward_train(batch_from(f, padded_latent), f("flow_noise"));
+    auto loss = out.ce.sum() / out.ce.size(0) + out.mse.mean(-1).sum() / out.mse.size(0);
+    loss.backward();
+    std::map<std::string, torch::Tensor> g;
+    for (const auto& p : model->named_parameters())
+      g[p.key()] = p.value().grad().defined() ? p.value().grad().clone() : torch::Tensor();
+    return std::make_pair(loss.item<double>(), g);
+  };
+  const auto [loss_free, g_free] = step(false);
+  const auto [loss_frozen, g_frozen] = step(true);
+  model->language_model->model->set_freeze_und(false);
+  EXPECT_EQ(loss_free, loss_frozen);
+  auto none = [&](const std::string& n) {
+    const auto& t = g_frozen.at(n);
+    return !t.defined() || t.abs().max().item<double>() == 0;
+  };
+  int gen = 0, und = 0;
+  for (const auto& [name, g] : g_free) {
+    if (!g.defined()) continue;
+    const bool gen_expert = name.find("_moe_gen") != std::string::npos || name.rfind("vae2llm.", 0) == 0 ||
+                            name.rfind("llm2vae.", 0) == 0 || name.rfind("time_embedder.", 0) == 0 ||
+                            name.rfind("latent_pos_embed.", 0) == 0 || name == "language_model.lm_head.weight";
+    if (name == "language_model.lm_head.weight") {
+      EXPECT_LT((g_frozen.at(name) - g).abs().max().item<double>(), 1e-6 * (1 + g.abs().max().item<double>()));
+    } else if (gen_expert) {
+      ASSERT_TRUE(g_frozen.at(name).defined()) << name;
+      EXPECT_GT(g_frozen.at(name).abs().max().item<double>(), 0) << name;
+      ++gen;
+    } else {
+      EXPECT_TRUE(none(name)) << name;  // layers.N.{self_attn.*_proj, mlp, norms}, embed_tokens, vit_model, connector
+      ++und;
+    }
+  }
+  EXPECT_GT(gen, 10);
+  EXPECT_GT(und, 10);
+}

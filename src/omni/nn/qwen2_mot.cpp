@@ -77,7 +77,8 @@ torch::Tensor MoTAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin
                                         KVCache* cache, int64_t layer, bool update, bool causal,
                                         const AttentionMask& mask) {
   const int64_t T = x.size(0);
-  auto qkv = [&](torch::nn::Linear qp, torch::nn::Linear kp, torch::nn::Linear vp, RMSNorm qn, RMSNorm kn) {
+  auto qkv = [&](torch::nn::Linear qp, torch::nn::Linear kp, torch::nn::Linear vp, RMSNorm qn, RMSNorm kn,
+                 bool detach) {
     return [=](const torch::Tensor& rows) mutable {
       const int64_t n = rows.size(0);
       auto q = linear_rows(qp, rows).view({n, heads, head_dim});
@@ -87,12 +88,17 @@ torch::Tensor MoTAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin
         q = qn->forward(q);
         k = kn->forward(k);
       }
+      if (detach) {  // freeze_und: the understanding rows' Q (normed), K (normed) and V
+        q = q.detach();
+        k = k.detach();
+        v = v.detach();
+      }
       // one [n, (H + 2 kvH) * D] tensor so a single route_rows scatters all three
       return torch::cat({q.reshape({n, -1}), k.reshape({n, -1}), v}, 1);
     };
   };
-  auto packed = route_rows(x, route, qkv(q_proj, k_proj, v_proj, q_norm, k_norm),
-                           qkv(q_proj_moe_gen, k_proj_moe_gen, v_proj_moe_gen, q_norm_moe_gen, k_norm_moe_gen));
+  auto packed = route_rows(x, route, qkv(q_proj, k_proj, v_proj, q_norm, k_norm, freeze_und),
+                           qkv(q_proj_moe_gen, k_proj_moe_gen, v_proj_moe_gen, q_norm_moe_gen, k_norm_moe_gen, false));
   auto q = packed.narrow(1, 0, heads * head_dim).view({T, heads, head_dim});
   auto k = packed.narrow(1, heads * head_dim, kv_heads * head_dim).view({T, kv_heads, head_dim});
   auto v = packed.narrow(1, (heads + kv_heads) * head_dim, kv_heads * head_dim).reshape({T, kv_heads, head_dim});
@@ -116,7 +122,11 @@ torch::Tensor MoTAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin
   ao.layout = mask.layout;
   auto attn = attention(q, K, V, ao)[0].transpose(0, 1).reshape({T, heads * head_dim});
   return route_rows(
-      attn, route, [&](const torch::Tensor& r) { return linear_rows(o_proj, r); },
+      attn, route,
+      [&](const torch::Tensor& r) {
+        auto o = linear_rows(o_proj, r);
+        return freeze_und ? o.detach() : o;
+      },
       [&](const torch::Tensor& r) { return linear_rows(o_proj_moe_gen, r); });
 }
 
@@ -140,7 +150,11 @@ torch::Tensor MoTDecoderLayerImpl::forward(const torch::Tensor& x, const RopeCos
       [&](const torch::Tensor& r) { return input_layernorm_moe_gen->forward(r); });
   h = x + self_attn->forward(h, rope, route, cache, layer, update, causal, mask);
   auto m = route_rows(
-      h, route, [&](const torch::Tensor& r) { return mlp->forward(post_attention_layernorm->forward(r)); },
+      h, route,
+      [&](const torch::Tensor& r) {
+        auto y = mlp->forward(post_attention_layernorm->forward(r));
+        return freeze_und ? y.detach() : y;
+      },
       [&](const torch::Tensor& r) { return mlp_moe_gen->forward(post_attention_layernorm_moe_gen->forward(r)); });
   return h + m;
 }
@@ -156,6 +170,14 @@ MoTModelImpl::MoTModelImpl(const Qwen2MoTConfig& c) : cfg(c) {
   norm = register_module("norm", RMSNorm(C, c.llm.rms_norm_eps));
   norm_moe_gen = register_module("norm_moe_gen", RMSNorm(C, c.llm.rms_norm_eps));
   inv_freq = rope_inv_freq(c.llm.head_dim, c.llm.rope_theta);
+}
+
+void MoTModelImpl::set_freeze_und(bool on) {
+  freeze_und = on;
+  for (auto& l : layer_ptrs) {
+    l->freeze_und = on;
+    l->self_attn->freeze_und = on;
+  }
 }
 
 KVContext MoTModelImpl::make_context() const {
@@ -190,10 +212,15 @@ torch::Tensor MoTModelImpl::forward_train(const torch::Tensor& x, const torch::T
   const TokenRoute route = route_in.on(x.device());
   auto rope = packed_rope(inv_freq, positions, x);
   auto h = x;
+  if (freeze_und) h = route_rows(h, route, [](const torch::Tensor& r) { return r.detach(); }, [](const torch::Tensor& r) { return r; });
   for (int64_t l = 0; l < static_cast<int64_t>(layer_ptrs.size()); ++l)
     h = layer_ptrs[l]->forward(h, rope, route, nullptr, l, false, false, mask);
   return route_rows(
-      h, route, [&](const torch::Tensor& r) { return norm->forward(r); },
+      h, route,
+      [&](const torch::Tensor& r) {
+        auto y = norm->forward(r);
+        return freeze_und ? y.detach() : y;
+      },
       [&](const torch::Tensor& r) { return norm_moe_gen->forward(r); });
 }
 

@@ -66,6 +66,7 @@ class MoTAttentionImpl : public torch::nn::Module {
   RMSNorm q_norm{nullptr}, k_norm{nullptr}, q_norm_moe_gen{nullptr}, k_norm_moe_gen{nullptr};
   int64_t heads, kv_heads, head_dim;
   double scale;
+  bool freeze_und = false;  // MoTModelImpl::set_freeze_und
 };
 TORCH_MODULE(MoTAttention);
 
@@ -78,6 +79,7 @@ class MoTDecoderLayerImpl : public torch::nn::Module {
   LlamaMLP mlp{nullptr}, mlp_moe_gen{nullptr};
   RMSNorm input_layernorm{nullptr}, input_layernorm_moe_gen{nullptr};
   RMSNorm post_attention_layernorm{nullptr}, post_attention_layernorm_moe_gen{nullptr};
+  bool freeze_und = false;
 };
 TORCH_MODULE(MoTDecoderLayer);
 
@@ -96,8 +98,14 @@ class MoTModelImpl : public torch::nn::Module {
   torch::Tensor forward_train(const torch::Tensor& x, const torch::Tensor& positions, const TokenRoute& route,
                               const AttentionMask& mask);
   KVContext make_context() const;
+  // The official freeze_und (qwen2_navit.py): the understanding rows are detached where the
+  // official code detaches them (the block input, V, the normed Q and K, the attention and MLP
+  // outputs, the final norm), so only the generation expert and what feeds it learn; the values
+  // are unchanged.
+  void set_freeze_und(bool on);
 
   Qwen2MoTConfig cfg;
+  bool freeze_und = false;
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers;
   std::vector<MoTDecoderLayer> layer_ptrs;

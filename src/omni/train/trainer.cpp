@@ -118,7 +118,8 @@ TrainResult run_training(const Config& cfg) {
                                 {"vae_cond_dropout_prob", cfg.data.vae_cond_dropout_prob},
                                 {"cfg_txt_uncond_drop_prob", cfg.data.cfg_txt_uncond_drop_prob},
                                 {"cfg_img_uncond_drop_prob", cfg.data.cfg_img_uncond_drop_prob},
-                                {"cfg_txtimg_uncond_drop_prob", cfg.data.cfg_txtimg_uncond_drop_prob}});
+                                {"cfg_txtimg_uncond_drop_prob", cfg.data.cfg_txtimg_uncond_drop_prob},
+                                {"freeze_und", cfg.train.freeze.freeze_und ? 1.0 : 0.0}});
   const auto counts = apply_freezing(*trainable, cfg, family.name);
   int64_t n_train = 0, n_frozen = 0;
   for (const auto& c : counts) {

@@ -121,9 +121,11 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
   }
   // The fork's bagel branch: freeze_vit = the SigLIP tower (the connector stays trainable),
   // freeze_llm = the whole MoT decoder; the rest by what each part does. The VAE is always frozen
-  // (it only encodes targets, as in the official trainer); freeze_und is not supported yet.
+  // (it only encodes targets, as in the official trainer). freeze_und covers no parameter: it is
+  // the official detaching of the understanding rows inside the MoT (set_train_options).
   std::vector<FreezeKey> freeze_keys() override {
     return {{"freeze_vit", {"vit_model."}},
+            {"freeze_und", {}},
             {"freeze_llm", {"language_model."}},
             {"freeze_mlp", {"connector."}},
             {"freeze_gen_modules", {"time_embedder.", "vae2llm.", "llm2vae.", "*_moe_gen"}},
@@ -136,6 +138,7 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
     pack_.text_cond_dropout_prob = get("text_cond_dropout_prob", pack_.text_cond_dropout_prob);
     pack_.vit_cond_dropout_prob = get("vit_cond_dropout_prob", pack_.vit_cond_dropout_prob);
     pack_.vae_cond_dropout_prob = get("vae_cond_dropout_prob", pack_.vae_cond_dropout_prob);
+    inf_.model().language_model->model->set_freeze_und(get("freeze_und", 0) != 0);
   }
   TrainPlan plan(const TrainExample& ex) override { return omni::bagel::plan_conversation(ex, inf_.config(), encoder()); }
   TrainLosses forward_train(const TrainExample& ex, at::Generator& gen) override {
