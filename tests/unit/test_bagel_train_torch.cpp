@@ -131,20 +131,21 @@ TEST(BagelTrain, PackedMaskFollowsTheOfficialRules) {
   EXPECT_THROW(bagel::packed_attention_mask(b), Error);
 }
 
-TEST(BagelTrain, LossesAndGradientsMatchTheOfficialMicroStep) {
-  torch::set_num_threads(1);
-  TrainFixture f;
+// The tiny model in training mode, and the fixture's VAE latents (the frozen VAE under no_grad).
+std::pair<std::shared_ptr<bagel::BagelImpl>, torch::Tensor> micro_step_model(TrainFixture& f) {
   auto cfg = bagel::BagelConfig::load(bagel_dir());
   auto model = bagel::BagelImpl::load(cfg);
   model->use_training_position_tables();
   model->train();
   auto vae = nn::FluxAutoEncoderImpl::load(bagel_dir() + "/ae.safetensors", cfg.vae);
+  torch::NoGradGuard ng;
+  return {model, vae->encode(f("padded_images"), f("vae_posterior_eps"))};
+}
 
-  torch::Tensor padded_latent;
-  {
-    torch::NoGradGuard ng;  // the VAE is frozen; encode runs under no_grad
-    padded_latent = vae->encode(f("padded_images"), f("vae_posterior_eps"));
-  }
+TEST(BagelTrain, LossesAndGradientsMatchTheOfficialMicroStep) {
+  torch::set_num_threads(1);
+  TrainFixture f;
+  auto [model, padded_latent] = micro_step_model(f);
   expect_close("padded_latent", padded_latent, f("padded_latent"), 1e-4);
 
   auto b = batch_from(f, padded_latent);
@@ -288,16 +289,7 @@ TEST(BagelTrain, PackedAttentionEqualsTheDenseMask) {
 TEST(BagelTrain, FreezeUndDetachesTheUnderstandingRows) {
   torch::set_num_threads(1);
   TrainFixture f;
-  auto cfg = bagel::BagelConfig::load(bagel_dir());
-  auto model = bagel::BagelImpl::load(cfg);
-  model->use_training_position_tables();
-  model->train();
-  auto vae = nn::FluxAutoEncoderImpl::load(bagel_dir() + "/ae.safetensors", cfg.vae);
-  torch::Tensor padded_latent;
-  {
-    torch::NoGradGuard ng;
-    padded_latent = vae->encode(f("padded_images"), f("vae_posterior_eps"));
-  }
+  auto [model, padded_latent] = micro_step_model(f);
   auto step = [&](bool freeze) {
     model->language_model->model->set_freeze_und(freeze);
     model->zero_grad();

@@ -19,32 +19,11 @@ using omni::models::TrainExample;
 namespace {
 constexpr double kCeLossWeight = 0.1;  // the official 8B SFT's ce_loss_weight (shell/train_u1/8B.sh:97)
 
+// The script's conversations read the fixture's PNGs.
 TrainExample conversation(const std::vector<std::pair<std::string, std::string>>& turns, const std::vector<std::string>& files) {
-  TrainExample ex;
-  size_t next = 0;
-  for (const auto& [role, text] : turns) {
-    omni::models::TrainTurn t;
-    t.role = role;
-    size_t at = 0;
-    while (true) {
-      const size_t m = text.find("<image>", at);
-      const std::string piece = text.substr(at, m == std::string::npos ? std::string::npos : m - at);
-      if (!piece.empty()) {
-        omni::generate::InputChunk c;
-        c.text = piece;
-        t.content.chunks.push_back(c);
-      }
-      if (m == std::string::npos) break;
-      omni::generate::InputChunk c;
-      c.kind = omni::generate::InputChunk::Kind::Image;
-      c.image = omni::io::read_image(u1_dir() + "/" + files.at(next++));
-      t.content.chunks.push_back(c);
-      at = m + 7;
-    }
-    t.content.placed_by_markers = true;
-    ex.turns.push_back(t);
-  }
-  return ex;
+  std::vector<omni::io::Image> imgs;
+  for (const auto& f : files) imgs.push_back(omni::io::read_image(u1_dir() + "/" + f));
+  return train_conversation(turns, imgs);
 }
 
 double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {

@@ -38,33 +38,8 @@ omni::io::Image solid(int w, int h, uint8_t r, uint8_t g, uint8_t b) {
   return im;
 }
 
-// turns: (role, text with <image> markers); images in marker order.
 TrainExample example(const std::vector<std::pair<std::string, std::string>>& turns, const std::vector<omni::io::Image>& imgs) {
-  TrainExample ex;
-  size_t next = 0;
-  for (const auto& [role, text] : turns) {
-    omni::models::TrainTurn t;
-    t.role = role;
-    size_t at = 0;
-    while (true) {
-      const size_t m = text.find("<image>", at);
-      const std::string piece = text.substr(at, m == std::string::npos ? std::string::npos : m - at);
-      if (!piece.empty()) {
-        omni::generate::InputChunk c;
-        c.text = piece;
-        t.content.chunks.push_back(c);
-      }
-      if (m == std::string::npos) break;
-      omni::generate::InputChunk c;
-      c.kind = omni::generate::InputChunk::Kind::Image;
-      c.image = imgs.at(next++);
-      t.content.chunks.push_back(c);
-      at = m + 7;
-    }
-    t.content.placed_by_markers = true;
-    ex.turns.push_back(t);
-  }
-  return ex;
+  return train_conversation(turns, imgs);
 }
 }  // namespace
 

@@ -17,6 +17,36 @@ namespace omni::testing {
 
 inline std::string u1_dir() { return std::string(OMNI_FIXTURES) + "/u1_tiny"; }
 
+// A training conversation: (role, text with <image> markers) turns; images in marker order.
+inline models::TrainExample train_conversation(const std::vector<std::pair<std::string, std::string>>& turns,
+                                               const std::vector<io::Image>& imgs) {
+  models::TrainExample ex;
+  size_t next = 0;
+  for (const auto& [role, text] : turns) {
+    models::TrainTurn t;
+    t.role = role;
+    size_t at = 0;
+    while (true) {
+      const size_t m = text.find("<image>", at);
+      const std::string piece = text.substr(at, m == std::string::npos ? std::string::npos : m - at);
+      if (!piece.empty()) {
+        generate::InputChunk c;
+        c.text = piece;
+        t.content.chunks.push_back(c);
+      }
+      if (m == std::string::npos) break;
+      generate::InputChunk c;
+      c.kind = generate::InputChunk::Kind::Image;
+      c.image = imgs.at(next++);
+      t.content.chunks.push_back(c);
+      at = m + 7;
+    }
+    t.content.placed_by_markers = true;
+    ex.turns.push_back(t);
+  }
+  return ex;
+}
+
 struct U1Fixture {
   io::Checkpoint ck;
   explicit U1Fixture(const std::string& file) : ck(io::Checkpoint::open(u1_dir() + "/" + file)) {}
