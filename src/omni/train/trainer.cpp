@@ -180,8 +180,8 @@ TrainResult run_training(const Config& cfg) {
                                              .betas({tc.betas[0], tc.betas[1]})
                                              .eps(tc.eps)
                                              .weight_decay(tc.weight_decay));
-  // The run's generator, kept in checkpoints; each micro-batch draws from its own generator derived
-  // from the seed, the step and its place in the step (micro_batch_seed).
+  // The run's generator (kept in checkpoints). The draws themselves come from each micro-batch's
+  // generator, derived from the seed, the step and its place in the step (micro_batch_seed).
   at::Generator gen = generate::make_generator(model->device(), static_cast<uint64_t>(tc.seed));
   CheckpointContents ck;
   ck.parameters = params;
@@ -241,7 +241,8 @@ TrainResult run_training(const Config& cfg) {
                                                                                   state.global_step, b)));
       }
     // The step's samples, each possibly replaced by the family's random variant (CFG dropout, ...;
-    // drawn from the run's generator in sample order, so a resumed run draws the same) and re-planned.
+    // drawn from its micro-batch's generator before that micro-batch's forward, so a resumed run or
+    // another process count draws the same) and re-planned.
     std::vector<std::vector<models::TrainExample>> step_examples;
     std::vector<std::vector<models::TrainPlan>> step_plans;
     for (const auto& mb : micro_batches) {
