@@ -326,7 +326,7 @@ TEST(U1TrainDropout, RatesFollowTheProbabilities) {
   auto& P = parts();
   auto ex = example({{"user", "<image>\nmake it blue"}, {"assistant", "<image>"}}, {solid(64, 64, 255, 0, 0), solid(64, 64, 0, 0, 255)});
   auto gen = omni::generate::make_generator(torch::kCPU, 5);
-  auto uniform = [&] { return at::empty({1}, torch::kFloat64).uniform_(0, 1, gen).item<double>(); };
+  auto uniform = [&] { return omni::generate::uniform01(gen); };
   int dropped = 0, txt = 0;
   const int n = 4000;
   for (int k = 0; k < n; ++k) {
@@ -375,7 +375,7 @@ TEST(U1TrainDropout, FinalInterleaveImageGetsItsCopyOneTimeInFive) {
   EXPECT_THROW(u1::build_train_sequence(ex, P.cfg, P.tok, P.ids), omni::Error);
   // rate
   auto gen = omni::generate::make_generator(torch::kCPU, 9);
-  auto uniform = [&] { return at::empty({1}, torch::kFloat64).uniform_(0, 1, gen).item<double>(); };
+  auto uniform = [&] { return omni::generate::uniform01(gen); };
   ex.image_roles.clear();
   int copied = 0;
   for (int k = 0; k < 4000; ++k) copied += u1::draw_sample_variant(ex, none, uniform).has_value();

@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Context.h>
+#include <ATen/Functions.h>
 
 #include <random>
 
@@ -15,6 +16,10 @@ at::Generator make_generator(c10::Device device, uint64_t seed) {
   // set_current_seed also clears the cached normal draws, exactly as manual_seed does.
   g.set_current_seed(seed);
   return g;
+}
+
+double uniform01(at::Generator& gen) {
+  return at::empty({1}, at::TensorOptions().dtype(at::kDouble)).uniform_(0, 1, gen).item<double>();
 }
 
 uint64_t fresh_seed() {

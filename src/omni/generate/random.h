@@ -13,6 +13,9 @@ namespace omni::generate {
 // generator: the same draws in the same order give the same numbers as the official scripts.
 at::Generator make_generator(c10::Device device, uint64_t seed);
 
+// One float64 draw in [0, 1) from `gen` (what Python's random.random() decides in data code).
+double uniform01(at::Generator& gen);
+
 // A seed from std::random_device (for runs without --seed; callers log it so it can be replayed).
 uint64_t fresh_seed();
 

@@ -3,6 +3,7 @@
 #include <limits>
 
 #include "omni/core/error.h"
+#include "omni/generate/random.h"
 #include "omni/models/bagel/image_transform.h"
 #include "omni/models/bagel/vit_blocks.h"
 
@@ -70,7 +71,7 @@ std::vector<Item> sequence_plan(const models::TrainExample& ex) {
 
 double uniform(at::Generator* gen) {
   check(gen != nullptr, "BAGEL packing", "CFG dropout needs the run's generator");
-  return at::empty({1}, torch::kFloat64).uniform_(0, 1, *gen).item<double>();
+  return generate::uniform01(*gen);
 }
 }  // namespace
 

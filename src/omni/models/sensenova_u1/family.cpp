@@ -312,9 +312,7 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     dropout_.txtimg = get("cfg_txtimg_uncond_drop_prob", dropout_.txtimg);
   }
   std::optional<TrainExample> draw_sample_variant(const TrainExample& ex, at::Generator& gen) override {
-    return omni::sensenova_u1::draw_sample_variant(ex, dropout_, [&gen] {
-      return at::empty({1}, torch::kFloat64).uniform_(0, 1, gen).item<double>();
-    });
+    return omni::sensenova_u1::draw_sample_variant(ex, dropout_, [&gen] { return generate::uniform01(gen); });
   }
   TrainLosses forward_train(const TrainExample& ex, at::Generator& gen) override { return forward_train_batch({&ex}, gen); }
   // The micro-batch packed into one sequence of documents (the official PackedDataset): one

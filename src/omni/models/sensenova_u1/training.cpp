@@ -134,9 +134,27 @@ torch::Tensor TrainSequence::indexes() const {
   return torch::stack({torch::tensor(t, torch::kLong), torch::tensor(h, torch::kLong), torch::tensor(w, torch::kLong)});
 }
 
+namespace {
+struct ImageCounts {
+  size_t assistant = 0, user = 0;
+  size_t total() const { return assistant + user; }
+};
+ImageCounts image_counts(const models::TrainExample& ex) {
+  ImageCounts c;
+  for (const auto& turn : ex.turns) (turn.role == "assistant" ? c.assistant : c.user) += turn.content.num_images();
+  return c;
+}
+// 1 on the rows of generation images, 0 elsewhere.
+std::vector<uint8_t> gen_rows(const TrainSequence& s) {
+  std::vector<uint8_t> g(s.ids.size(), 0);
+  for (const auto& im : s.images)
+    if (im.gen) std::fill(g.begin() + im.first_token, g.begin() + im.first_token + im.tokens, 1);
+  return g;
+}
+}  // namespace
+
 TrainTask task_of(const models::TrainExample& ex) {
-  size_t assistant_images = 0, user_images = 0;
-  for (const auto& turn : ex.turns) (turn.role == "assistant" ? assistant_images : user_images) += turn.content.num_images();
+  const auto [assistant_images, user_images] = image_counts(ex);
   const auto& last = ex.turns.empty() ? std::vector<generate::InputChunk>{} : ex.turns.back().content.chunks;
   const bool ends_with_image = !last.empty() && last.back().is_image();
   if (assistant_images == 1 && ends_with_image) return user_images ? TrainTask::Edit : TrainTask::TextToImage;
@@ -245,13 +263,12 @@ TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Confi
   // A CFG-dropped interleave sample supervises no text; any dropped sample opens its assistant
   // turns without the empty think block (the official cfg_drop).
   const bool text_targets = !(ex.condition_dropped && task == TrainTask::Interleave);
-  size_t assistant_images = 0, user_images = 0;
-  for (const auto& turn : ex.turns) (turn.role == "assistant" ? assistant_images : user_images) += turn.content.num_images();
+  const ImageCounts images = image_counts(ex);
   // Image roles: given by the data (checked against where each image is) or the official rule.
   std::vector<std::string> roles = ex.image_roles;
   if (!roles.empty()) {
-    check(roles.size() == assistant_images + user_images, "image_roles",
-          "needs one role per image (" + std::to_string(assistant_images + user_images) + "), got " +
+    check(roles.size() == images.total(), "image_roles",
+          "needs one role per image (" + std::to_string(images.total()) + "), got " +
               std::to_string(roles.size()));
     size_t k = 0;
     for (const auto& turn : ex.turns)
@@ -270,7 +287,7 @@ TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Confi
 
   // Images resized as the official data pipeline: a generation sample's every image within
   // 256^2..512^2 pixels, an understanding sample's within 256^2..2048^2.
-  const size_t n_images = assistant_images + user_images;
+  const size_t n_images = images.total();
   const int64_t max_px = max_pixels_for(gen_task ? kMaxPixelsGen : kMaxPixelsUnd, n_images);
   Builder b{cfg, tok, sid, {}};
   b.s.task = task;
@@ -378,9 +395,7 @@ TrainSequence pack_sequences(std::vector<TrainSequence> docs) {
 torch::Tensor train_attention_mask(const TrainSequence& s) {
   const int64_t T = static_cast<int64_t>(s.ids.size());
   auto t = torch::tensor(s.t, torch::kLong), img = torch::tensor(s.image_of, torch::kLong);
-  std::vector<uint8_t> genv(T, 0);
-  for (const auto& im : s.images)
-    if (im.gen) std::fill(genv.begin() + im.first_token, genv.begin() + im.first_token + im.tokens, 1);
+  auto genv = gen_rows(s);
   auto gen = torch::from_blob(genv.data(), {T}, torch::kUInt8).to(torch::kBool);
   auto hid = torch::from_blob(const_cast<uint8_t*>(s.hidden.data()), {T}, torch::kUInt8).to(torch::kBool);
   auto tq = t.unsqueeze(1), tk = t.unsqueeze(0), iq = img.unsqueeze(1), ik = img.unsqueeze(0);
@@ -394,9 +409,7 @@ torch::Tensor train_attention_mask(const TrainSequence& s) {
 
 nn::PackedLayout train_attention_layout(const TrainSequence& s) {
   const int64_t T = static_cast<int64_t>(s.ids.size());
-  std::vector<uint8_t> gen(T, 0);
-  for (const auto& im : s.images)
-    if (im.gen) std::fill(gen.begin() + im.first_token, gen.begin() + im.first_token + im.tokens, 1);
+  const auto gen = gen_rows(s);
   nn::PackedLayout l;
   // a row's split key: the hidden rows each alone, an image run by its id, text as one kind
   auto key = [&](int64_t i) -> int64_t { return s.hidden[i] ? -2 - i : s.image_of[i]; };
@@ -434,7 +447,7 @@ TrainOutputs forward_train(NeoChatImpl& m, const TrainSequence& s, at::Generator
     double weight;
   };
   std::vector<GenTarget> targets;
-  std::vector<uint8_t> is_gen(T, 0);
+  auto is_gen = gen_rows(s);
   size_t gi = 0;
   for (const auto& im : s.images) {
     auto pv = im.native.pixel_values.to(dev);
@@ -443,7 +456,6 @@ TrainOutputs forward_train(NeoChatImpl& m, const TrainSequence& s, at::Generator
     if (!im.gen) {
       emb = m.vision_model->forward(pv.to(dt), {im.native.grid});
     } else {
-      std::fill(is_gen.begin() + im.first_token, is_gen.begin() + im.first_token + im.tokens, 1);
       // x in [-1, 1] from the ImageNet-normalised pixels; noise first, then u (per image, in order)
       auto xp = ((pv.view({-1, 3, p, p}) * std + mean).clamp(0, 1).view({pv.size(0), -1}) - 0.5) * 2;
       const double ns = std::sqrt(static_cast<double>(im.tokens) / cfg.noise_scale_base_image_seq_len) * cfg.noise_scale;
