@@ -49,6 +49,11 @@ class MutedStderr {
 };
 
 // The first line of a c10d / Gloo exception (they carry C++ backtraces after it).
+void check_divisible(int64_t n, int size) {
+  if (n % size != 0)
+    throw Error("reduce_scatter", std::to_string(n) + " elements do not split into " + std::to_string(size) + " equal parts");
+}
+
 std::string first_line(const std::string& s) {
   const auto nl = s.find('\n');
   return nl == std::string::npos ? s : s.substr(0, nl);
@@ -138,6 +143,38 @@ std::vector<double> ProcessGroup::all_reduce_sum(const std::vector<double>& valu
   impl_->run("all_reduce", [&] { return impl_->pg->allreduce(t); });
   auto c = t[0].contiguous();
   return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
+}
+
+std::vector<double> ProcessGroup::all_reduce_max(const std::vector<double>& values) {
+  if (size_ == 1) return values;
+  std::vector<at::Tensor> t{torch::tensor(values, torch::kFloat64)};
+  c10d::AllreduceOptions o;
+  o.reduceOp = c10d::ReduceOp::MAX;
+  impl_->run("all_reduce", [&] { return impl_->pg->allreduce(t, o); });
+  auto c = t[0].contiguous();
+  return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
+}
+
+at::Tensor ProcessGroup::all_gather(const at::Tensor& part) {
+  auto in = part.reshape(-1).contiguous();
+  if (size_ == 1) return in.clone();
+  auto out = torch::empty({size_, in.numel()}, in.options());
+  std::vector<std::vector<at::Tensor>> outs(1);
+  for (int r = 0; r < size_; ++r) outs[0].push_back(out[r]);
+  std::vector<at::Tensor> ins{in};
+  impl_->run("all_gather", [&] { return impl_->pg->allgather(outs, ins); });
+  return out.view(-1);
+}
+
+at::Tensor ProcessGroup::reduce_scatter_sum(const at::Tensor& whole) {
+  check_divisible(whole.numel(), size_);
+  const int64_t n = whole.numel() / size_;
+  if (size_ == 1) return whole.reshape(-1).clone();
+  // Gloo in libtorch 1.13 has no reduce_scatter: a full all-reduce, then this rank's part (twice
+  // the traffic of a native reduce-scatter, the same result).
+  std::vector<at::Tensor> t{whole.reshape(-1).contiguous().clone()};
+  impl_->run("reduce_scatter", [&] { return impl_->pg->allreduce(t); });
+  return t[0].narrow(0, rank_ * n, n).clone();
 }
 
 void ProcessGroup::barrier() {

@@ -35,6 +35,11 @@ class ProcessGroup {
   // In-place sums over all ranks (one collective for the whole list: flattened per dtype).
   void all_reduce_sum(std::vector<at::Tensor>& tensors);
   std::vector<double> all_reduce_sum(const std::vector<double>& values);
+  std::vector<double> all_reduce_max(const std::vector<double>& values);
+  // Every rank's `part` (the same size on each), concatenated in rank order: [size() * part.numel()].
+  at::Tensor all_gather(const at::Tensor& part);
+  // The sum over ranks of `whole` [size() * n], this rank's n elements [rank() * n, (rank() + 1) * n).
+  at::Tensor reduce_scatter_sum(const at::Tensor& whole);
   void barrier();
 
  private:

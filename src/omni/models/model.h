@@ -27,6 +27,10 @@
 #include "omni/io/image.h"
 #include "omni/models/request.h"
 
+namespace omni::nn {
+class LayerRunner;
+}
+
 namespace omni::models {
 
 class OutputSink {
@@ -150,6 +154,15 @@ class Trainable {
   virtual std::optional<TrainExample> draw_sample_variant(const TrainExample& ex, at::Generator& gen) {
     return std::nullopt;
   }
+  // ---- sharded data parallel (train.data_parallel_mode fsdp, dist/fsdp.h) ----
+  // The wrapping units: each decoder layer's parameter-name prefix ("language_model.model.layers.0"),
+  // in the order the forward runs them; empty = the family cannot shard. The decoder calls its
+  // layers through `runner` while training (nullptr: directly).
+  virtual std::vector<std::string> layer_units() { return {}; }
+  virtual void set_layer_runner(nn::LayerRunner* runner) {}
+  // Whether forward_train_batch runs a micro-batch as one forward of the decoder (packing: BAGEL,
+  // U1) or one forward per sample (the default): sharded processes run forwards in lockstep.
+  virtual bool packs_micro_batches() const { return false; }
   // Writes the weights files of the family's shipped layout into `dir` (the trainer copies the
   // configs and tokenizer), so `omni infer --model_path dir` loads the trained model.
   virtual void save_weights(const std::string& dir) = 0;

@@ -175,7 +175,14 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& inputs_embeds, KVCach
   const auto mask = causal_mask(T, past, attention_mask, inputs_embeds.options());
 
   auto h = inputs_embeds;
-  for (size_t i = 0; i < layer_ptrs.size(); ++i) h = layer_ptrs[i]->forward(h, rope, mask, cache, static_cast<int64_t>(i));
+  if (cache || !layer_runner) {
+    for (size_t i = 0; i < layer_ptrs.size(); ++i) h = layer_ptrs[i]->forward(h, rope, mask, cache, static_cast<int64_t>(i));
+  } else {
+    for (size_t i = 0; i < layer_ptrs.size(); ++i)
+      h = layer_runner->run(static_cast<int64_t>(i), h, [layer = layer_ptrs[i], rope, mask, i](const torch::Tensor& x) mutable {
+        return layer->forward(x, rope, mask, nullptr, static_cast<int64_t>(i));
+      });
+  }
   if (cache) cache->length += T;
   return norm->forward(h);
 }

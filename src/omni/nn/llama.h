@@ -15,6 +15,7 @@
 
 #include "omni/io/hf_config.h"
 #include "omni/nn/kv_cache.h"
+#include "omni/nn/layer_runner.h"
 #include "omni/nn/rope.h"
 
 namespace omni::nn {
@@ -109,6 +110,7 @@ class LlamaModelImpl : public torch::nn::Module {
   RMSNorm norm{nullptr};
   torch::Tensor inv_freq;  // not a registered buffer (HF: persistent=False)
   std::vector<LlamaDecoderLayer> layer_ptrs;
+  LayerRunner* layer_runner = nullptr;  // training under fsdp (layer_runner.h); used without a cache
 };
 TORCH_MODULE(LlamaModel);
 

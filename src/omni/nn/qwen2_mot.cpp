@@ -213,8 +213,11 @@ torch::Tensor MoTModelImpl::forward_train(const torch::Tensor& x, const torch::T
   auto rope = packed_rope(inv_freq, positions, x);
   auto h = x;
   if (freeze_und) h = route_rows(h, route, [](const torch::Tensor& r) { return r.detach(); }, [](const torch::Tensor& r) { return r; });
+  const KeptMask kept(mask);
   for (int64_t l = 0; l < static_cast<int64_t>(layer_ptrs.size()); ++l)
-    h = layer_ptrs[l]->forward(h, rope, route, nullptr, l, false, false, mask);
+    h = run_layer(layer_runner, l, h, [layer = layer_ptrs[l], rope, route, kept, l](const torch::Tensor& x) mutable {
+      return layer->forward(x, rope, route, nullptr, l, false, false, kept.get());
+    });
   return route_rows(
       h, route,
       [&](const torch::Tensor& r) {

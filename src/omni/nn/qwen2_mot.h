@@ -109,6 +109,7 @@ class MoTModelImpl : public torch::nn::Module {
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers;
   std::vector<MoTDecoderLayer> layer_ptrs;
+  LayerRunner* layer_runner = nullptr;  // training under fsdp (layer_runner.h): forward_train
   RMSNorm norm{nullptr}, norm_moe_gen{nullptr};
   torch::Tensor inv_freq;  // not registered (HF: persistent=False)
 };

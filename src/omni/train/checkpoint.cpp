@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <torch/serialize.h>
+#include <torch/torch.h>
 
 #include "omni/core/error.h"
 #include "omni/core/log.h"
@@ -72,36 +72,109 @@ void maybe_die_mid_save(int64_t step) {
   }
 }
 
+std::string shard_suffix(int rank, int world) {
+  return ".shard-" + std::to_string(rank) + "-of-" + std::to_string(world);
+}
+
+// The key libtorch's optimizers keep a parameter's state under.
+std::string optimizer_key(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
+
+// One kind of a checkpoint's tensors (model / optimizer), whole, from either layout.
+class SavedState {
+ public:
+  SavedState(const fs::path& dir, const std::string& stem, int shards) : shards_(shards) {
+    for (int r = 0; r < shards; ++r) {
+      const fs::path p = dir / (stem + (shards > 1 ? shard_suffix(r, shards) : "") + ".safetensors");
+      if (!fs::is_regular_file(p))
+        throw Error(dir.string(), "has no " + p.filename().string() + (shards > 1 ? " (a torn sharded checkpoint)" : ""));
+      files_.push_back(io::Checkpoint::open(p.string()));
+    }
+    for (const auto& f : files_)
+      if (f.tensors().size() != files_[0].tensors().size())
+        throw Error(dir.string(), "its " + stem + " shards hold different tensors (a torn sharded checkpoint)");
+  }
+  bool contains(const std::string& name) const { return files_[0].contains(name); }
+  size_t count() const { return files_[0].tensors().size(); }
+  at::Tensor whole(const std::string& name, const std::vector<int64_t>& shape) const {
+    int64_t numel = 1;
+    for (int64_t s : shape) numel *= s;
+    at::Tensor flat;
+    if (shards_ == 1) {
+      flat = files_[0].get(name).reshape(-1);
+    } else {
+      std::vector<at::Tensor> parts;
+      for (const auto& f : files_) {
+        if (!f.contains(name)) throw Error(f.label(), "has no '" + name + "' (a torn sharded checkpoint)");
+        parts.push_back(f.get(name).reshape(-1));
+      }
+      flat = torch::cat(parts);
+      if (flat.numel() >= numel) flat = flat.narrow(0, 0, numel);
+    }
+    if (flat.numel() != numel) throw Error(files_[0].label(), "'" + name + "' has another shape than the model's");
+    return flat.view(shape);
+  }
+
+ private:
+  int shards_;
+  std::vector<io::Checkpoint> files_;
+};
+
+// What this process holds of a whole tensor of `e`: all of it, or its shard (flattened, padded).
+at::Tensor local_part(const at::Tensor& whole, const CheckpointEntry& e, const Sharding& sh) {
+  if (!sh.sharded) return whole.view(e.value.sizes());
+  const int64_t shard = e.value.numel();
+  auto flat = whole.reshape(-1);
+  if (shard * sh.world > flat.numel()) flat = torch::cat({flat, torch::zeros({shard * sh.world - flat.numel()}, flat.options())});
+  return flat.narrow(0, shard * sh.rank, shard);
+}
+
 }  // namespace
 
 std::string save_checkpoint(const std::string& output_dir, const CheckpointContents& c,
                             const std::function<void(const std::string& dir)>& extra) {
+  const Sharding& sh = c.sharding;
+  const bool lead = sh.rank == 0;
+  auto together = [&] {
+    if (sh.sharded && sh.barrier) sh.barrier();
+  };
   const fs::path root = fs::path(output_dir) / "checkpoints";
   const fs::path final_dir = root / ("global_step_" + std::to_string(c.state.global_step));
   const fs::path tmp = root / ("global_step_" + std::to_string(c.state.global_step) + ".tmp");
   std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp);
-
-  std::vector<std::pair<std::string, torch::Tensor>> params;
-  for (const auto& [name, p] : c.parameters) params.emplace_back(name, p.detach().to(torch::kCPU));
-  io::save_safetensors((tmp / "model.safetensors").string(), params);
-  {
-    torch::serialize::OutputArchive ar;
-    c.optimizer->save(ar);
-    ar.save_to((tmp / "optimizer.pt").string());
+  if (lead) {
+    fs::remove_all(tmp, ec);
+    fs::create_directories(tmp);
   }
+  together();
+
+  const std::string suffix = sh.sharded ? shard_suffix(sh.rank, sh.world) : "";
+  std::vector<std::pair<std::string, torch::Tensor>> model, optim;
+  for (const auto& e : c.parameters) {
+    model.emplace_back(e.name, e.value.detach().to(torch::kCPU));
+    const auto it = c.optimizer->state().find(optimizer_key(e.value));
+    if (it == c.optimizer->state().end()) continue;  // never stepped (no gradient yet)
+    const auto& st = static_cast<const torch::optim::AdamWParamState&>(*it->second);
+    optim.emplace_back("exp_avg/" + e.name, st.exp_avg().to(torch::kCPU));
+    optim.emplace_back("exp_avg_sq/" + e.name, st.exp_avg_sq().to(torch::kCPU));
+    optim.emplace_back("step/" + e.name, torch::tensor({st.step()}, torch::kInt64));
+  }
+  io::save_safetensors((tmp / ("model" + suffix + ".safetensors")).string(), model);
   maybe_die_mid_save(c.state.global_step);
-  io::save_safetensors((tmp / "rng.safetensors").string(), {{"generator", c.generator->get_state()}});
+  io::save_safetensors((tmp / ("optimizer" + suffix + ".safetensors")).string(), optim);
+  if (extra) extra(tmp.string());
+  for (const auto& e : fs::recursive_directory_iterator(tmp))
+    if (e.is_regular_file() && e.path().filename().string().find(suffix) != std::string::npos) sync_path(e.path());
+  together();
+  if (!lead) return final_dir.string();
   json st = {{"global_step", c.state.global_step},
              {"epoch", c.state.data.epoch},
              {"cursor", c.state.data.cursor},
-             {"skipped_samples", c.state.skipped_samples}};
+             {"skipped_samples", c.state.skipped_samples},
+             {"shards", sh.sharded ? sh.world : 1}};
   write_text(tmp / "trainer_state.json", st.dump(2) + "\n");
   write_text(tmp / "config.yaml", c.config_yaml);
-  if (extra) extra(tmp.string());
-  for (const auto& e : fs::recursive_directory_iterator(tmp))
-    if (e.is_regular_file()) sync_path(e.path());
+  sync_path(tmp / "trainer_state.json");
+  sync_path(tmp / "config.yaml");
   write_text(tmp / kMarker, "global_step " + std::to_string(c.state.global_step) + "\n");
   sync_path(tmp / kMarker);
   fs::remove_all(final_dir, ec);  // a re-run of the same step replaces it
@@ -122,33 +195,34 @@ TrainerState load_checkpoint(const std::string& dir, const CheckpointContents& i
   if (!fs::is_directory(d, ec)) throw Error(dir, "no such checkpoint folder (train.load_path)");
   if (!fs::is_regular_file(d / kMarker))
     throw Error(dir, "not a complete checkpoint (no COMPLETE marker: the save was interrupted)");
-  auto saved = io::Checkpoint::open((d / "model.safetensors").string());
-  {
-    torch::NoGradGuard ng;
-    for (const auto& [name, p] : into.parameters) {
-      if (!saved.contains(name))
-        throw Error(dir, "has no '" + name + "' (the checkpoint was written with other frozen / trainable parameters)");
-      auto t = saved.get(name);
-      if (t.sizes() != p.sizes()) throw Error(dir, "'" + name + "' has another shape than the model's");
-      p.detach().copy_(t);
-    }
-  }
-  if (saved.tensors().size() != into.parameters.size())
-    throw Error(dir, "holds " + std::to_string(saved.tensors().size()) + " trainable tensors, this run trains " +
-                         std::to_string(into.parameters.size()) + " (other freezing keys?)");
-  {
-    torch::serialize::InputArchive ar;
-    ar.load_from((d / "optimizer.pt").string());
-    into.optimizer->load(ar);
-  }
-  auto rng = io::Checkpoint::open((d / "rng.safetensors").string());
-  into.generator->set_state(rng.get("generator").clone());
   std::ifstream f(d / "trainer_state.json");
   json st;
   try {
     f >> st;
   } catch (const json::exception& e) {
     throw Error((d / "trainer_state.json").string(), std::string("not valid JSON: ") + e.what());
+  }
+  const int shards = st.value("shards", 1);
+  if (shards < 1) throw Error((d / "trainer_state.json").string(), "shards must be at least 1");
+  const SavedState model(d, "model", shards), optim(d, "optimizer", shards);
+  const Sharding& sh = into.sharding;
+  torch::NoGradGuard ng;
+  for (const auto& e : into.parameters) {
+    if (!model.contains(e.name))
+      throw Error(dir, "has no '" + e.name + "' (the checkpoint was written with other frozen / trainable parameters)");
+    e.value.detach().copy_(local_part(model.whole(e.name, e.shape), e, sh));
+  }
+  if (model.count() != into.parameters.size())
+    throw Error(dir, "holds " + std::to_string(model.count()) + " trainable tensors, this run trains " +
+                         std::to_string(into.parameters.size()) + " (other freezing keys?)");
+  auto& states = into.optimizer->state();
+  for (const auto& e : into.parameters) {
+    if (!optim.contains("exp_avg/" + e.name)) continue;
+    auto s = std::make_unique<torch::optim::AdamWParamState>();
+    s->exp_avg(local_part(optim.whole("exp_avg/" + e.name, e.shape), e, sh).clone());
+    s->exp_avg_sq(local_part(optim.whole("exp_avg_sq/" + e.name, e.shape), e, sh).clone());
+    s->step(optim.whole("step/" + e.name, {}).item<int64_t>());
+    states[optimizer_key(e.value)] = std::move(s);
   }
   TrainerState s;
   s.global_step = st.value("global_step", int64_t{0});

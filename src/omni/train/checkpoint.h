@@ -1,15 +1,18 @@
 // Training checkpoints: output_dir/checkpoints/global_step_N/ holds
 //   model.safetensors      the trainable parameters (frozen ones come from model.model_path)
-//   optimizer.pt           libtorch's AdamW state
-//   rng.safetensors        the run's generator state
-//   trainer_state.json     step, data position, skipped samples
+//   optimizer.safetensors  AdamW's state per parameter: exp_avg/<name>, exp_avg_sq/<name>, step/<name>
+//   trainer_state.json     step, data position, skipped samples, shards
 //   config.yaml            the resolved config of the run that wrote it
 //   hf_ckpt/               (train.save_hf_weights) a model folder omni infer loads
 //   COMPLETE               written last
+// A sharded run (fsdp over N processes) writes model.shard-R-of-N.safetensors and
+// optimizer.shard-R-of-N.safetensors instead, one pair per process, nothing gathered: each tensor
+// flattened, zero-padded to a multiple of N, and process R's 1/N of it under the same names.
+// Any run loads either layout at any process count (the loader reassembles each tensor from the
+// shards that hold it, one tensor at a time).
 // Everything is written under global_step_N.tmp and renamed once COMPLETE is in place, so a
 // folder without the marker (a crash, a kill -9 mid-save) is never loaded.
 #pragma once
-#include <ATen/core/Generator.h>
 #include <torch/optim/adamw.h>
 
 #include <optional>
@@ -27,24 +30,40 @@ struct TrainerState {
   int64_t skipped_samples = 0;
 };
 
+// One trained parameter: its checkpoint name and whole shape; `value` is what this process holds
+// and the optimizer steps (the whole parameter, or its fsdp shard).
+struct CheckpointEntry {
+  std::string name;
+  std::vector<int64_t> shape;
+  at::Tensor value;
+};
+
+// How the entries are split over the processes: sharded = each process holds its 1/N part.
+struct Sharding {
+  int rank = 0, world = 1;
+  bool sharded = false;
+  std::function<void()> barrier;  // sharded saves: every process reaches each stage together
+};
+
 struct CheckpointContents {
-  std::vector<std::pair<std::string, at::Tensor>> parameters;  // trainable, checkpoint names
-  torch::optim::Optimizer* optimizer = nullptr;
-  at::Generator* generator = nullptr;
+  std::vector<CheckpointEntry> parameters;
+  torch::optim::AdamW* optimizer = nullptr;  // over the entries' values
+  Sharding sharding;
   TrainerState state;
   std::string config_yaml;
 };
 
-// Writes the checkpoint of step state.global_step; `extra(dir)` may add files (e.g. hf_ckpt/)
-// before the marker. Returns the final folder.
+// Writes the checkpoint of step state.global_step: the one process of an unsharded run, every
+// process of a sharded one. `extra(dir)` may add files (e.g. hf_ckpt/) before the marker; in a
+// sharded run every process calls it. Returns the final folder.
 std::string save_checkpoint(const std::string& output_dir, const CheckpointContents& c,
                             const std::function<void(const std::string& dir)>& extra = {});
 
 // The newest complete checkpoint under output_dir/checkpoints (none: nullopt).
 std::optional<std::string> latest_checkpoint(const std::string& output_dir);
 
-// Restores parameters (by name; every trainable one must be there), optimizer, generator and
-// returns the trainer state. Throws omni::Error naming the folder when it is not complete or
+// Restores parameters (by name; every trainable one must be there) and the optimizer's state,
+// from either layout at any process count, and returns the trainer state. Throws omni::Error naming the folder when it is not complete or
 // does not match the run.
 TrainerState load_checkpoint(const std::string& dir, const CheckpointContents& into);
 

@@ -203,7 +203,8 @@ const std::vector<Key>& schema() {
     k.push_back(make_key("train", "dtype", &C::train, &T::dtype, "parameter dtype: fp32 | bf16 [fp32]"));
     k.push_back(make_key("train", "threads", &C::train, &T::threads, "intra-op threads (0 = libtorch's default) [0]"));
     k.push_back(make_key("train", "data_parallel_mode", &C::train, &T::data_parallel_mode,
-                         "with several processes: ddp (replicated weights, summed gradients) [ddp]"));
+                         "with several processes: fsdp (parameters, gradients and AdamW state 1/N per process) | "
+                         "ddp (replicated, summed gradients) [fsdp]"));
     k.push_back(make_key("train", "dist_backend", &C::train, &T::dist_backend, "auto | gloo | nccl [auto]"));
     k.push_back(make_key("train", "dist_timeout_s", &C::train, &T::dist_timeout_s,
                          "seconds a rendezvous or collective may wait for the other processes [300]"));

@@ -75,7 +75,7 @@ struct TrainConfig {
   std::string dtype;  // "" = fp32 (parameters and optimizer state)
   int64_t threads = 0;
   // Multi-process runs (omni launch / torchrun): replicated weights with summed gradients ("ddp").
-  std::string data_parallel_mode = "ddp";
+  std::string data_parallel_mode = "fsdp";
   std::string dist_backend = "auto";  // gloo on the CPU, nccl on CUDA
   double dist_timeout_s = 300;        // a collective or the rendezvous waiting longer fails the run
 };

@@ -11,6 +11,7 @@
 #include "omni/core/error.h"
 #include "omni/core/log.h"
 #include "omni/core/progress.h"
+#include "omni/dist/fsdp.h"
 #include "omni/dist/process_group.h"
 #include "omni/generate/random.h"
 #include "omni/models/registry.h"
@@ -60,10 +61,41 @@ uint64_t micro_batch_seed(uint64_t seed, int64_t step, size_t micro_batch) {
   return z ^ (z >> 31);
 }
 
+// torch's clip_grad_norm_ (the 2-norm of all gradients; scaled by max / (norm + 1e-6) when that is
+// below 1), summed in float64: libtorch 1.13's float32 norm of a large gradient is off by ~1e-5.
+// `shards`: the gradients are this process's shards, their squares summed over the processes.
+double clip_grad_norm(std::vector<at::Tensor>& params, double max_norm, dist::ProcessGroup* shards) {
+  std::vector<at::Tensor> parts;  // one host transfer for all of them
+  for (const auto& p : params)
+    if (p.grad().defined()) parts.push_back(p.grad().detach().to(torch::kFloat64).pow(2).sum());
+  std::vector<double> sq(params.size(), 0.0);
+  if (!parts.empty()) {
+    const auto sums = torch::stack(parts).cpu().contiguous();
+    for (size_t i = 0, k = 0; i < params.size(); ++i)
+      if (params[i].grad().defined()) sq[i] = sums.data_ptr<double>()[k++];
+  }
+  if (shards) sq = shards->all_reduce_sum(sq);
+  double total_sq = 0;
+  for (double v : sq) total_sq += v;
+  const double total = std::sqrt(total_sq);
+  const double coef = max_norm / (total + 1e-6);
+  if (coef < 1) {
+    torch::NoGradGuard ng;
+    for (auto& p : params)
+      if (p.grad().defined()) p.mutable_grad().mul_(coef);
+  }
+  return total;
+}
+
 // A validated sample: where it is and what it costs.
 struct Planned {
   size_t sample;
   models::TrainPlan plan;
+};
+
+// One forward and backward of a step: samples [from, to) of this process's micro-batch `batch`.
+struct Pass {
+  size_t batch, from, to;
 };
 
 }  // namespace
@@ -104,8 +136,6 @@ TrainResult run_training(const Config& cfg) {
   auto model = family.load(lo);
   std::unique_ptr<dist::ProcessGroup> group;
   if (world.distributed()) {
-    if (tc.data_parallel_mode != "ddp")
-      throw Error("train.data_parallel_mode", "\"" + tc.data_parallel_mode + "\" is not implemented yet; use ddp");
     group = dist::ProcessGroup::init(world, model->device(), tc.dist_backend,
                                      std::chrono::milliseconds(static_cast<int64_t>(tc.dist_timeout_s * 1000)));
     log_info("distributed: ", world.world, " processes (", tc.data_parallel_mode, ", ", tc.dist_backend, ")");
@@ -137,6 +167,16 @@ TrainResult run_training(const Config& cfg) {
         param_tensors.push_back(p);
       }
   if (params.empty()) throw Error("train", "every parameter is frozen: nothing to train");
+  // fsdp: the trainable parameters split 1/N over the processes (dist/fsdp.h); the optimizer
+  // steps the shards. ddp and a single process: whole parameters.
+  std::unique_ptr<dist::ShardedParameters> sharded;
+  if (group && tc.data_parallel_mode == "fsdp") {
+    const auto units = trainable->layer_units();
+    if (units.empty()) throw Error("train.data_parallel_mode", family.name + " cannot shard its parameters yet; use ddp");
+    sharded = std::make_unique<dist::ShardedParameters>(*group, params, units);
+    trainable->set_layer_runner(sharded.get());
+    param_tensors = sharded->local_shards();
+  }
 
   // ---- data: decode and plan every sample once, so a bad one fails before step 1 -------------
   std::vector<Planned> planned;
@@ -180,13 +220,14 @@ TrainResult run_training(const Config& cfg) {
                                              .betas({tc.betas[0], tc.betas[1]})
                                              .eps(tc.eps)
                                              .weight_decay(tc.weight_decay));
-  // The run's generator (kept in checkpoints). The draws themselves come from each micro-batch's
-  // generator, derived from the seed, the step and its place in the step (micro_batch_seed).
-  at::Generator gen = generate::make_generator(model->device(), static_cast<uint64_t>(tc.seed));
+  // The draws come from each micro-batch's generator, derived from the seed, the step and its place
+  // in the step (micro_batch_seed): a resumed run or another process count draws the same.
   CheckpointContents ck;
-  ck.parameters = params;
+  for (size_t i = 0; i < params.size(); ++i)
+    ck.parameters.push_back({params[i].first, sharded ? sharded->params()[i].shape : params[i].second.sizes().vec(),
+                             param_tensors[i]});
   ck.optimizer = &opt;
-  ck.generator = &gen;
+  if (sharded) ck.sharding = {world.rank, world.world, true, [&] { group->barrier(); }};
   ck.config_yaml = cfg.to_yaml();
   if (lead) prune_checkpoints(tc.output_dir, 0);  // stale .tmp folders of an interrupted save
   TrainerState state;
@@ -210,15 +251,20 @@ TrainResult run_training(const Config& cfg) {
   log_info("training ", total, " steps (", planner.steps_per_epoch(), " per epoch) on ", planned.size(), " samples");
 
   auto save = [&]() -> std::string {
-    if (!lead) return {};
+    if (!lead && !sharded) return {};  // ddp: the first process holds everything
     ck.state = state;
     const std::string dir = save_checkpoint(tc.output_dir, ck, [&](const std::string& tmp) {
       if (!tc.save_hf_weights) return;
-      const std::string hf = tmp + "/hf_ckpt";
-      fs::create_directories(hf);
-      copy_model_assets(cfg.model.model_path, hf);
-      trainable->save_weights(hf);
+      if (sharded) sharded->gather_all();  // every process takes part; the first one writes
+      if (lead) {
+        const std::string hf = tmp + "/hf_ckpt";
+        fs::create_directories(hf);
+        copy_model_assets(cfg.model.model_path, hf);
+        trainable->save_weights(hf);
+      }
+      if (sharded) sharded->release_all();
     });
+    if (!lead) return {};
     prune_checkpoints(tc.output_dir, tc.save_total_limit);
     log_info("saved ", dir);
     return dir;
@@ -283,20 +329,39 @@ TrainResult run_training(const Config& cfg) {
     const double ce_scale = norm_ce > 0 ? tc.ce_weight / norm_ce : 0.0;
     const double gen_scale = norm_gen > 0 ? tc.mse_weight / norm_gen : 0.0;
     double ce_sum = 0, gen_sum = 0;
-    // One forward + backward per micro-batch (a family that packs runs the micro-batch as one
-    // sequence); each graph is freed by its own backward, so memory is one micro-batch's.
+    // The passes: one forward + backward per micro-batch (a family that packs runs it as one
+    // sequence), each graph freed by its own backward so memory is one pass's. Sharded processes
+    // run their layers' collectives in lockstep, so there a pass is one decoder forward: a sample,
+    // unless the family packs the micro-batch; a process with fewer passes pads with null passes.
+    std::vector<Pass> passes;
     for (size_t b = 0; b < micro_batches.size(); ++b) {
-      const auto& mb = micro_batches[b];
-      const auto& exs = step_examples[b];
-      int64_t want_ce = 0, want_gen = 0;
-      for (const auto& p : step_plans[b]) {
-        want_ce += p.ce_tokens;
-        want_gen += p.gen_tokens;
+      const size_t n = micro_batches[b].size();
+      if (sharded && !trainable->packs_micro_batches())
+        for (size_t i = 0; i < n; ++i) passes.push_back({b, i, i + 1});
+      else
+        passes.push_back({b, 0, n});
+    }
+    size_t n_passes = passes.size();
+    if (sharded) {
+      n_passes = static_cast<size_t>(group->all_reduce_max({static_cast<double>(passes.size())})[0]);
+      sharded->begin_step();
+    }
+    for (size_t k = 0; k < n_passes; ++k) {
+      if (k >= passes.size()) {
+        sharded->null_pass();
+        continue;
       }
+      const Pass& pass = passes[k];
+      const auto& mb = micro_batches[pass.batch];
+      int64_t want_ce = 0, want_gen = 0;
       std::vector<const models::TrainExample*> ptrs;
-      for (const auto& e : exs) ptrs.push_back(&e);
-      const std::string where = samples[planned[static_cast<size_t>(mb.front())].sample].where;
-      models::TrainLosses l = trainable->forward_train_batch(ptrs, gens[b]);
+      for (size_t i = pass.from; i < pass.to; ++i) {
+        want_ce += step_plans[pass.batch][i].ce_tokens;
+        want_gen += step_plans[pass.batch][i].gen_tokens;
+        ptrs.push_back(&step_examples[pass.batch][i]);
+      }
+      const std::string where = samples[planned[static_cast<size_t>(mb[pass.from])].sample].where;
+      models::TrainLosses l = trainable->forward_train_batch(ptrs, gens[pass.batch]);
       const int64_t got_ce = l.ce.defined() ? l.ce.numel() : 0, got_gen = l.gen.defined() ? l.gen.numel() : 0;
       if (got_ce != want_ce || got_gen != want_gen)
         throw Error(where, family.name + " planned " + std::to_string(want_ce) + "/" + std::to_string(want_gen) +
@@ -306,11 +371,19 @@ TrainResult run_training(const Config& cfg) {
       auto add = [&](const at::Tensor& t) { objective = objective.defined() ? objective + t : t; };
       if (got_ce && tc.ce_weight > 0) add(l.ce.sum() * ce_scale);
       if (got_gen && tc.mse_weight > 0) add(l.gen.sum() * gen_scale);
+      if (sharded)  // every layer's backward runs (and so its collectives), whatever the loss reaches
+        if (auto a = sharded->anchor(); a.defined()) add(a);
       if (got_ce) ce_sum += l.ce.detach().sum().item<double>();
       if (got_gen) gen_sum += l.gen.detach().sum().item<double>();
       if (objective.defined() && objective.requires_grad()) objective.backward();
+      if (sharded) sharded->end_pass();
     }
-    if (group) {  // data parallel: the gradient of the global batch on every process
+    if (sharded) {  // the shards' gradients of the global batch, and its loss sums
+      sharded->end_step();
+      const auto sums = group->all_reduce_sum({ce_sum, gen_sum});
+      ce_sum = sums[0];
+      gen_sum = sums[1];
+    } else if (group) {  // data parallel: the gradient of the global batch on every process
       // A parameter no process computed a gradient for stays without one (AdamW then leaves it
       // alone, as one process would), so which ones have one is summed first, with the losses.
       std::vector<double> counts{ce_sum, gen_sum};
@@ -329,8 +402,8 @@ TrainResult run_training(const Config& cfg) {
     }
     const double lr = lr_at(tc, state.global_step, total);
     for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
-    const double norm = torch::nn::utils::clip_grad_norm_(
-        param_tensors, tc.max_grad_norm > 0 ? tc.max_grad_norm : std::numeric_limits<double>::infinity());
+    const double max_norm = tc.max_grad_norm > 0 ? tc.max_grad_norm : std::numeric_limits<double>::infinity();
+    const double norm = clip_grad_norm(param_tensors, max_norm, sharded ? group.get() : nullptr);
     opt.step();
     for (auto& p : param_tensors) p.mutable_grad() = at::Tensor();  // set_to_none, as PyTorch 2 does
     ++state.global_step;

@@ -119,6 +119,14 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
     prepare_training();
     return groups_by_child(inf_.model(), is_position_table);
   }
+  std::vector<std::string> layer_units() override {
+    std::vector<std::string> u;
+    for (size_t i = 0; i < inf_.model().language_model->model->layer_ptrs.size(); ++i) u.push_back("language_model.model.layers." + std::to_string(i));
+    return u;
+  }
+  void set_layer_runner(nn::LayerRunner* runner) override { inf_.model().language_model->model->layer_runner = runner; }
+  bool packs_micro_batches() const override { return true; }
+
   // The fork's bagel branch: freeze_vit = the SigLIP tower (the connector stays trainable),
   // freeze_llm = the whole MoT decoder; the rest by what each part does. The VAE is always frozen
   // (it only encodes targets, as in the official trainer). freeze_und covers no parameter: it is

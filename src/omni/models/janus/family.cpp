@@ -135,6 +135,13 @@ class Janus final : public Model, public Understands, public Generates, public T
   // ---- training ------------------------------------------------------------------------------
   std::vector<ParameterGroup> parameter_groups() override { return groups_by_child(*model_->net()); }
 
+  std::vector<std::string> layer_units() override {
+    std::vector<std::string> u;
+    for (size_t i = 0; i < model_->net()->language_model->model->layer_ptrs.size(); ++i) u.push_back("language_model.model.layers." + std::to_string(i));
+    return u;
+  }
+  void set_layer_runner(nn::LayerRunner* runner) override { model_->net()->language_model->model->layer_runner = runner; }
+
   // The fork's freezing keys for Janus (the fork's janus branch: freeze_vit = vision_model,
   // freeze_vae = the VQ tokenizer gen_vision_model); the rest by what each part does here.
   std::vector<FreezeKey> freeze_keys() override {

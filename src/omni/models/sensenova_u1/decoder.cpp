@@ -164,8 +164,16 @@ torch::Tensor Qwen3MoTModelImpl::forward(const torch::Tensor& x, const torch::Te
     kv->reserve(T, x.options());  // a Peek writes its block past `length` and leaves length alone
   }
   auto h = x;
-  for (int64_t l = 0; l < static_cast<int64_t>(layer_ptrs.size()); ++l)
-    h = layer_ptrs[l]->forward(h, rp, route, kv, l, mask);
+  if (kv || !layer_runner) {
+    for (int64_t l = 0; l < static_cast<int64_t>(layer_ptrs.size()); ++l)
+      h = layer_ptrs[l]->forward(h, rp, route, kv, l, mask);
+  } else {
+    const nn::KeptMask kept(mask);
+    for (int64_t l = 0; l < static_cast<int64_t>(layer_ptrs.size()); ++l)
+      h = layer_runner->run(l, h, [layer = layer_ptrs[l], rp, route, kept, l](const torch::Tensor& x) mutable {
+        return layer->forward(x, rp, route, nullptr, l, kept.get());
+      });
+  }
   if (kv && use == CacheUse::Append) kv->length += T;
   return routed(
       h, route, [&](const torch::Tensor& r) { return norm->forward(r); },

@@ -85,6 +85,7 @@ class Qwen3MoTModelImpl : public torch::nn::Module {
   torch::nn::Embedding embed_tokens{nullptr};
   torch::nn::ModuleList layers;
   std::vector<Qwen3MoTDecoderLayer> layer_ptrs;
+  nn::LayerRunner* layer_runner = nullptr;  // training under fsdp (nn/layer_runner.h); used without a cache
   nn::RMSNorm norm{nullptr}, norm_mot_gen{nullptr};
   torch::Tensor inv_freq_t, inv_freq_hw;  // not registered (HF: persistent=False)
 };
