@@ -3,6 +3,12 @@
 // image towers), against this machine's measured fp32 GEMM rate. Not run by ctest.
 //
 //   build/bench/bench_train [--steps N] [--family janus|bagel|all] [--threads N (2)] [--fixtures DIR]
+//   build/bench/bench_train --nproc 1,2,4 [--mode fsdp|ddp] [--omni build/omni] ...
+//
+// --nproc: the same steps through `omni launch` at each process count (the threads split between
+// the processes, the global batch fixed): tokens/s and its scaling, seconds per step in collectives,
+// and memory per process (the largest process's peak RSS and its trainable state: parameters or
+// shards + gradients + AdamW moments).
 //
 // FLOPs per step are counted as 6 x (the decoder's non-embedding parameters one token passes
 // through: for BAGEL's MoT one expert's) x (tokens in the step) + 6 x (head parameters) x (rows
@@ -14,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -164,23 +171,88 @@ Setup bagel_setup(const fs::path& root) {
   return s;
 }
 
+// The model and data of `s` trained through `omni launch` at each process count.
+void scaling_table(const Setup& s, const fs::path& root, const std::vector<int>& nprocs, const std::string& mode,
+                   const std::string& omni_bin, int steps, int threads) {
+  std::printf("\n%s, %s: %s, %d steps after a warm-up, %d threads in all\n\n", s.name.c_str(), mode.c_str(),
+              s.dims.c_str(), steps, threads);
+  std::printf("| processes | step time | tokens/s | × 1 process | in collectives | state / process | peak RSS / process |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|\n");
+  double base = 0;
+  for (int n : nprocs) {
+    train::Config cfg;
+    cfg.model.model_path = s.model_dir.string();
+    cfg.data.train_path = {s.data.string()};
+    cfg.data.text_cond_dropout_prob = cfg.data.vit_cond_dropout_prob = cfg.data.vae_cond_dropout_prob = 0;
+    cfg.train.output_dir = (root / ("scale_" + s.name + "_" + std::to_string(n))).string();
+    cfg.train.global_batch_size = 2;
+    cfg.train.max_steps = steps + 1;
+    cfg.train.lr = 1e-5;
+    cfg.train.save_steps = 1000000;
+    cfg.train.data_parallel_mode = mode;
+    cfg.train.threads = std::max(1, threads / n);
+    const fs::path yaml = root / ("scale_" + s.name + "_" + std::to_string(n) + ".yaml");
+    std::ofstream(yaml) << cfg.to_yaml();
+    const std::string cmd = omni_bin + " --log warn launch --nproc_per_node " + std::to_string(n) + " --master_port " +
+                            std::to_string(29000 + (::getpid() % 1000) * 4 + n) + " -- " + omni_bin + " train " +
+                            yaml.string() + " > /dev/null";
+    if (std::system(cmd.c_str()) != 0) {
+      std::printf("| %d | failed: %s |\n", n, cmd.c_str());
+      continue;
+    }
+    std::ifstream in(cfg.train.output_dir + "/metrics.jsonl");
+    std::string line;
+    double time = 0, tokens = 0, comm = 0, rss = 0, state = 0;
+    int k = 0;
+    while (std::getline(in, line)) {
+      const json m = json::parse(line);
+      rss = std::max(rss, m["peak_rss_mib"].get<double>());
+      state = m["state_mib"].get<double>();
+      if (m["step"].get<int>() == 1) continue;
+      time += m["step_time_s"].get<double>();
+      tokens += m["tokens"].get<double>();
+      comm += m["comm_s"].get<double>();
+      ++k;
+    }
+    const double per_step = time / k, tps = tokens / time;
+    if (base == 0) base = tps;
+    std::printf("| %d | %.2f s | %.0f | %.2f | %.2f s | %.0f MiB | %.0f MiB |\n", n, per_step, tps, tps / base,
+                comm / k, state, rss);
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int steps = 4, threads = 2;  // as the other benches
-  std::string family = "all";
+  std::string family = "all", mode = "fsdp", omni_bin = "build/omni";
+  std::vector<int> nprocs;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--steps") steps = std::stoi(argv[i + 1]);
     else if (a == "--family") family = argv[i + 1];
     else if (a == "--threads") threads = std::stoi(argv[i + 1]);
     else if (a == "--fixtures") kFixtures = argv[i + 1];
+    else if (a == "--mode") mode = argv[i + 1];
+    else if (a == "--omni") omni_bin = argv[i + 1];
+    else if (a == "--nproc") {
+      std::stringstream ss(argv[i + 1]);
+      for (std::string x; std::getline(ss, x, ',');) nprocs.push_back(std::stoi(x));
+    }
   }
   keep_freed_memory_for_reuse();
   set_log_level(LogLevel::Warn);
   if (threads > 0) torch::set_num_threads(threads);
   const fs::path root = fs::temp_directory_path() / ("omni_bench_train_" + std::to_string(::getpid()));
   fs::create_directories(root);
+  if (!nprocs.empty()) {
+    for (const std::string f : {"janus", "bagel"})
+      if (family == "all" || family == f)
+        scaling_table(f == "janus" ? janus_setup(root) : bagel_setup(root), root, nprocs, mode, omni_bin, steps, threads);
+    fs::remove_all(root);
+    return 0;
+  }
   const double bound = gemm_gflops();
   std::printf("omni train, %d threads, fp32 GEMM bound %.1f GFLOP/s (2048^3 torch::mm)\n\n", torch::get_num_threads(), bound);
   std::printf("| family | dims | tokens/step | step time | tokens/s | GFLOP/s | of bound | peak RSS |\n");

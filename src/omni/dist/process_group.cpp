@@ -74,9 +74,12 @@ WorldEnv WorldEnv::from_env() {
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  double seconds = 0;
   void run(const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>& op) {
+    const auto t0 = std::chrono::steady_clock::now();
     try {
       op()->wait();
+      seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     } catch (const std::exception& e) {
       throw Error(std::string("distributed ") + what, first_line(e.what()) + " (a peer process failed or timed out)");
     }
@@ -176,6 +179,8 @@ at::Tensor ProcessGroup::reduce_scatter_sum(const at::Tensor& whole) {
   impl_->run("reduce_scatter", [&] { return impl_->pg->allreduce(t); });
   return t[0].narrow(0, rank_ * n, n).clone();
 }
+
+double ProcessGroup::seconds_in_collectives() const { return impl_ ? impl_->seconds : 0.0; }
 
 void ProcessGroup::barrier() {
   if (size_ == 1) return;

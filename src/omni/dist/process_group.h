@@ -41,6 +41,8 @@ class ProcessGroup {
   // The sum over ranks of `whole` [size() * n], this rank's n elements [rank() * n, (rank() + 1) * n).
   at::Tensor reduce_scatter_sum(const at::Tensor& whole);
   void barrier();
+  // Seconds spent in collectives so far (waiting included), for the metrics.
+  double seconds_in_collectives() const;
 
  private:
   struct Impl;

@@ -15,7 +15,10 @@ struct StepMetrics {
   double loss = 0, ce_loss = 0, gen_loss = 0, lr = 0, grad_norm = 0;
   int64_t tokens = 0, ce_tokens = 0, gen_tokens = 0;
   double tokens_per_s = 0, step_time_s = 0;
-  double peak_rss_mib = 0;
+  double peak_rss_mib = 0;  // the largest of the processes'
+  // The largest process's trainable state (its parameters or shards, their gradients and AdamW
+  // moments) and the seconds this process spent in collectives this step.
+  double state_mib = 0, comm_s = 0;
   std::string to_json() const;
 };
 

@@ -274,8 +274,13 @@ TrainResult run_training(const Config& cfg) {
   TrainResult result;
   result.last_loss = result_last_loss;
   Progress bar("train", total - state.global_step, "step");
+  // This process's trainable state in MiB: what the optimizer steps (whole parameters or shards),
+  // their gradients and AdamW's two moments, in the parameters' dtype.
+  double state_mib = 0;
+  for (const auto& t : param_tensors) state_mib += 4.0 * static_cast<double>(t.numel() * t.element_size()) / (1 << 20);
   while (state.global_step < total) {
     const auto t0 = std::chrono::steady_clock::now();
+    const double comm0 = group ? group->seconds_in_collectives() : 0.0;
     const auto all_micro_batches = planner.next_step();
     // This process's micro-batches (round robin over the processes) and their generators.
     std::vector<std::vector<int64_t>> micro_batches;
@@ -422,6 +427,13 @@ TrainResult run_training(const Config& cfg) {
     m.step_time_s = seconds_since(t0);
     m.tokens_per_s = m.step_time_s > 0 ? static_cast<double>(tokens) / m.step_time_s : 0.0;
     m.peak_rss_mib = static_cast<double>(peak_rss_bytes()) / (1 << 20);
+    m.state_mib = state_mib;
+    if (group) {
+      m.comm_s = group->seconds_in_collectives() - comm0;
+      const auto most = group->all_reduce_max({m.peak_rss_mib, state_mib});
+      m.peak_rss_mib = most[0];
+      m.state_mib = most[1];
+    }
     if (metrics) metrics->add(m);
     result.last_loss = m.loss;
     char note[160];
