@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "omni/core/error.h"
+#include "omni/io/checkpoint_export_torch.h"
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/dtype_torch.h"
 #include "omni/io/module_loader_torch.h"
@@ -202,4 +203,31 @@ TEST(Trace, RecordsReplacesAndSaves) {
   ASSERT_EQ(c.tensors().size(), 2u);
   EXPECT_TRUE(torch::equal(c.get("x"), torch::arange(3, torch::kFloat32).reshape({3, 1})));
   EXPECT_TRUE(torch::equal(c.get("ids"), torch::tensor({3, 1}, torch::kInt64)));
+}
+
+// A trained module written back into its checkpoint's layout keeps each tensor's dtype: a bf16
+// original exports bf16 (the trained fp32 values rounded), an fp32 one fp32, and a tensor the
+// module does not hold keeps its original bytes.
+TEST(ExportDtype, TrainedValuesInTheOriginalsDtype) {
+  const auto d = fresh_dir("export_dtype");
+  Tiny m;
+  torch::manual_seed(1);
+  save(d / "orig.safetensors", {{"fc.weight", torch::randn({2, 3}).to(torch::kBFloat16)},
+                                {"fc.bias", torch::randn({2})},
+                                {"scale", torch::zeros({2}, torch::kBFloat16)},
+                                {"extra.head", torch::arange(4, torch::kFloat16)}});
+  {
+    torch::NoGradGuard ng;
+    m.fc->weight.copy_(torch::randn({2, 3}));
+    m.fc->bias.copy_(torch::randn({2}));
+    m.scale.fill_(0.3);
+  }
+  write_updated_safetensors(Checkpoint::open((d / "orig.safetensors").string()), m, (d / "out.safetensors").string());
+  auto out = Checkpoint::open((d / "out.safetensors").string());
+  EXPECT_EQ(out.get("fc.weight").scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(out.get("fc.weight"), m.fc->weight.detach().to(torch::kBFloat16)));
+  EXPECT_EQ(out.get("fc.bias").scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(torch::equal(out.get("fc.bias"), m.fc->bias.detach()));
+  EXPECT_EQ(out.get("scale").scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(out.get("extra.head"), torch::arange(4, torch::kFloat16)));
 }

@@ -355,6 +355,53 @@ TEST(TrainJanus, ResumingFromACheckpointRepeatsTheSameStepsExactly) {
   EXPECT_NE(err.find("not a complete checkpoint"), std::string::npos) << err;
 }
 
+// bf16 compute with fp32 master weights (train.master_dtype fp32, the default): at lr 1e-6 the
+// updates are far below bf16's resolution, so the bf16 parameters stepped in place barely move,
+// while the fp32 masters (what the checkpoint holds) carry every update; a resumed run continues
+// from the masters exactly.
+TEST(TrainJanus, Bf16ComputeStepsFp32MasterWeights) {
+  QuietLogs q;
+  TempDir d;
+  write_data(d);
+  const std::vector<std::pair<std::string, std::string>> base = {
+      {"train.dtype", "bf16"}, {"train.lr", "1e-6"}, {"train.max_steps", "3"}, {"train.save_steps", "2"},
+      {"train.lr_scheduler", "constant"}, {"train.warmup_steps", "0"}, {"train.weight_decay", "0"}};
+  const std::string masters = d / "masters", plain = d / "plain";
+  train::run_training(janus_config(d, masters, base));
+  auto same = base;
+  same.push_back({"train.master_dtype", "same"});
+  train::run_training(janus_config(d, plain, same));
+
+  auto orig = io::Checkpoint::open(kJanus + "/model.safetensors");
+  auto wm = io::Checkpoint::open(masters + "/checkpoints/global_step_3/model.safetensors");
+  auto wp = io::Checkpoint::open(plain + "/checkpoints/global_step_3/model.safetensors");
+  const std::string name = "language_model.model.layers.0.mlp.up_proj.weight";
+  ASSERT_TRUE(wm.contains(name));
+  EXPECT_EQ(wm.get(name).scalar_type(), torch::kFloat32);
+  EXPECT_EQ(wp.get(name).scalar_type(), torch::kBFloat16);
+  const auto start = orig.get(name).to(torch::kBFloat16).to(torch::kFloat32);  // what the bf16 model loaded
+  const auto dm = (wm.get(name) - start).abs(), dp = (wp.get(name).to(torch::kFloat32) - start).abs();
+  const double moved_masters = (dm > 0).to(torch::kFloat64).mean().item<double>();
+  const double moved_plain = (dp > 0).to(torch::kFloat64).mean().item<double>();
+  EXPECT_GT(moved_masters, 0.99) << "the masters hold the updates";
+  EXPECT_LT(dm.max().item<double>(), 1e-5) << "3 steps of at most ~lr each";
+  EXPECT_LT(moved_plain, 0.05) << "bf16 parameters stepped in place lose updates this small";
+
+  // 2 steps, then 1 resumed from the step-2 masters: the same losses and masters as 3 straight.
+  const std::string resumed = d / "resumed";
+  fs::create_directories(resumed + "/checkpoints");
+  fs::copy(masters + "/checkpoints/global_step_2", resumed + "/checkpoints/global_step_2", fs::copy_options::recursive);
+  auto rc = base;
+  rc.push_back({"train.load_path", "auto"});
+  train::run_training(janus_config(d, resumed, rc));
+  const auto ma = metrics_of(masters), mr = metrics_of(resumed);
+  ASSERT_EQ(ma.size(), 3u);
+  ASSERT_EQ(mr.size(), 1u);
+  EXPECT_EQ(mr[0]["loss"], ma[2]["loss"]);
+  auto wr = io::Checkpoint::open(resumed + "/checkpoints/global_step_3/model.safetensors");
+  EXPECT_TRUE(torch::equal(wr.get(name), wm.get(name)));
+}
+
 // ---- training the tiny BAGEL -------------------------------------------------------------------
 TEST(TrainBagel, LearnsUnderstandingAndGenerationLeavesTheFrozenViTAndExports) {
   QuietLogs q;

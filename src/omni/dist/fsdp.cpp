@@ -39,7 +39,7 @@ std::string family_bug(const std::string& what) { return what + " (a family bug:
 }  // namespace
 
 ShardedParameters::ShardedParameters(ProcessGroup& group, const std::vector<std::pair<std::string, at::Tensor>>& params,
-                                     const std::vector<std::string>& unit_prefixes)
+                                     const std::vector<std::string>& unit_prefixes, c10::ScalarType master)
     : group_(group), units_(unit_prefixes.size()) {
   const int64_t N = group.size();
   std::map<const void*, std::string> seen;
@@ -51,9 +51,10 @@ ShardedParameters::ShardedParameters(ProcessGroup& group, const std::vector<std:
     p.name = name;
     p.full = t;
     p.shape = t.sizes().vec();
+    p.options = t.options();
     p.numel = t.numel();
     p.shard = (p.numel + N - 1) / N;
-    p.local = shard_of(p, t).clone().requires_grad_(true);
+    p.local = shard_of(p, t).to(master).clone().requires_grad_(true);
     bool in_unit = false;
     for (size_t u = 0; u < unit_prefixes.size() && !in_unit; ++u)
       if (name.rfind(unit_prefixes[u] + ".", 0) == 0) {
@@ -94,7 +95,7 @@ void ShardedParameters::gather(const std::vector<size_t>& which) {
   std::vector<at::Tensor> parts;
   int64_t S = 0;
   for (size_t i : which) {
-    parts.push_back(params_[i].local.detach());
+    parts.push_back(params_[i].local.detach().to(params_[i].options.dtype()));
     S += params_[i].shard;
   }
   const auto all = group_.all_gather(torch::cat(parts)).view({group_.size(), S});
@@ -108,7 +109,7 @@ void ShardedParameters::gather(const std::vector<size_t>& which) {
 }
 
 void ShardedParameters::release(const std::vector<size_t>& which) {
-  for (size_t i : which) params_[i].full.set_data(torch::empty({0}, params_[i].local.options()));
+  for (size_t i : which) params_[i].full.set_data(torch::empty({0}, params_[i].options));
 }
 
 void ShardedParameters::reduce(const std::vector<size_t>& which, const std::vector<at::Tensor>& whole_grads) {
@@ -119,7 +120,8 @@ void ShardedParameters::reduce(const std::vector<size_t>& which, const std::vect
   for (size_t k = 0; k < which.size(); ++k) {
     auto& p = params_[which[k]];
     const auto& g = whole_grads[k];
-    at::Tensor flat = g.defined() ? g.detach().reshape(-1) : torch::zeros({p.numel}, p.local.options());
+    at::Tensor flat = g.defined() ? g.detach().reshape(-1).to(p.local.scalar_type())
+                                  : torch::zeros({p.numel}, p.local.options());
     if (g.defined()) p.used = true;
     if (N * p.shard > p.numel) flat = torch::cat({flat, torch::zeros({N * p.shard - p.numel}, flat.options())});
     cols.push_back(flat.view({N, p.shard}));

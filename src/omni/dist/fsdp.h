@@ -31,15 +31,18 @@ class ShardedParameters final : public nn::LayerRunner {
     std::string name;
     at::Tensor full;  // the model's tensor: its data while gathered, empty otherwise
     std::vector<int64_t> shape;
+    at::TensorOptions options;     // the model's (the compute dtype)
     int64_t numel = 0, shard = 0;  // shard = ceil(numel / N)
-    at::Tensor local;              // [shard], a leaf requiring grad: what the optimizer steps
+    at::Tensor local;              // [shard] in the master dtype, a leaf requiring grad: what the optimizer steps
     at::Tensor grad;               // [shard], summed over the step's passes
     bool used = false;             // this process computed a gradient for it this step
   };
   // `params`: the trainable parameters (every process the same list, with the same values);
-  // `unit_prefixes`: the wrapping units, in forward order. Frees the model's copies.
+  // `unit_prefixes`: the wrapping units, in forward order; `master`: the shards' dtype (fp32
+  // master weights under bf16 compute: gathered parameters are cast to the model's dtype, gradients
+  // summed in the master dtype). Frees the model's copies.
   ShardedParameters(ProcessGroup& group, const std::vector<std::pair<std::string, at::Tensor>>& params,
-                    const std::vector<std::string>& unit_prefixes);
+                    const std::vector<std::string>& unit_prefixes, c10::ScalarType master);
   ~ShardedParameters() override;
 
   int world() const;

@@ -129,7 +129,9 @@ void ProcessGroup::all_reduce_sum(std::vector<at::Tensor>& tensors) {
   for (auto& [dt, idx] : by_dtype) {
     std::vector<at::Tensor> flat_parts;
     for (size_t i : idx) flat_parts.push_back(tensors[i].reshape(-1));
-    std::vector<at::Tensor> flat{torch::cat(flat_parts)};
+    // Gloo in libtorch 1.13 has no bf16 arithmetic: bf16 is summed in fp32.
+    const bool widen = dt == c10::ScalarType::BFloat16;
+    std::vector<at::Tensor> flat{widen ? torch::cat(flat_parts).to(torch::kFloat32) : torch::cat(flat_parts)};
     impl_->run("all_reduce", [&] { return impl_->pg->allreduce(flat); });
     int64_t off = 0;
     for (size_t i : idx) {
@@ -161,6 +163,8 @@ std::vector<double> ProcessGroup::all_reduce_max(const std::vector<double>& valu
 at::Tensor ProcessGroup::all_gather(const at::Tensor& part) {
   auto in = part.reshape(-1).contiguous();
   if (size_ == 1) return in.clone();
+  // Gloo in libtorch 1.13 does not take bf16; a gather moves bytes, so bf16 travels as fp16 bits.
+  if (in.scalar_type() == c10::ScalarType::BFloat16) return all_gather(in.view(torch::kHalf)).view(torch::kBFloat16);
   auto out = torch::empty({size_, in.numel()}, in.options());
   std::vector<std::vector<at::Tensor>> outs(1);
   for (int r = 0; r < size_; ++r) outs[0].push_back(out[r]);

@@ -19,7 +19,13 @@ void write_updated_safetensors(const Checkpoint& original, const torch::nn::Modu
   std::set<std::string> written;
   for (const auto& info : original.tensors()) {
     auto it = now.find(info.name);
-    out.emplace_back(info.name, it != now.end() ? it->second.detach().to(torch::kCPU).contiguous() : original.get(info.name));
+    if (it == now.end()) {
+      out.emplace_back(info.name, original.get(info.name));
+      continue;
+    }
+    // In the original's dtype: a bf16 checkpoint trained in fp32 exports bf16, at its own size.
+    const auto dtype = original.get(info.name).scalar_type();
+    out.emplace_back(info.name, it->second.detach().to(torch::kCPU).to(dtype).contiguous());
     written.insert(info.name);
   }
   for (const auto& [name, t] : current)

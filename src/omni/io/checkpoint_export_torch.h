@@ -16,7 +16,8 @@ namespace omni::io {
 
 // The module's parameters and buffers (named as the checkpoint) replace the original's values,
 // except names for which `keep_original` is true (e.g. tables the trainer recomputed); a module
-// name the original lacks is appended. Values are written in their current dtype.
+// name the original lacks is appended. Values are written in the original tensor's dtype (an
+// appended one in its current dtype).
 void write_updated_safetensors(const Checkpoint& original, const torch::nn::Module& module, const std::string& out_file,
                                const std::function<bool(const std::string&)>& keep_original = {});
 

@@ -200,7 +200,9 @@ const std::vector<Key>& schema() {
                          "also write hf_ckpt/ (a model folder omni infer loads) with each checkpoint [false]"));
     k.push_back(make_key("train", "log_steps", &C::train, &T::log_steps, "log a line every N steps [1]"));
     k.push_back(make_key("train", "device", &C::train, &T::device, "cpu | cuda | cuda:N [cpu]"));
-    k.push_back(make_key("train", "dtype", &C::train, &T::dtype, "parameter dtype: fp32 | bf16 [fp32]"));
+    k.push_back(make_key("train", "dtype", &C::train, &T::dtype, "parameter (compute) dtype: fp32 | bf16 [fp32]"));
+    k.push_back(make_key("train", "master_dtype", &C::train, &T::master_dtype,
+                         "what AdamW steps under bf16: fp32 (master weights) | same (the bf16 parameters) [fp32]"));
     k.push_back(make_key("train", "threads", &C::train, &T::threads, "intra-op threads (0 = libtorch's default) [0]"));
     k.push_back(make_key("train", "data_parallel_mode", &C::train, &T::data_parallel_mode,
                          "with several processes: fsdp (parameters, gradients and AdamW state 1/N per process) | "
@@ -275,6 +277,8 @@ void validate(const Config& c) {
   need(t.dist_timeout_s > 0, "train.dist_timeout_s", "must be positive");
   need(t.dtype.empty() || t.dtype == "fp32" || t.dtype == "float32" || t.dtype == "bf16" || t.dtype == "bfloat16",
        "train.dtype", "must be fp32 or bf16, got '" + t.dtype + "'");
+  need(t.master_dtype == "fp32" || t.master_dtype == "same", "train.master_dtype",
+       "must be fp32 or same, got '" + t.master_dtype + "'");
 }
 
 }  // namespace

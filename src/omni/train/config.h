@@ -72,7 +72,10 @@ struct TrainConfig {
   bool save_hf_weights = false;
   int64_t log_steps = 1;
   std::string device = "cpu";
-  std::string dtype;  // "" = fp32 (parameters and optimizer state)
+  std::string dtype;  // "" = fp32: the model's parameters (its compute dtype)
+  // What AdamW steps: "fp32" = an fp32 master copy of each trainable parameter where the model's
+  // dtype is lower (bf16 compute, fp32 updates), "same" = the parameters themselves.
+  std::string master_dtype = "fp32";
   int64_t threads = 0;
   // Multi-process runs (omni launch / torchrun): replicated weights with summed gradients ("ddp").
   std::string data_parallel_mode = "fsdp";

@@ -167,16 +167,37 @@ TrainResult run_training(const Config& cfg) {
         param_tensors.push_back(p);
       }
   if (params.empty()) throw Error("train", "every parameter is frozen: nothing to train");
-  // fsdp: the trainable parameters split 1/N over the processes (dist/fsdp.h); the optimizer
-  // steps the shards. ddp and a single process: whole parameters.
+  // What the optimizer steps (param_tensors from here on). fsdp: the trainable parameters split
+  // 1/N over the processes (dist/fsdp.h), the shards. ddp and a single process: whole parameters.
+  // Either way in the master dtype: with master_dtype fp32 a bf16 model computes in bf16 while
+  // AdamW steps fp32 copies (the model's parameters are refreshed from them after each step).
+  const auto model_params = param_tensors;
+  const c10::ScalarType master = tc.master_dtype == "fp32" ? c10::ScalarType::Float : model->dtype();
   std::unique_ptr<dist::ShardedParameters> sharded;
+  bool has_masters = false;
   if (group && tc.data_parallel_mode == "fsdp") {
     const auto units = trainable->layer_units();
     if (units.empty()) throw Error("train.data_parallel_mode", family.name + " cannot shard its parameters yet; use ddp");
-    sharded = std::make_unique<dist::ShardedParameters>(*group, params, units);
+    sharded = std::make_unique<dist::ShardedParameters>(*group, params, units, master);
     trainable->set_layer_runner(sharded.get());
     param_tensors = sharded->local_shards();
+  } else {
+    for (auto& t : param_tensors)
+      if (t.scalar_type() != master) {
+        t = t.detach().to(master).clone().requires_grad_(true);
+        has_masters = true;
+      }
   }
+  if (has_masters || (sharded && master != model->dtype()))
+    log_info("master weights: AdamW steps ", models::dtype_name(master), " copies of the ",
+             models::dtype_name(model->dtype()), " parameters");
+  // The model's parameters from the master copies (after a step or a resume).
+  auto refresh_model = [&] {
+    if (!has_masters) return;
+    torch::NoGradGuard ng;
+    for (size_t i = 0; i < param_tensors.size(); ++i)
+      if (!param_tensors[i].is_same(model_params[i])) model_params[i].copy_(param_tensors[i]);
+  };
 
   // ---- data: decode and plan every sample once, so a bad one fails before step 1 -------------
   std::vector<Planned> planned;
@@ -237,6 +258,7 @@ TrainResult run_training(const Config& cfg) {
         tc.load_path == "auto" ? latest_checkpoint(tc.output_dir) : std::optional<std::string>(tc.load_path);
     if (from) {
       state = load_checkpoint(*from, ck);
+      refresh_model();
       planner.seek(state.data);
       log_info("resumed from ", *from, " at step ", state.global_step);
     } else {
@@ -278,6 +300,8 @@ TrainResult run_training(const Config& cfg) {
   // their gradients and AdamW's two moments, in the parameters' dtype.
   double state_mib = 0;
   for (const auto& t : param_tensors) state_mib += 4.0 * static_cast<double>(t.numel() * t.element_size()) / (1 << 20);
+  if (has_masters)  // and the model's own parameters and their gradients
+    for (const auto& t : model_params) state_mib += 2.0 * static_cast<double>(t.numel() * t.element_size()) / (1 << 20);
   while (state.global_step < total) {
     const auto t0 = std::chrono::steady_clock::now();
     const double comm0 = group ? group->seconds_in_collectives() : 0.0;
@@ -383,6 +407,13 @@ TrainResult run_training(const Config& cfg) {
       if (objective.defined() && objective.requires_grad()) objective.backward();
       if (sharded) sharded->end_pass();
     }
+    if (has_masters)  // the gradients move to the master copies (summed there, in their dtype)
+      for (size_t i = 0; i < param_tensors.size(); ++i)
+        if (!param_tensors[i].is_same(model_params[i])) {
+          const auto& g = model_params[i].grad();
+          param_tensors[i].mutable_grad() = g.defined() ? g.to(master) : at::Tensor();
+          model_params[i].mutable_grad() = at::Tensor();
+        }
     if (sharded) {  // the shards' gradients of the global batch, and its loss sums
       sharded->end_step();
       const auto sums = group->all_reduce_sum({ce_sum, gen_sum});
@@ -411,6 +442,7 @@ TrainResult run_training(const Config& cfg) {
     const double norm = clip_grad_norm(param_tensors, max_norm, sharded ? group.get() : nullptr);
     opt.step();
     for (auto& p : param_tensors) p.mutable_grad() = at::Tensor();  // set_to_none, as PyTorch 2 does
+    refresh_model();
     ++state.global_step;
     state.data = planner.position();
 
