@@ -256,14 +256,4 @@ void ShardedParameters::zero_grad() {
   for (auto& p : params_) p.local.mutable_grad() = at::Tensor();
 }
 
-void ShardedParameters::gather_all() {
-  for (const auto& u : units_) gather(u);
-  gather(root_);
-}
-
-void ShardedParameters::release_all() {
-  for (const auto& u : units_) release(u);
-  release(root_);
-}
-
 }  // namespace omni::dist

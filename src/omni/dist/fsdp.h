@@ -58,8 +58,6 @@ class ShardedParameters final : public nn::LayerRunner {
   void null_pass();                  // a pass's collectives with nothing to compute
   void end_step();                   // the shards' gradients (none where no process had one)
   void zero_grad();
-  void gather_all();   // every parameter whole in the model (an export), until release_all()
-  void release_all();
 
   at::Tensor run(int64_t layer, const at::Tensor& h, const nn::LayerFn& fn) override;
   // The backward of one unit call (called by its autograd node): returns the input's gradient.

@@ -17,8 +17,11 @@ namespace omni::io {
 // The module's parameters and buffers (named as the checkpoint) replace the original's values,
 // except names for which `keep_original` is true (e.g. tables the trainer recomputed); a module
 // name the original lacks is appended. Values are written in the original tensor's dtype (an
-// appended one in its current dtype).
+// appended one in its current dtype), one tensor at a time. `source`, when given, supplies the
+// value of a module name instead of the module (an undefined tensor: the module's own), e.g. the
+// trainer's sharded parameters reassembled one at a time.
 void write_updated_safetensors(const Checkpoint& original, const torch::nn::Module& module, const std::string& out_file,
-                               const std::function<bool(const std::string&)>& keep_original = {});
+                               const std::function<bool(const std::string&)>& keep_original = {},
+                               const std::function<torch::Tensor(const std::string&)>& source = {});
 
 }  // namespace omni::io

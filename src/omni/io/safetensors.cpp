@@ -148,6 +148,12 @@ const uint8_t* SafetensorsFile::data(const std::string& name) const {
 
 void write_safetensors(const std::string& path, const std::vector<RawTensor>& tensors,
                        const std::map<std::string, std::string>& metadata) {
+  write_safetensors_streamed(path, tensors, [&](size_t i) { return tensors[i].data; }, metadata);
+}
+
+void write_safetensors_streamed(const std::string& path, const std::vector<RawTensor>& tensors,
+                                const std::function<const void*(size_t i)>& bytes_of,
+                                const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
@@ -167,8 +173,14 @@ void write_safetensors(const std::string& path, const std::vector<RawTensor>& te
   uint8_t len[8];
   for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>((h.size() >> (8 * i)) & 0xff);
   bool ok = std::fwrite(len, 1, 8, f) == 8 && std::fwrite(h.data(), 1, h.size(), f) == h.size();
-  for (size_t i = 0; ok && i < tensors.size(); ++i)
-    ok = sizes[i] == 0 || std::fwrite(tensors[i].data, 1, sizes[i], f) == sizes[i];
+  try {
+    for (size_t i = 0; ok && i < tensors.size(); ++i)
+      ok = sizes[i] == 0 || std::fwrite(bytes_of(i), 1, sizes[i], f) == sizes[i];
+  } catch (...) {
+    std::fclose(f);
+    std::remove(tmp.c_str());
+    throw;
+  }
   ok = (std::fclose(f) == 0) && ok;
   if (!ok) {
     std::remove(tmp.c_str());

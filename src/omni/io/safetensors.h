@@ -2,6 +2,7 @@
 // ({name: {dtype, shape, data_offsets: [begin, end]}, "__metadata__": {str: str}}), then the data.
 // The reader memory-maps the file and validates the whole header before handing out views.
 #pragma once
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -47,5 +48,12 @@ struct RawTensor {
 // order). Writes to "<path>.tmp" then renames, so a failed write never leaves a half file.
 void write_safetensors(const std::string& path, const std::vector<RawTensor>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+// The same file from a layout (each RawTensor's data unused), asking `bytes_of(i)` for tensor i's
+// bytes in order; the pointer need only live until the next call, so one tensor at a time is in
+// memory (an export of a model larger than the memory left).
+void write_safetensors_streamed(const std::string& path, const std::vector<RawTensor>& layout,
+                                const std::function<const void*(size_t i)>& bytes_of,
+                                const std::map<std::string, std::string>& metadata = {});
 
 }  // namespace omni::io

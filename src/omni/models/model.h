@@ -164,8 +164,12 @@ class Trainable {
   // U1) or one forward per sample (the default): sharded processes run forwards in lockstep.
   virtual bool packs_micro_batches() const { return false; }
   // Writes the weights files of the family's shipped layout into `dir` (the trainer copies the
-  // configs and tokenizer), so `omni infer --model_path dir` loads the trained model.
-  virtual void save_weights(const std::string& dir) = 0;
+  // configs and tokenizer), so `omni infer --model_path dir` loads the trained model. `source`,
+  // when given, holds the trained parameters by checkpoint name where the model does not hold
+  // them whole (fsdp: reassembled from the checkpoint's shard files one at a time); tensors are
+  // written one at a time either way.
+  using WeightSource = std::function<at::Tensor(const std::string& name)>;
+  virtual void save_weights(const std::string& dir, const WeightSource& source = {}) = 0;
 };
 Trainable* as_trainable(Model& m);  // null when the family cannot train yet
 

@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
@@ -158,14 +160,18 @@ std::string save_checkpoint(const std::string& output_dir, const CheckpointConte
     optim.emplace_back("exp_avg_sq/" + e.name, st.exp_avg_sq().to(torch::kCPU));
     optim.emplace_back("step/" + e.name, torch::tensor({st.step()}, torch::kInt64));
   }
-  io::save_safetensors((tmp / ("model" + suffix + ".safetensors")).string(), model);
+  const fs::path model_file = tmp / ("model" + suffix + ".safetensors"), optim_file = tmp / ("optimizer" + suffix + ".safetensors");
+  io::save_safetensors(model_file.string(), model);
   maybe_die_mid_save(c.state.global_step);
-  io::save_safetensors((tmp / ("optimizer" + suffix + ".safetensors")).string(), optim);
+  io::save_safetensors(optim_file.string(), optim);
+  sync_path(model_file);
+  sync_path(optim_file);
+  together();  // every shard is on disk: an export may read them
   if (extra) extra(tmp.string());
-  for (const auto& e : fs::recursive_directory_iterator(tmp))
-    if (e.is_regular_file() && e.path().filename().string().find(suffix) != std::string::npos) sync_path(e.path());
   together();
   if (!lead) return final_dir.string();
+  for (const auto& e : fs::recursive_directory_iterator(tmp))
+    if (e.is_regular_file() && e.path().filename().string().find(".shard-") == std::string::npos) sync_path(e.path());
   json st = {{"global_step", c.state.global_step},
              {"epoch", c.state.data.epoch},
              {"cursor", c.state.data.cursor},
@@ -230,6 +236,16 @@ TrainerState load_checkpoint(const std::string& dir, const CheckpointContents& i
   s.data.cursor = st.value("cursor", int64_t{0});
   s.skipped_samples = st.value("skipped_samples", int64_t{0});
   return s;
+}
+
+std::function<at::Tensor(const std::string&)> saved_parameters(const std::string& dir, const CheckpointContents& c) {
+  auto state = std::make_shared<SavedState>(fs::path(dir), "model", c.sharding.sharded ? c.sharding.world : 1);
+  auto shapes = std::make_shared<std::map<std::string, std::vector<int64_t>>>();
+  for (const auto& e : c.parameters) (*shapes)[e.name] = e.shape;
+  return [state, shapes](const std::string& name) -> at::Tensor {
+    const auto it = shapes->find(name);
+    return it == shapes->end() ? at::Tensor() : state->whole(name, it->second);
+  };
 }
 
 void prune_checkpoints(const std::string& output_dir, int64_t limit) {

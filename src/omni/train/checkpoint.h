@@ -59,6 +59,12 @@ struct CheckpointContents {
 std::string save_checkpoint(const std::string& output_dir, const CheckpointContents& c,
                             const std::function<void(const std::string& dir)>& extra = {});
 
+// The trained parameters a checkpoint folder holds (complete, or being written once its model
+// files are on disk: inside save_checkpoint's `extra`), in c's layout, each reassembled whole from
+// its shards when asked for by name (undefined for a name c does not train): an export that never
+// holds more than one parameter.
+std::function<at::Tensor(const std::string&)> saved_parameters(const std::string& dir, const CheckpointContents& c);
+
 // The newest complete checkpoint under output_dir/checkpoints (none: nullopt).
 std::optional<std::string> latest_checkpoint(const std::string& output_dir);
 

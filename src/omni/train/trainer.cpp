@@ -277,14 +277,12 @@ TrainResult run_training(const Config& cfg) {
     ck.state = state;
     const std::string dir = save_checkpoint(tc.output_dir, ck, [&](const std::string& tmp) {
       if (!tc.save_hf_weights) return;
-      if (sharded) sharded->gather_all();  // every process takes part; the first one writes
-      if (lead) {
-        const std::string hf = tmp + "/hf_ckpt";
-        fs::create_directories(hf);
-        copy_model_assets(cfg.model.model_path, hf);
-        trainable->save_weights(hf);
-      }
-      if (sharded) sharded->release_all();
+      if (!lead) return;
+      const std::string hf = tmp + "/hf_ckpt";
+      fs::create_directories(hf);
+      copy_model_assets(cfg.model.model_path, hf);
+      // fsdp: the shard files just written, reassembled one parameter at a time (nothing gathered)
+      trainable->save_weights(hf, sharded ? saved_parameters(tmp, ck) : models::Trainable::WeightSource());
     });
     if (!lead) return {};
     prune_checkpoints(tc.output_dir, tc.save_total_limit);

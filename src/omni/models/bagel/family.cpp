@@ -169,12 +169,12 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
   }
   // The weights file the checkpoint shipped (ema.safetensors / model.safetensors) with the trained
   // values and the stored sin-cos tables, plus the unchanged ae.safetensors.
-  void save_weights(const std::string& dir) override {
+  void save_weights(const std::string& dir, const WeightSource& source) override {
     const auto& cfg = inf_.config();
     auto original = io::Checkpoint::open(cfg.weights_file);
     std::string name = fs::path(cfg.weights_file).filename().string();
     if (name.size() > 11 && name.compare(name.size() - 11, 11, ".index.json") == 0) name = "model.safetensors";
-    io::write_updated_safetensors(original, inf_.model(), (fs::path(dir) / name).string(), is_position_table);
+    io::write_updated_safetensors(original, inf_.model(), (fs::path(dir) / name).string(), is_position_table, source);
     fs::copy_file(fs::path(cfg.dir) / "ae.safetensors", fs::path(dir) / "ae.safetensors",
                   fs::copy_options::overwrite_existing);
   }

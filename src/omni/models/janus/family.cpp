@@ -198,8 +198,9 @@ class Janus final : public Model, public Understands, public Generates, public T
 
   // The checkpoint's own layout: model.safetensors with every original tensor (the trained
   // values where the module holds them).
-  void save_weights(const std::string& dir) override {
-    io::write_updated_safetensors(JanusModel::weights_checkpoint(path_), *model_->net(), dir + "/model.safetensors");
+  void save_weights(const std::string& dir, const WeightSource& source) override {
+    io::write_updated_safetensors(JanusModel::weights_checkpoint(path_), *model_->net(), dir + "/model.safetensors", {},
+                                  source);
   }
 
  private:

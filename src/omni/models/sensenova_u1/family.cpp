@@ -338,8 +338,9 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     l.gen = out.gen;
     return l;
   }
-  void save_weights(const std::string& dir) override {
-    io::write_updated_safetensors(io::Checkpoint::open(cfg_.weights), *model_, (fs::path(dir) / "model.safetensors").string());
+  void save_weights(const std::string& dir, const WeightSource& source) override {
+    io::write_updated_safetensors(io::Checkpoint::open(cfg_.weights), *model_, (fs::path(dir) / "model.safetensors").string(),
+                                  {}, source);
   }
 
  private:
