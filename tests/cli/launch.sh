@@ -56,7 +56,8 @@ same_as_one u1 examples/train/u1_tiny.yaml --data.cfg_txt_uncond_drop_prob 0.5
 # still runs on every process) and a frozen ViT
 same_as_one bagel_freeze examples/train/bagel_tiny.yaml --train.freeze_und true --train.freeze_vit true
 mode=ddp
-same_as_one janus_ddp examples/train/janus_tiny.yaml --train.data_parallel_mode ddp
+# 10 kB buckets: many all-reduces started during the backward, in bucket order on both processes
+same_as_one janus_ddp examples/train/janus_tiny.yaml --train.data_parallel_mode ddp --train.ddp_bucket_mb 0.01
 same_as_one bagel_ddp examples/train/bagel_tiny.yaml --train.data_parallel_mode ddp
 
 # 1b. Checkpoints are world-size free: 3 steps on 2 processes, then 3 more resumed on 1 process,

@@ -75,6 +75,14 @@ struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
   double seconds = 0;
+  void run_async(const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>& op,
+                 c10::intrusive_ptr<c10d::Work>& work) {
+    try {
+      work = op();
+    } catch (const std::exception& e) {
+      throw Error(std::string("distributed ") + what, first_line(e.what()) + " (a peer process failed or timed out)");
+    }
+  }
   void run(const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>& op) {
     const auto t0 = std::chrono::steady_clock::now();
     try {
@@ -182,6 +190,15 @@ at::Tensor ProcessGroup::reduce_scatter_sum(const at::Tensor& whole) {
   std::vector<at::Tensor> t{whole.reshape(-1).contiguous().clone()};
   impl_->run("reduce_scatter", [&] { return impl_->pg->allreduce(t); });
   return t[0].narrow(0, rank_ * n, n).clone();
+}
+
+std::function<void()> ProcessGroup::all_reduce_sum_start(at::Tensor& flat) {
+  if (size_ == 1) return [] {};
+  std::vector<at::Tensor> t{flat};
+  c10::intrusive_ptr<c10d::Work> work;
+  impl_->run_async("all_reduce", [&] { return impl_->pg->allreduce(t); }, work);
+  Impl* impl = impl_.get();
+  return [impl, work] { impl->run("all_reduce", [&] { return work; }); };
 }
 
 double ProcessGroup::seconds_in_collectives() const { return impl_ ? impl_->seconds : 0.0; }

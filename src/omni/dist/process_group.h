@@ -6,6 +6,7 @@
 #include <c10/core/Device.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +37,10 @@ class ProcessGroup {
   void all_reduce_sum(std::vector<at::Tensor>& tensors);
   std::vector<double> all_reduce_sum(const std::vector<double>& values);
   std::vector<double> all_reduce_max(const std::vector<double>& values);
+  // An in-place sum over all ranks started now and finished by the returned call (which throws
+  // omni::Error as all_reduce_sum does): the caller computes meanwhile. `flat` is one contiguous
+  // tensor the caller keeps alive and untouched until then.
+  std::function<void()> all_reduce_sum_start(at::Tensor& flat);
   // Every rank's `part` (the same size on each), concatenated in rank order: [size() * part.numel()].
   at::Tensor all_gather(const at::Tensor& part);
   // The sum over ranks of `whole` [size() * n], this rank's n elements [rank() * n, (rank() + 1) * n).

@@ -207,6 +207,8 @@ const std::vector<Key>& schema() {
     k.push_back(make_key("train", "data_parallel_mode", &C::train, &T::data_parallel_mode,
                          "with several processes: fsdp (parameters, gradients and AdamW state 1/N per process) | "
                          "ddp (replicated, summed gradients) [fsdp]"));
+    k.push_back(make_key("train", "ddp_bucket_mb", &C::train, &T::ddp_bucket_mb,
+                         "ddp: gradient all-reduce bucket size, started during the backward [25]"));
     k.push_back(make_key("train", "dist_backend", &C::train, &T::dist_backend, "auto | gloo | nccl [auto]"));
     k.push_back(make_key("train", "dist_timeout_s", &C::train, &T::dist_timeout_s,
                          "seconds a rendezvous or collective may wait for the other processes [300]"));
@@ -275,6 +277,7 @@ void validate(const Config& c) {
   need(t.dist_backend == "auto" || t.dist_backend == "gloo" || t.dist_backend == "nccl", "train.dist_backend",
        "must be auto, gloo or nccl");
   need(t.dist_timeout_s > 0, "train.dist_timeout_s", "must be positive");
+  need(t.ddp_bucket_mb > 0, "train.ddp_bucket_mb", "must be positive");
   need(t.dtype.empty() || t.dtype == "fp32" || t.dtype == "float32" || t.dtype == "bf16" || t.dtype == "bfloat16",
        "train.dtype", "must be fp32 or bf16, got '" + t.dtype + "'");
   need(t.master_dtype == "fp32" || t.master_dtype == "same", "train.master_dtype",

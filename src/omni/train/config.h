@@ -79,6 +79,7 @@ struct TrainConfig {
   int64_t threads = 0;
   // Multi-process runs (omni launch / torchrun): replicated weights with summed gradients ("ddp").
   std::string data_parallel_mode = "fsdp";
+  double ddp_bucket_mb = 25;          // ddp: gradients all-reduced in buckets of this size during the backward
   std::string dist_backend = "auto";  // gloo on the CPU, nccl on CUDA
   double dist_timeout_s = 300;        // a collective or the rendezvous waiting longer fails the run
 };

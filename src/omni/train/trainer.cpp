@@ -12,6 +12,7 @@
 #include "omni/core/log.h"
 #include "omni/core/progress.h"
 #include "omni/dist/fsdp.h"
+#include "omni/dist/grad_buckets.h"
 #include "omni/dist/process_group.h"
 #include "omni/generate/random.h"
 #include "omni/models/registry.h"
@@ -191,6 +192,11 @@ TrainResult run_training(const Config& cfg) {
   if (has_masters || (sharded && master != model->dtype()))
     log_info("master weights: AdamW steps ", models::dtype_name(master), " copies of the ",
              models::dtype_name(model->dtype()), " parameters");
+  // ddp: the gradient sum starts bucket by bucket during the step's last backward (with master
+  // weights it runs after the backward, on the masters' gradients).
+  std::unique_ptr<dist::GradBuckets> buckets;
+  if (group && !sharded && !has_masters)
+    buckets = std::make_unique<dist::GradBuckets>(*group, param_tensors, static_cast<int64_t>(tc.ddp_bucket_mb * (1 << 20)));
   // The model's parameters from the master copies (after a step or a resume).
   auto refresh_model = [&] {
     if (!has_masters) return;
@@ -402,6 +408,7 @@ TrainResult run_training(const Config& cfg) {
         if (auto a = sharded->anchor(); a.defined()) add(a);
       if (got_ce) ce_sum += l.ce.detach().sum().item<double>();
       if (got_gen) gen_sum += l.gen.detach().sum().item<double>();
+      if (buckets && k + 1 == passes.size()) buckets->arm(objective);
       if (objective.defined() && objective.requires_grad()) objective.backward();
       if (sharded) sharded->end_pass();
     }
@@ -414,6 +421,11 @@ TrainResult run_training(const Config& cfg) {
         }
     if (sharded) {  // the shards' gradients of the global batch, and its loss sums
       sharded->end_step();
+      const auto sums = group->all_reduce_sum({ce_sum, gen_sum});
+      ce_sum = sums[0];
+      gen_sum = sums[1];
+    } else if (buckets) {  // ddp: the rest of the buckets, every sum written back; the loss sums
+      buckets->finish();
       const auto sums = group->all_reduce_sum({ce_sum, gen_sum});
       ce_sum = sums[0];
       gen_sum = sums[1];
