@@ -73,9 +73,6 @@ ShardedParameters::ShardedParameters(ProcessGroup& group, const std::vector<std:
 
 ShardedParameters::~ShardedParameters() = default;
 
-int ShardedParameters::world() const { return group_.size(); }
-int ShardedParameters::rank() const { return group_.rank(); }
-
 std::vector<at::Tensor> ShardedParameters::local_shards() const {
   std::vector<at::Tensor> out;
   for (const auto& p : params_) out.push_back(p.local);
@@ -250,10 +247,6 @@ void ShardedParameters::end_step() {
     p.grad = at::Tensor();
     p.used = false;
   }
-}
-
-void ShardedParameters::zero_grad() {
-  for (auto& p : params_) p.local.mutable_grad() = at::Tensor();
 }
 
 }  // namespace omni::dist

@@ -45,19 +45,14 @@ class ShardedParameters final : public nn::LayerRunner {
                     const std::vector<std::string>& unit_prefixes, c10::ScalarType master);
   ~ShardedParameters() override;
 
-  int world() const;
-  int rank() const;
   std::vector<Param>& params() { return params_; }
   std::vector<at::Tensor> local_shards() const;
-  // This process's part of a whole tensor of `p` (flattened, padded), and back.
-  at::Tensor shard_of(const Param& p, const at::Tensor& whole) const;
 
   void begin_step();                 // gathers the root parameters
   at::Tensor anchor();               // 0 * every unit output of this pass: links them all to the loss
   void end_pass();                   // checks each unit ran forward and backward once
   void null_pass();                  // a pass's collectives with nothing to compute
   void end_step();                   // the shards' gradients (none where no process had one)
-  void zero_grad();
 
   at::Tensor run(int64_t layer, const at::Tensor& h, const nn::LayerFn& fn) override;
   // The backward of one unit call (called by its autograd node): returns the input's gradient.
@@ -65,6 +60,8 @@ class ShardedParameters final : public nn::LayerRunner {
                            const at::Tensor& grad_output);
 
  private:
+  // This process's part of a whole tensor of `p` (flattened, zero-padded to N * shard).
+  at::Tensor shard_of(const Param& p, const at::Tensor& whole) const;
   void gather(const std::vector<size_t>& which);
   void release(const std::vector<size_t>& which);
   void reduce(const std::vector<size_t>& which, const std::vector<at::Tensor>& whole_grads);
