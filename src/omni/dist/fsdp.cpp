@@ -54,7 +54,7 @@ ShardedParameters::ShardedParameters(ProcessGroup& group, const std::vector<std:
     p.options = t.options();
     p.numel = t.numel();
     p.shard = (p.numel + N - 1) / N;
-    p.local = shard_of(p, t).to(master).clone().requires_grad_(true);
+    p.local = shard_slice(t.detach(), p.shard, group.rank(), group.size()).to(master).clone().requires_grad_(true);
     bool in_unit = false;
     for (size_t u = 0; u < unit_prefixes.size() && !in_unit; ++u)
       if (name.rfind(unit_prefixes[u] + ".", 0) == 0) {
@@ -79,11 +79,11 @@ std::vector<at::Tensor> ShardedParameters::local_shards() const {
   return out;
 }
 
-at::Tensor ShardedParameters::shard_of(const Param& p, const at::Tensor& whole) const {
-  auto flat = whole.detach().reshape(-1);
-  const int64_t padded = p.shard * group_.size();
-  if (padded > p.numel) flat = torch::cat({flat, torch::zeros({padded - p.numel}, flat.options())});
-  return flat.narrow(0, group_.rank() * p.shard, p.shard);
+at::Tensor shard_slice(const at::Tensor& whole, int64_t shard, int rank, int world) {
+  auto flat = whole.reshape(-1);
+  const int64_t padded = shard * world;
+  if (padded > flat.numel()) flat = torch::cat({flat, torch::zeros({padded - flat.numel()}, flat.options())});
+  return flat.narrow(0, shard * rank, shard);
 }
 
 void ShardedParameters::gather(const std::vector<size_t>& which) {

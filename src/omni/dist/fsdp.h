@@ -25,6 +25,11 @@ namespace omni::dist {
 
 class ProcessGroup;
 
+// Process `rank`'s part of `whole` split over `world` processes: flattened, zero-padded to
+// world * shard elements, elements [rank * shard, (rank + 1) * shard). A view where no padding is
+// needed.
+at::Tensor shard_slice(const at::Tensor& whole, int64_t shard, int rank, int world);
+
 class ShardedParameters final : public nn::LayerRunner {
  public:
   struct Param {
@@ -60,8 +65,6 @@ class ShardedParameters final : public nn::LayerRunner {
                            const at::Tensor& grad_output);
 
  private:
-  // This process's part of a whole tensor of `p` (flattened, zero-padded to N * shard).
-  at::Tensor shard_of(const Param& p, const at::Tensor& whole) const;
   void gather(const std::vector<size_t>& which);
   void release(const std::vector<size_t>& which);
   void reduce(const std::vector<size_t>& which, const std::vector<at::Tensor>& whole_grads);

@@ -23,11 +23,6 @@ struct GradDone : torch::autograd::FunctionPostHook {
   }
 };
 
-// Gloo in libtorch 1.13 has no bf16 arithmetic: such gradients are summed in fp32.
-c10::ScalarType sum_dtype(const at::Tensor& p) {
-  return p.scalar_type() == c10::ScalarType::BFloat16 ? c10::ScalarType::Float : p.scalar_type();
-}
-
 }  // namespace
 
 GradBuckets::GradBuckets(ProcessGroup& group, const std::vector<at::Tensor>& params, int64_t bucket_bytes)
@@ -36,7 +31,7 @@ GradBuckets::GradBuckets(ProcessGroup& group, const std::vector<at::Tensor>& par
   int64_t bytes = 0;
   for (size_t k = params.size(); k-- > 0;) {
     const auto& p = params[k];
-    const bool other_dtype = !current.params.empty() && sum_dtype(params[current.params.front()]) != sum_dtype(p);
+    const bool other_dtype = !current.params.empty() && sum_dtype(params[current.params.front()].scalar_type()) != sum_dtype(p.scalar_type());
     if (!current.params.empty() && (bytes >= bucket_bytes || other_dtype)) {
       buckets_.push_back(std::move(current));
       current = Bucket();
@@ -91,7 +86,7 @@ void GradBuckets::start(size_t index) {
   b.had.assign(b.params.size(), false);
   for (size_t j = 0; j < b.params.size(); ++j) {
     const auto& p = params_[b.params[j]];
-    const auto dt = sum_dtype(p);
+    const auto dt = sum_dtype(p.scalar_type());
     b.had[j] = p.grad().defined();
     parts.push_back(b.had[j] ? p.grad().detach().reshape(-1).to(dt) : torch::zeros({p.numel()}, p.options().dtype(dt)));
   }

@@ -48,12 +48,12 @@ class MutedStderr {
   int saved_ = -1;
 };
 
-// The first line of a c10d / Gloo exception (they carry C++ backtraces after it).
 void check_divisible(int64_t n, int size) {
   if (n % size != 0)
     throw Error("reduce_scatter", std::to_string(n) + " elements do not split into " + std::to_string(size) + " equal parts");
 }
 
+// The first line of a c10d / Gloo exception (they carry C++ backtraces after it).
 std::string first_line(const std::string& s) {
   const auto nl = s.find('\n');
   return nl == std::string::npos ? s : s.substr(0, nl);
@@ -74,23 +74,35 @@ WorldEnv WorldEnv::from_env() {
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
-  double seconds = 0;
-  void run_async(const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>& op,
-                 c10::intrusive_ptr<c10d::Work>& work) {
+  double seconds = 0;  // waited in collectives
+  static Error failed(const char* what, const std::exception& e) {
+    return Error(std::string("distributed ") + what, first_line(e.what()) + " (a peer process failed or timed out)");
+  }
+  c10::intrusive_ptr<c10d::Work> start(const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>& op) {
     try {
-      work = op();
+      return op();
     } catch (const std::exception& e) {
-      throw Error(std::string("distributed ") + what, first_line(e.what()) + " (a peer process failed or timed out)");
+      throw failed(what, e);
     }
   }
-  void run(const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>& op) {
+  void wait(const char* what, const c10::intrusive_ptr<c10d::Work>& work) {
     const auto t0 = std::chrono::steady_clock::now();
     try {
-      op()->wait();
-      seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      work->wait();
     } catch (const std::exception& e) {
-      throw Error(std::string("distributed ") + what, first_line(e.what()) + " (a peer process failed or timed out)");
+      throw failed(what, e);
     }
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  void run(const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>& op) { wait(what, start(what, op)); }
+  // One all-reduce of `values` as float64.
+  std::vector<double> reduce_values(const std::vector<double>& values, c10d::ReduceOp op) {
+    std::vector<at::Tensor> t{torch::tensor(values, torch::kFloat64)};
+    c10d::AllreduceOptions o;
+    o.reduceOp = op;
+    run("all_reduce", [&] { return pg->allreduce(t, o); });
+    auto c = t[0].contiguous();
+    return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
   }
 };
 
@@ -137,9 +149,7 @@ void ProcessGroup::all_reduce_sum(std::vector<at::Tensor>& tensors) {
   for (auto& [dt, idx] : by_dtype) {
     std::vector<at::Tensor> flat_parts;
     for (size_t i : idx) flat_parts.push_back(tensors[i].reshape(-1));
-    // Gloo in libtorch 1.13 has no bf16 arithmetic: bf16 is summed in fp32.
-    const bool widen = dt == c10::ScalarType::BFloat16;
-    std::vector<at::Tensor> flat{widen ? torch::cat(flat_parts).to(torch::kFloat32) : torch::cat(flat_parts)};
+    std::vector<at::Tensor> flat{torch::cat(flat_parts).to(sum_dtype(dt))};
     impl_->run("all_reduce", [&] { return impl_->pg->allreduce(flat); });
     int64_t off = 0;
     for (size_t i : idx) {
@@ -151,21 +161,11 @@ void ProcessGroup::all_reduce_sum(std::vector<at::Tensor>& tensors) {
 }
 
 std::vector<double> ProcessGroup::all_reduce_sum(const std::vector<double>& values) {
-  if (size_ == 1) return values;
-  std::vector<at::Tensor> t{torch::tensor(values, torch::kFloat64)};
-  impl_->run("all_reduce", [&] { return impl_->pg->allreduce(t); });
-  auto c = t[0].contiguous();
-  return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
+  return size_ == 1 ? values : impl_->reduce_values(values, c10d::ReduceOp::SUM);
 }
 
 std::vector<double> ProcessGroup::all_reduce_max(const std::vector<double>& values) {
-  if (size_ == 1) return values;
-  std::vector<at::Tensor> t{torch::tensor(values, torch::kFloat64)};
-  c10d::AllreduceOptions o;
-  o.reduceOp = c10d::ReduceOp::MAX;
-  impl_->run("all_reduce", [&] { return impl_->pg->allreduce(t, o); });
-  auto c = t[0].contiguous();
-  return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
+  return size_ == 1 ? values : impl_->reduce_values(values, c10d::ReduceOp::MAX);
 }
 
 at::Tensor ProcessGroup::all_gather(const at::Tensor& part) {
@@ -195,10 +195,13 @@ at::Tensor ProcessGroup::reduce_scatter_sum(const at::Tensor& whole) {
 std::function<void()> ProcessGroup::all_reduce_sum_start(at::Tensor& flat) {
   if (size_ == 1) return [] {};
   std::vector<at::Tensor> t{flat};
-  c10::intrusive_ptr<c10d::Work> work;
-  impl_->run_async("all_reduce", [&] { return impl_->pg->allreduce(t); }, work);
+  auto work = impl_->start("all_reduce", [&] { return impl_->pg->allreduce(t); });
   Impl* impl = impl_.get();
-  return [impl, work] { impl->run("all_reduce", [&] { return work; }); };
+  return [impl, work] { impl->wait("all_reduce", work); };
+}
+
+c10::ScalarType sum_dtype(c10::ScalarType t) {
+  return t == c10::ScalarType::BFloat16 ? c10::ScalarType::Float : t;
 }
 
 double ProcessGroup::seconds_in_collectives() const { return impl_ ? impl_->seconds : 0.0; }

@@ -24,6 +24,10 @@ struct WorldEnv {
   static WorldEnv from_env();
 };
 
+// The dtype a sum over processes runs in: Gloo in libtorch 1.13 has no bf16 arithmetic, so bf16
+// is summed in fp32 (every other dtype as it is).
+c10::ScalarType sum_dtype(c10::ScalarType t);
+
 class ProcessGroup {
  public:
   // Rendezvous (rank 0 serves the TCPStore) and the process group. backend: "auto" (gloo on the
@@ -33,7 +37,8 @@ class ProcessGroup {
   ~ProcessGroup();
   int rank() const { return rank_; }
   int size() const { return size_; }
-  // In-place sums over all ranks (one collective for the whole list: flattened per dtype).
+  // In-place sums over all ranks (one collective for the whole list: flattened per dtype, summed
+  // in sum_dtype).
   void all_reduce_sum(std::vector<at::Tensor>& tensors);
   std::vector<double> all_reduce_sum(const std::vector<double>& values);
   std::vector<double> all_reduce_max(const std::vector<double>& values);

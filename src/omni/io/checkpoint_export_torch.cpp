@@ -1,12 +1,10 @@
 #include "omni/io/checkpoint_export_torch.h"
 
 #include <map>
-#include <set>
 
 #include "omni/core/error.h"
 #include "omni/io/dtype_torch.h"
 #include "omni/io/safetensors.h"
-#include "omni/io/trace_torch.h"
 
 namespace omni::io {
 

@@ -28,4 +28,12 @@ inline std::vector<ParameterGroup> groups_by_child(torch::nn::Module& root,
   return groups;
 }
 
+// Trainable::layer_units of a decoder whose `n` layers sit under `prefix`
+// ("language_model.model.layers" -> "language_model.model.layers.0", ...).
+inline std::vector<std::string> numbered_units(const std::string& prefix, size_t n) {
+  std::vector<std::string> units;
+  for (size_t i = 0; i < n; ++i) units.push_back(prefix + "." + std::to_string(i));
+  return units;
+}
+
 }  // namespace omni::models

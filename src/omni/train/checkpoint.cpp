@@ -15,6 +15,7 @@
 
 #include "omni/core/error.h"
 #include "omni/core/log.h"
+#include "omni/dist/fsdp.h"
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/trace_torch.h"
 
@@ -98,8 +99,7 @@ class SavedState {
   bool contains(const std::string& name) const { return files_[0].contains(name); }
   size_t count() const { return files_[0].tensors().size(); }
   at::Tensor whole(const std::string& name, const std::vector<int64_t>& shape) const {
-    int64_t numel = 1;
-    for (int64_t s : shape) numel *= s;
+    const int64_t numel = numel_of(shape);
     at::Tensor flat;
     if (shards_ == 1) {
       flat = files_[0].get(name).reshape(-1);
@@ -123,11 +123,7 @@ class SavedState {
 
 // What this process holds of a whole tensor of `e`: all of it, or its shard (flattened, padded).
 at::Tensor local_part(const at::Tensor& whole, const CheckpointEntry& e, const Sharding& sh) {
-  if (!sh.sharded) return whole.view(e.value.sizes());
-  const int64_t shard = e.value.numel();
-  auto flat = whole.reshape(-1);
-  if (shard * sh.world > flat.numel()) flat = torch::cat({flat, torch::zeros({shard * sh.world - flat.numel()}, flat.options())});
-  return flat.narrow(0, shard * sh.rank, shard);
+  return sh.sharded ? dist::shard_slice(whole, e.value.numel(), sh.rank, sh.world) : whole.view(e.value.sizes());
 }
 
 }  // namespace

@@ -69,8 +69,8 @@ std::function<at::Tensor(const std::string&)> saved_parameters(const std::string
 std::optional<std::string> latest_checkpoint(const std::string& output_dir);
 
 // Restores parameters (by name; every trainable one must be there) and the optimizer's state,
-// from either layout at any process count, and returns the trainer state. Throws omni::Error naming the folder when it is not complete or
-// does not match the run.
+// from either layout at any process count, and returns the trainer state. Throws omni::Error
+// naming the folder when it is not complete or does not match the run.
 TrainerState load_checkpoint(const std::string& dir, const CheckpointContents& into);
 
 // Keeps the newest `limit` complete checkpoints (limit 0 = all); removes stale .tmp folders.

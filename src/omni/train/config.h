@@ -77,7 +77,8 @@ struct TrainConfig {
   // dtype is lower (bf16 compute, fp32 updates), "same" = the parameters themselves.
   std::string master_dtype = "fp32";
   int64_t threads = 0;
-  // Multi-process runs (omni launch / torchrun): replicated weights with summed gradients ("ddp").
+  // Multi-process runs (omni launch / torchrun): "fsdp" (parameters, gradients and AdamW state
+  // sharded 1/N) or "ddp" (replicated weights, summed gradients).
   std::string data_parallel_mode = "fsdp";
   double ddp_bucket_mb = 25;          // ddp: gradients all-reduced in buckets of this size during the backward
   std::string dist_backend = "auto";  // gloo on the CPU, nccl on CUDA

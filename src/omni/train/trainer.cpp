@@ -282,8 +282,7 @@ TrainResult run_training(const Config& cfg) {
     if (!lead && !sharded) return {};  // ddp: the first process holds everything
     ck.state = state;
     const std::string dir = save_checkpoint(tc.output_dir, ck, [&](const std::string& tmp) {
-      if (!tc.save_hf_weights) return;
-      if (!lead) return;
+      if (!tc.save_hf_weights || !lead) return;
       const std::string hf = tmp + "/hf_ckpt";
       fs::create_directories(hf);
       copy_model_assets(cfg.model.model_path, hf);
@@ -419,32 +418,29 @@ TrainResult run_training(const Config& cfg) {
           param_tensors[i].mutable_grad() = g.defined() ? g.to(master) : at::Tensor();
           model_params[i].mutable_grad() = at::Tensor();
         }
-    if (sharded) {  // the shards' gradients of the global batch, and its loss sums
+    // The gradient of the global batch on every process. A parameter no process computed a
+    // gradient for stays without one (AdamW then leaves it alone, as one process would).
+    if (sharded) {  // the shards' gradients
       sharded->end_step();
-      const auto sums = group->all_reduce_sum({ce_sum, gen_sum});
-      ce_sum = sums[0];
-      gen_sum = sums[1];
-    } else if (buckets) {  // ddp: the rest of the buckets, every sum written back; the loss sums
+    } else if (buckets) {  // ddp: the rest of the buckets, every sum written back
       buckets->finish();
-      const auto sums = group->all_reduce_sum({ce_sum, gen_sum});
-      ce_sum = sums[0];
-      gen_sum = sums[1];
-    } else if (group) {  // data parallel: the gradient of the global batch on every process
-      // A parameter no process computed a gradient for stays without one (AdamW then leaves it
-      // alone, as one process would), so which ones have one is summed first, with the losses.
-      std::vector<double> counts{ce_sum, gen_sum};
-      for (auto& p : param_tensors) counts.push_back(p.grad().defined() ? 1.0 : 0.0);
-      counts = group->all_reduce_sum(counts);
-      ce_sum = counts[0];
-      gen_sum = counts[1];
+    } else if (group) {  // ddp with master weights: the masters' gradients, after the backward
+      std::vector<double> had;
+      for (auto& p : param_tensors) had.push_back(p.grad().defined() ? 1.0 : 0.0);
+      had = group->all_reduce_sum(had);
       std::vector<at::Tensor> grads;
       for (size_t i = 0; i < param_tensors.size(); ++i) {
         auto& p = param_tensors[i];
-        if (counts[i + 2] == 0) continue;
+        if (had[i] == 0) continue;
         if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
         grads.push_back(p.grad());
       }
       group->all_reduce_sum(grads);
+    }
+    if (group) {  // and the global batch's loss sums
+      const auto sums = group->all_reduce_sum({ce_sum, gen_sum});
+      ce_sum = sums[0];
+      gen_sum = sums[1];
     }
     const double lr = lr_at(tc, state.global_step, total);
     for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);

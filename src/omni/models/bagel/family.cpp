@@ -120,9 +120,7 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
     return groups_by_child(inf_.model(), is_position_table);
   }
   std::vector<std::string> layer_units() override {
-    std::vector<std::string> u;
-    for (size_t i = 0; i < inf_.model().language_model->model->layer_ptrs.size(); ++i) u.push_back("language_model.model.layers." + std::to_string(i));
-    return u;
+    return numbered_units("language_model.model.layers", inf_.model().language_model->model->layer_ptrs.size());
   }
   void set_layer_runner(nn::LayerRunner* runner) override { inf_.model().language_model->model->layer_runner = runner; }
   bool packs_micro_batches() const override { return true; }

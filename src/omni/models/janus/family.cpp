@@ -136,9 +136,7 @@ class Janus final : public Model, public Understands, public Generates, public T
   std::vector<ParameterGroup> parameter_groups() override { return groups_by_child(*model_->net()); }
 
   std::vector<std::string> layer_units() override {
-    std::vector<std::string> u;
-    for (size_t i = 0; i < model_->net()->language_model->model->layer_ptrs.size(); ++i) u.push_back("language_model.model.layers." + std::to_string(i));
-    return u;
+    return numbered_units("language_model.model.layers", model_->net()->language_model->model->layer_ptrs.size());
   }
   void set_layer_runner(nn::LayerRunner* runner) override { model_->net()->language_model->model->layer_runner = runner; }
 

@@ -283,9 +283,7 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
   // ---- training (training.h: the official sequence, mask and losses) --------------------------
   std::vector<ParameterGroup> parameter_groups() override { return groups_by_child(*model_); }
   std::vector<std::string> layer_units() override {
-    std::vector<std::string> u;
-    for (size_t i = 0; i < model_->language_model->model->layer_ptrs.size(); ++i) u.push_back("language_model.model.layers." + std::to_string(i));
-    return u;
+    return numbered_units("language_model.model.layers", model_->language_model->model->layer_ptrs.size());
   }
   void set_layer_runner(nn::LayerRunner* runner) override { model_->language_model->model->layer_runner = runner; }
   bool packs_micro_batches() const override { return true; }
