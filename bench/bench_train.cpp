@@ -3,12 +3,13 @@
 // image towers), against this machine's measured fp32 GEMM rate. Not run by ctest.
 //
 //   build/bench/bench_train [--steps N] [--family janus|bagel|all] [--threads N (2)] [--fixtures DIR]
-//   build/bench/bench_train --nproc 1,2,4 [--mode fsdp|ddp] [--omni build/omni] ...
+//   build/bench/bench_train --nproc 1,2,4 [--mode fsdp|ddp] [--ulysses K] [--omni build/omni] ...
 //
 // --nproc: the same steps through `omni launch` at each process count (the threads split between
 // the processes, the global batch fixed): tokens/s and its scaling, seconds per step in collectives,
 // and memory per process (the largest process's peak RSS and its trainable state: parameters or
-// shards + gradients + AdamW moments).
+// shards + gradients + AdamW moments). --ulysses K: groups of K processes share each sequence
+// (train.ulysses_size; process counts K does not divide are left out).
 //
 // FLOPs per step are counted as 6 x (the decoder's non-embedding parameters one token passes
 // through: for BAGEL's MoT one expert's) x (tokens in the step) + 6 x (head parameters) x (rows
@@ -173,13 +174,14 @@ Setup bagel_setup(const fs::path& root) {
 
 // The model and data of `s` trained through `omni launch` at each process count.
 void scaling_table(const Setup& s, const fs::path& root, const std::vector<int>& nprocs, const std::string& mode,
-                   const std::string& omni_bin, int steps, int threads) {
-  std::printf("\n%s, %s: %s, %d steps after a warm-up, %d threads in all\n\n", s.name.c_str(), mode.c_str(),
-              s.dims.c_str(), steps, threads);
+                   int ulysses, const std::string& omni_bin, int steps, int threads) {
+  std::printf("\n%s, %s%s: %s, %d steps after a warm-up, %d threads in all\n\n", s.name.c_str(), mode.c_str(),
+              ulysses > 1 ? (", ulysses_size " + std::to_string(ulysses)).c_str() : "", s.dims.c_str(), steps, threads);
   std::printf("| processes | step time | tokens/s | × 1 process | in collectives | state / process | peak RSS / process |\n");
   std::printf("|---:|---:|---:|---:|---:|---:|---:|\n");
   double base = 0;
   for (int n : nprocs) {
+    if (n % ulysses != 0) continue;
     train::Config cfg;
     cfg.model.model_path = s.model_dir.string();
     cfg.data.train_path = {s.data.string()};
@@ -190,6 +192,7 @@ void scaling_table(const Setup& s, const fs::path& root, const std::vector<int>&
     cfg.train.lr = 1e-5;
     cfg.train.save_steps = 1000000;
     cfg.train.data_parallel_mode = mode;
+    cfg.train.ulysses_size = ulysses;
     cfg.train.threads = std::max(1, threads / n);
     const fs::path yaml = root / ("scale_" + s.name + "_" + std::to_string(n) + ".yaml");
     std::ofstream(yaml) << cfg.to_yaml();
@@ -227,6 +230,7 @@ void scaling_table(const Setup& s, const fs::path& root, const std::vector<int>&
 int main(int argc, char** argv) {
   int steps = 4, threads = 2;  // as the other benches
   std::string family = "all", mode = "fsdp", omni_bin = "build/omni";
+  int ulysses = 1;
   std::vector<int> nprocs;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
@@ -235,6 +239,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::stoi(argv[i + 1]);
     else if (a == "--fixtures") kFixtures = argv[i + 1];
     else if (a == "--mode") mode = argv[i + 1];
+    else if (a == "--ulysses") ulysses = std::max(1, std::stoi(argv[i + 1]));
     else if (a == "--omni") omni_bin = argv[i + 1];
     else if (a == "--nproc") {
       std::stringstream ss(argv[i + 1]);
@@ -249,7 +254,7 @@ int main(int argc, char** argv) {
   if (!nprocs.empty()) {
     for (const std::string f : {"janus", "bagel"})
       if (family == "all" || family == f)
-        scaling_table(f == "janus" ? janus_setup(root) : bagel_setup(root), root, nprocs, mode, omni_bin, steps, threads);
+        scaling_table(f == "janus" ? janus_setup(root) : bagel_setup(root), root, nprocs, mode, ulysses, omni_bin, steps, threads);
     fs::remove_all(root);
     return 0;
   }

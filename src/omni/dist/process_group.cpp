@@ -3,6 +3,7 @@
 #ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO 1  // the Gloo declarations are behind this switch in libtorch's headers
 #endif
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
@@ -12,6 +13,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <algorithm>
 #include <map>
 
 #include "omni/core/error.h"
@@ -74,6 +76,20 @@ WorldEnv WorldEnv::from_env() {
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::ProcessGroup> pg;
+  std::string host;  // the interface Gloo binds
+  std::chrono::milliseconds timeout{0};
+  // A Gloo process group over `store` (an error line naming `where` if it cannot be made).
+  static c10::intrusive_ptr<c10d::ProcessGroup> gloo(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
+                                                     const std::string& host, std::chrono::milliseconds timeout,
+                                                     const std::string& where) {
+    try {
+      auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
+      opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host));
+      return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, opts);
+    } catch (const std::exception& e) {
+      throw Error("process group (gloo) at " + where, first_line(e.what()));
+    }
+  }
   double seconds = 0;  // waited in collectives
   static Error failed(const char* what, const std::exception& e) {
     return Error(std::string("distributed ") + what, first_line(e.what()) + " (a peer process failed or timed out)");
@@ -131,15 +147,39 @@ std::unique_ptr<ProcessGroup> ProcessGroup::init(const WorldEnv& env, c10::Devic
     throw Error("rendezvous at " + where,
                 first_line(e.what()) + (env.rank == 0 ? " (is the port in use?)" : " (is the master reachable?)"));
   }
-  try {
-    auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
-    opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(env.master_addr == "localhost" ? "127.0.0.1"
-                                                                                                            : env.master_addr));
-    g->impl_->pg = c10::make_intrusive<c10d::ProcessGroupGloo>(g->impl_->store, env.rank, env.world, opts);
-  } catch (const std::exception& e) {
-    throw Error("process group (" + b + ") at " + where, first_line(e.what()));
-  }
+  g->impl_->host = env.master_addr == "localhost" ? "127.0.0.1" : env.master_addr;
+  g->impl_->timeout = timeout;
+  g->impl_->pg = Impl::gloo(g->impl_->store, env.rank, env.world, g->impl_->host, timeout, where);
   return g;
+}
+
+std::unique_ptr<ProcessGroup> ProcessGroup::subgroup(const std::vector<int>& ranks, const std::string& name) {
+  const auto me = std::find(ranks.begin(), ranks.end(), rank_);
+  if (me == ranks.end()) throw Error("process group " + name, "this process is not a member");
+  std::unique_ptr<ProcessGroup> g(new ProcessGroup());
+  g->impl_ = std::make_unique<Impl>();
+  g->rank_ = static_cast<int>(me - ranks.begin());
+  g->size_ = static_cast<int>(ranks.size());
+  g->impl_->host = impl_->host;
+  g->impl_->timeout = impl_->timeout;
+  if (g->size_ == 1) return g;  // a group of one needs no connections
+  MutedStderr quiet;
+  g->impl_->store = c10::make_intrusive<c10d::PrefixStore>("group/" + name, impl_->store);
+  g->impl_->pg = Impl::gloo(g->impl_->store, g->rank_, g->size_, g->impl_->host, impl_->timeout, name);
+  return g;
+}
+
+at::Tensor ProcessGroup::all_to_all(const at::Tensor& x) {
+  if (x.dim() < 1 || x.size(0) != size_)
+    throw Error("all_to_all", "expects one chunk per process along the first dimension");
+  if (size_ == 1) return x.clone();
+  // Gloo in libtorch 1.13 does not take bf16; the exchange moves bytes, so bf16 travels as fp16 bits.
+  if (x.scalar_type() == c10::ScalarType::BFloat16) return all_to_all(x.view(torch::kHalf)).view(torch::kBFloat16);
+  auto in = x.contiguous();
+  auto out = torch::empty_like(in);
+  std::vector<int64_t> equal;  // empty split sizes: equal chunks
+  impl_->run("all_to_all", [&] { return impl_->pg->alltoall_base(out, in, equal, equal); });
+  return out;
 }
 
 void ProcessGroup::all_reduce_sum(std::vector<at::Tensor>& tensors) {

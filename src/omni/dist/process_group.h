@@ -50,6 +50,11 @@ class ProcessGroup {
   at::Tensor all_gather(const at::Tensor& part);
   // The sum over ranks of `whole` [size() * n], this rank's n elements [rank() * n, (rank() + 1) * n).
   at::Tensor reduce_scatter_sum(const at::Tensor& whole);
+  // x [size(), ...] -> y [size(), ...]: x[j] goes to process j, y[j] came from process j.
+  at::Tensor all_to_all(const at::Tensor& x);
+  // The processes `ranks` (this one among them; ranks[i] becomes rank i) as a group of their own,
+  // named `name` (unique per group); every member calls it with the same list, nobody else need.
+  std::unique_ptr<ProcessGroup> subgroup(const std::vector<int>& ranks, const std::string& name);
   void barrier();
   // Seconds spent in collectives so far (waiting included), for the metrics.
   double seconds_in_collectives() const;

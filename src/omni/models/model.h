@@ -29,6 +29,7 @@
 
 namespace omni::nn {
 class LayerRunner;
+class SequenceParallel;
 }
 
 namespace omni::models {
@@ -163,6 +164,11 @@ class Trainable {
   // Whether forward_train_batch runs a micro-batch as one forward of the decoder (packing: BAGEL,
   // U1) or one forward per sample (the default): sharded processes run forwards in lockstep.
   virtual bool packs_micro_batches() const { return false; }
+  // ---- Ulysses sequence parallelism (train.ulysses_size, nn/sequence_parallel.h) ----
+  // The decoder then runs this process's rows of each sequence, and forward_train returns the
+  // losses of the positions this process owns (SequenceParallel::Split::owns) only. Returns false
+  // when the family cannot (the default).
+  virtual bool set_sequence_parallel(nn::SequenceParallel* sp) { return false; }
   // Writes the weights files of the family's shipped layout into `dir` (the trainer copies the
   // configs and tokenizer), so `omni infer --model_path dir` loads the trained model. `source`,
   // when given, holds the trained parameters by checkpoint name where the model does not hold

@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "omni/core/error.h"
+#include "omni/nn/sequence_parallel.h"
 
 #if defined(TORCH_VERSION_MAJOR) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
 #define OMNI_HAVE_SDPA 1
@@ -15,6 +16,12 @@ namespace omni::nn {
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const AttentionOptions& o) {
+  if (o.sequence_parallel) {  // this process's rows of every head -> every row of its heads, and back
+    auto [qh, kh, vh] = o.sequence_parallel->rows_to_heads(q, k, v);
+    AttentionOptions whole = o;
+    whole.sequence_parallel = nullptr;
+    return o.sequence_parallel->heads_to_rows(attention(qh, kh, vh, whole));
+  }
   if (o.layout) return packed_attention(q, k, v, *o.layout, o);
   check(q.dim() == 4 && k.dim() == 4 && v.sizes() == k.sizes() && q.size(0) == k.size(0) && q.size(3) == k.size(3),
         "attention", "expects q [B, H, Tq, D] and k, v [B, kvH, S, D]");

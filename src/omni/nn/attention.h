@@ -15,6 +15,8 @@
 
 namespace omni::nn {
 
+class SequenceParallel;
+
 // A packed training sequence's attention structure (BAGEL's PackedDataset, flex-attention path):
 // samples are separate documents; inside one, splits in order are "causal" (text), "full" (a
 // clean image) or "noise" (a generation target). A query sees the earlier splits of its sample
@@ -35,15 +37,27 @@ struct AttentionOptions {
   torch::Tensor mask;
   int64_t max_score_bytes = int64_t{128} << 20;
   const PackedLayout* layout = nullptr;  // instead of mask / causal: packed_attention
+  // Training with Ulysses sequence parallelism: q, k, v hold this process's rows; attention runs
+  // over the whole (padded) sequence between two all-to-alls (sequence_parallel.h), with `mask`,
+  // `layout` or `causal` over the whole sequence.
+  SequenceParallel* sequence_parallel = nullptr;
 };
 
-// Either a dense additive mask or a packed layout (what a training forward hands its layers).
+// Either a dense additive mask or a packed layout (what a training forward hands its layers),
+// and, under sequence parallelism, the group the sequence's rows are split over.
 struct AttentionMask {
   AttentionMask() = default;
   AttentionMask(torch::Tensor m) : dense(std::move(m)) {}  // NOLINT: a mask converts implicitly
   AttentionMask(const PackedLayout* l) : layout(l) {}     // NOLINT
   torch::Tensor dense;
   const PackedLayout* layout = nullptr;
+  SequenceParallel* sequence_parallel = nullptr;
+  // The options' mask fields (scale, causal and the rest as the layer sets them).
+  void apply_to(AttentionOptions& o) const {
+    o.mask = dense;
+    o.layout = layout;
+    o.sequence_parallel = sequence_parallel;
+  }
 };
 
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,

@@ -29,12 +29,19 @@ inline torch::Tensor run_layer(LayerRunner* runner, int64_t layer, const torch::
 class KeptMask {
  public:
   explicit KeptMask(const AttentionMask& m)
-      : dense_(m.dense), layout_(m.layout ? std::make_shared<const PackedLayout>(*m.layout) : nullptr) {}
-  AttentionMask get() const { return layout_ ? AttentionMask(layout_.get()) : AttentionMask(dense_); }
+      : dense_(m.dense),
+        layout_(m.layout ? std::make_shared<const PackedLayout>(*m.layout) : nullptr),
+        sequence_parallel_(m.sequence_parallel) {}
+  AttentionMask get() const {
+    AttentionMask m = layout_ ? AttentionMask(layout_.get()) : AttentionMask(dense_);
+    m.sequence_parallel = sequence_parallel_;
+    return m;
+  }
 
  private:
   torch::Tensor dense_;
   std::shared_ptr<const PackedLayout> layout_;
+  SequenceParallel* sequence_parallel_ = nullptr;
 };
 
 }  // namespace omni::nn

@@ -1,6 +1,7 @@
 #include "omni/nn/llama.h"
 #include "omni/nn/attention.h"
 #include "omni/nn/linear.h"
+#include "omni/nn/sequence_parallel.h"
 
 #include <ATen/Parallel.h>
 
@@ -63,7 +64,7 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
   scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
 }
 
-torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin& rope, const torch::Tensor& mask,
+torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin& rope, const AttentionMask& mask,
                                           KVCache* cache, int64_t layer) {
   const int64_t B = x.size(0), T = x.size(1);
   auto q = linear_rows(q_proj, x).view({B, T, heads, head_dim}).transpose(1, 2);
@@ -80,7 +81,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const RopeCosS
   }
   AttentionOptions ao;
   ao.scale = scale;
-  ao.mask = mask;  // [B|1, 1, T, S] (HF's finfo.min causal + padding mask) or none for one step
+  mask.apply_to(ao);  // [B|1, 1, T, S] (HF's finfo.min causal + padding mask) or none for one step
   auto out = attention(q, K, V, ao).transpose(1, 2).reshape({B, T, heads * head_dim});
   return linear_rows(o_proj, out);
 }
@@ -105,7 +106,7 @@ LlamaDecoderLayerImpl::LlamaDecoderLayerImpl(const LlamaConfig& c) {
   post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps));
 }
 
-torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, const RopeCosSin& rope, const torch::Tensor& mask,
+torch::Tensor LlamaDecoderLayerImpl::forward(const torch::Tensor& x, const RopeCosSin& rope, const AttentionMask& mask,
                                              KVCache* cache, int64_t layer) {
   auto h = x + self_attn->forward(input_layernorm->forward(x), rope, mask, cache, layer);
   return h + mlp->forward(post_attention_layernorm->forward(h));
@@ -171,6 +172,7 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& inputs_embeds, KVCach
   torch::Tensor pos = position_ids.defined()
                           ? position_ids.to(dev)
                           : torch::arange(past, past + T, torch::TensorOptions().dtype(torch::kInt64).device(dev));
+  if (sequence_parallel && !cache) return forward_rows(inputs_embeds, pos, attention_mask);
   const auto rope = rope_cos_sin(inv_freq, pos, inputs_embeds.scalar_type());
   const auto mask = causal_mask(T, past, attention_mask, inputs_embeds.options());
 
@@ -185,6 +187,25 @@ torch::Tensor LlamaModelImpl::forward(const torch::Tensor& inputs_embeds, KVCach
   }
   if (cache) cache->length += T;
   return norm->forward(h);
+}
+
+torch::Tensor LlamaModelImpl::forward_rows(const torch::Tensor& inputs_embeds, const torch::Tensor& pos,
+                                           const torch::Tensor& attention_mask) {
+  SequenceParallel& sp = *sequence_parallel;
+  const auto s = sp.split(inputs_embeds.size(1));
+  const auto rope = rope_cos_sin(inv_freq, sp.local_rows(pos, -1, s), inputs_embeds.scalar_type());
+  torch::Tensor keep = attention_mask;  // the padding rows are keys nobody attends to
+  if (keep.defined() && s.padded > s.length)
+    keep = torch::cat({keep, torch::zeros({keep.size(0), s.padded - s.length}, keep.options())}, 1);
+  AttentionMask mask(causal_mask(s.padded, 0, keep, inputs_embeds.options()));
+  mask.sequence_parallel = &sp;
+  auto h = sp.local_rows(inputs_embeds, 1, s);
+  for (size_t i = 0; i < layer_ptrs.size(); ++i)
+    h = run_layer(layer_runner, static_cast<int64_t>(i), h, [layer = layer_ptrs[i], rope, mask, i](const torch::Tensor& x) mutable {
+      return mask.sequence_parallel->tie_layer(layer->forward(x, rope, mask, nullptr, static_cast<int64_t>(i)));
+    });
+  sp.record_output(h);
+  return sp.gather_rows(norm->forward(h), 1, s);
 }
 
 LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& c) : cfg(c) {

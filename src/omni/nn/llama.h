@@ -58,7 +58,7 @@ class LlamaAttentionImpl : public torch::nn::Module {
   // x [B, T, C]. mask: additive float mask broadcastable to [B, 1, T, S] or undefined (no mask).
   // With a cache (reserved for T more positions by the model) the new keys/values of layer
   // `layer` go to [length, length+T) and attention covers [0, length+T); without, the T new ones.
-  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const torch::Tensor& mask, KVCache* cache,
+  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const AttentionMask& mask, KVCache* cache,
                         int64_t layer);
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
   int64_t heads, kv_heads, head_dim;
@@ -77,7 +77,7 @@ TORCH_MODULE(LlamaMLP);
 class LlamaDecoderLayerImpl : public torch::nn::Module {
  public:
   explicit LlamaDecoderLayerImpl(const LlamaConfig& c);
-  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const torch::Tensor& mask, KVCache* cache,
+  torch::Tensor forward(const torch::Tensor& x, const RopeCosSin& rope, const AttentionMask& mask, KVCache* cache,
                         int64_t layer);
   LlamaAttention self_attn{nullptr};
   LlamaMLP mlp{nullptr};
@@ -111,6 +111,13 @@ class LlamaModelImpl : public torch::nn::Module {
   torch::Tensor inv_freq;  // not a registered buffer (HF: persistent=False)
   std::vector<LlamaDecoderLayer> layer_ptrs;
   LayerRunner* layer_runner = nullptr;  // training under fsdp (layer_runner.h); used without a cache
+  // Training with Ulysses sequence parallelism (sequence_parallel.h), without a cache: the layers
+  // run on this process's rows, the output is the whole sequence.
+  SequenceParallel* sequence_parallel = nullptr;
+
+ private:
+  torch::Tensor forward_rows(const torch::Tensor& inputs_embeds, const torch::Tensor& pos,
+                             const torch::Tensor& attention_mask);
 };
 TORCH_MODULE(LlamaModel);
 

@@ -7,6 +7,7 @@
 #include "omni/core/error.h"
 #include "omni/nn/attention.h"
 #include "omni/nn/linear.h"
+#include "omni/nn/sequence_parallel.h"
 
 namespace omni::nn {
 
@@ -44,7 +45,13 @@ TokenRoute TokenRoute::from_gen_mask(const torch::Tensor& is_gen) {
   return r;
 }
 
-// ---------------------------------------------------------------------------------------------
+TokenRoute TokenRoute::rows(int64_t begin, int64_t end) const {
+  if (all_und()) return understanding();
+  auto in = gen.masked_select((gen >= begin) & (gen < end)) - begin;
+  auto is_gen = torch::zeros({end - begin}, torch::TensorOptions().dtype(torch::kBool).device(gen.device()));
+  return from_gen_mask(is_gen.index_fill(0, in, true));
+}
+
 // ---------------------------------------------------------------------------------------------
 namespace {
 torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias) {
@@ -118,8 +125,7 @@ torch::Tensor MoTAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin
   AttentionOptions ao;
   ao.scale = scale;
   ao.causal = causal;
-  ao.mask = mask.dense;
-  ao.layout = mask.layout;
+  mask.apply_to(ao);
   auto attn = attention(q, K, V, ao)[0].transpose(0, 1).reshape({T, heads * head_dim});
   return route_rows(
       attn, route,
@@ -209,22 +215,40 @@ torch::Tensor MoTModelImpl::forward_inference(const torch::Tensor& x, const torc
 
 torch::Tensor MoTModelImpl::forward_train(const torch::Tensor& x, const torch::Tensor& positions,
                                           const TokenRoute& route_in, const AttentionMask& mask) {
-  const TokenRoute route = route_in.on(x.device());
-  auto rope = packed_rope(inv_freq, positions, x);
+  TokenRoute route = route_in.on(x.device());
   auto h = x;
+  torch::Tensor pos = positions.view({-1});
+  AttentionMask m = mask;
+  PackedLayout padded;
+  SequenceParallel::Split split;
+  if (sequence_parallel) {  // this process's rows through the layers (the mask stays whole)
+    check(mask.layout != nullptr, "sequence parallel", "the MoT decoder needs a packed layout");
+    split = sequence_parallel->split(x.size(0));
+    h = sequence_parallel->local_rows(x, 0, split);
+    pos = sequence_parallel->local_rows(pos, 0, split);
+    route = route.rows(split.begin, split.end);
+    padded = padded_layout(*mask.layout, split);
+    m = AttentionMask(&padded);
+    m.sequence_parallel = sequence_parallel;
+  }
+  auto rope = packed_rope(inv_freq, pos, h);
   if (freeze_und) h = route_rows(h, route, [](const torch::Tensor& r) { return r.detach(); }, [](const torch::Tensor& r) { return r; });
-  const KeptMask kept(mask);
+  const KeptMask kept(m);
   for (int64_t l = 0; l < static_cast<int64_t>(layer_ptrs.size()); ++l)
     h = run_layer(layer_runner, l, h, [layer = layer_ptrs[l], rope, route, kept, l](const torch::Tensor& x) mutable {
-      return layer->forward(x, rope, route, nullptr, l, false, false, kept.get());
+      const AttentionMask m = kept.get();
+      auto y = layer->forward(x, rope, route, nullptr, l, false, false, m);
+      return m.sequence_parallel ? m.sequence_parallel->tie_layer(y) : y;
     });
-  return route_rows(
+  if (sequence_parallel) sequence_parallel->record_output(h);
+  auto out = route_rows(
       h, route,
       [&](const torch::Tensor& r) {
         auto y = norm->forward(r);
         return freeze_und ? y.detach() : y;
       },
       [&](const torch::Tensor& r) { return norm_moe_gen->forward(r); });
+  return sequence_parallel ? sequence_parallel->gather_rows(out, 0, split) : out;
 }
 
 MoTForCausalLMImpl::MoTForCausalLMImpl(const Qwen2MoTConfig& c) : cfg(c) {

@@ -45,6 +45,9 @@ struct TokenRoute {
   static TokenRoute from_gen_mask(const torch::Tensor& is_gen);
   // The same route with its index tensors on `device` (no copy where they already are).
   TokenRoute on(const torch::Device& device) const;
+  // The route of rows [begin, end), renumbered from 0; rows past the sequence (sequence-parallel
+  // padding) go to understanding.
+  TokenRoute rows(int64_t begin, int64_t end) const;
 };
 
 // One inference context of the official inferencer (gen / cfg_text / cfg_img: its kv_lens, ropes
@@ -110,6 +113,9 @@ class MoTModelImpl : public torch::nn::Module {
   torch::nn::ModuleList layers;
   std::vector<MoTDecoderLayer> layer_ptrs;
   LayerRunner* layer_runner = nullptr;  // training under fsdp (layer_runner.h): forward_train
+  // forward_train with Ulysses sequence parallelism (sequence_parallel.h; needs a packed layout):
+  // the layers run on this process's rows, the output is the whole sequence.
+  SequenceParallel* sequence_parallel = nullptr;
   RMSNorm norm{nullptr}, norm_moe_gen{nullptr};
   torch::Tensor inv_freq;  // not registered (HF: persistent=False)
 };

@@ -209,6 +209,9 @@ const std::vector<Key>& schema() {
                          "ddp (replicated, summed gradients) [fsdp]"));
     k.push_back(make_key("train", "ddp_bucket_mb", &C::train, &T::ddp_bucket_mb,
                          "ddp: gradient all-reduce bucket size, started during the backward [25]"));
+    k.push_back(make_key("train", "ulysses_size", &C::train, &T::ulysses_size,
+                         "sequence parallelism: processes sharing each sequence's rows, all-to-all around attention "
+                         "(must divide the process count and the decoder's head counts) [1]"));
     k.push_back(make_key("train", "dist_backend", &C::train, &T::dist_backend, "auto | gloo | nccl [auto]"));
     k.push_back(make_key("train", "dist_timeout_s", &C::train, &T::dist_timeout_s,
                          "seconds a rendezvous or collective may wait for the other processes [300]"));
@@ -278,6 +281,7 @@ void validate(const Config& c) {
        "must be auto, gloo or nccl");
   need(t.dist_timeout_s > 0, "train.dist_timeout_s", "must be positive");
   need(t.ddp_bucket_mb > 0, "train.ddp_bucket_mb", "must be positive");
+  need(t.ulysses_size >= 1, "train.ulysses_size", "must be at least 1");
   need(t.dtype.empty() || t.dtype == "fp32" || t.dtype == "float32" || t.dtype == "bf16" || t.dtype == "bfloat16",
        "train.dtype", "must be fp32 or bf16, got '" + t.dtype + "'");
   need(t.master_dtype == "fp32" || t.master_dtype == "same", "train.master_dtype",

@@ -81,6 +81,9 @@ struct TrainConfig {
   // sharded 1/N) or "ddp" (replicated weights, summed gradients).
   std::string data_parallel_mode = "fsdp";
   double ddp_bucket_mb = 25;          // ddp: gradients all-reduced in buckets of this size during the backward
+  // Ulysses sequence parallelism: groups of this many consecutive processes train on the same
+  // sequences, each holding 1/K of every sequence's rows through the decoder (world = dp x K).
+  int64_t ulysses_size = 1;
   std::string dist_backend = "auto";  // gloo on the CPU, nccl on CUDA
   double dist_timeout_s = 300;        // a collective or the rendezvous waiting longer fails the run
 };

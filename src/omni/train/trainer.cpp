@@ -16,6 +16,7 @@
 #include "omni/dist/process_group.h"
 #include "omni/generate/random.h"
 #include "omni/models/registry.h"
+#include "omni/nn/sequence_parallel.h"
 #include "omni/train/batching.h"
 #include "omni/train/checkpoint.h"
 #include "omni/train/dataset.h"
@@ -143,6 +144,35 @@ TrainResult run_training(const Config& cfg) {
   }
   models::Trainable* trainable = models::as_trainable(*model);
   if (!trainable) throw Error("model.model_path", family.name + " cannot be trained yet");
+  // Ulysses: groups of ulysses_size consecutive processes share each sequence (their decoders
+  // split its rows); the groups split the global batch between them as data parallel processes.
+  const int sp_size = static_cast<int>(tc.ulysses_size);
+  if (world.world % sp_size != 0)
+    throw Error("train.ulysses_size", std::to_string(sp_size) + " does not divide the " + std::to_string(world.world) +
+                                          " process" + (world.world == 1 ? "" : "es") + " of this run");
+  const int dp_world = world.world / sp_size, dp_rank = world.rank / sp_size;
+  std::unique_ptr<dist::ProcessGroup> sp_group;
+  std::unique_ptr<nn::SequenceParallel> sp;
+  if (sp_size > 1) {
+    std::vector<int> members;
+    for (int i = 0; i < sp_size; ++i) members.push_back(dp_rank * sp_size + i);
+    sp_group = group->subgroup(members, "ulysses." + std::to_string(dp_rank));
+    dist::ProcessGroup* g = sp_group.get();
+    nn::SequenceParallel::Collectives c;
+    c.rank = g->rank();
+    c.size = g->size();
+    c.all_to_all = [g](const at::Tensor& x) { return g->all_to_all(x); };
+    c.all_gather = [g](const at::Tensor& x) {
+      auto sizes = x.sizes().vec();
+      sizes.insert(sizes.begin(), g->size());
+      return g->all_gather(x).view(sizes);
+    };
+    sp = std::make_unique<nn::SequenceParallel>(std::move(c));
+    if (!trainable->set_sequence_parallel(sp.get()))
+      throw Error("train.ulysses_size", family.name + " cannot train with sequence parallelism yet");
+    log_info("sequence parallel: ", dp_world, " data-parallel group", dp_world == 1 ? "" : "s", " of ", sp_size,
+             " processes (Ulysses)");
+  }
 
   trainable->set_train_options({{"text_cond_dropout_prob", cfg.data.text_cond_dropout_prob},
                                 {"vit_cond_dropout_prob", cfg.data.vit_cond_dropout_prob},
@@ -307,13 +337,16 @@ TrainResult run_training(const Config& cfg) {
     for (const auto& t : model_params) state_mib += 2.0 * static_cast<double>(t.numel() * t.element_size()) / (1 << 20);
   while (state.global_step < total) {
     const auto t0 = std::chrono::steady_clock::now();
-    const double comm0 = group ? group->seconds_in_collectives() : 0.0;
+    auto comm_seconds = [&] {
+      return (group ? group->seconds_in_collectives() : 0.0) + (sp_group ? sp_group->seconds_in_collectives() : 0.0);
+    };
+    const double comm0 = comm_seconds();
     const auto all_micro_batches = planner.next_step();
-    // This process's micro-batches (round robin over the processes) and their generators.
+    // This process's micro-batches (round robin over the data-parallel groups) and their generators.
     std::vector<std::vector<int64_t>> micro_batches;
     std::vector<at::Generator> gens;
     for (size_t b = 0; b < all_micro_batches.size(); ++b)
-      if (static_cast<int>(b % static_cast<size_t>(world.world)) == world.rank) {
+      if (static_cast<int>(b % static_cast<size_t>(dp_world)) == dp_rank) {
         micro_batches.push_back(all_micro_batches[b]);
         gens.push_back(generate::make_generator(model->device(), micro_batch_seed(static_cast<uint64_t>(tc.seed),
                                                                                   state.global_step, b)));
@@ -351,7 +384,10 @@ TrainResult run_training(const Config& cfg) {
         tokens += p.seq_len;
       }
     if (group) {  // the whole global batch's counts, so every process scales by the same sums
-      const auto sums = group->all_reduce_sum({double(n_ce), double(n_gen), double(tokens), norm_ce, norm_gen});
+      // (a sequence-parallel group's samples counted once, by its first process)
+      const double share = sp && sp->rank() != 0 ? 0.0 : 1.0;
+      const auto sums = group->all_reduce_sum({share * double(n_ce), share * double(n_gen), share * double(tokens),
+                                               share * norm_ce, share * norm_gen});
       n_ce = static_cast<int64_t>(sums[0]);
       n_gen = static_cast<int64_t>(sums[1]);
       tokens = static_cast<int64_t>(sums[2]);
@@ -361,6 +397,7 @@ TrainResult run_training(const Config& cfg) {
     const double ce_scale = norm_ce > 0 ? tc.ce_weight / norm_ce : 0.0;
     const double gen_scale = norm_gen > 0 ? tc.mse_weight / norm_gen : 0.0;
     double ce_sum = 0, gen_sum = 0;
+    double got_ce_sum = 0, got_gen_sum = 0;  // loss tokens computed (under sequence parallelism: owned)
     // The passes: one forward + backward per micro-batch (a family that packs runs it as one
     // sequence), each graph freed by its own backward so memory is one pass's. Sharded processes
     // run their layers' collectives in lockstep, so there a pass is one decoder forward: a sample,
@@ -395,7 +432,9 @@ TrainResult run_training(const Config& cfg) {
       const std::string where = samples[planned[static_cast<size_t>(mb[pass.from])].sample].where;
       models::TrainLosses l = trainable->forward_train_batch(ptrs, gens[pass.batch]);
       const int64_t got_ce = l.ce.defined() ? l.ce.numel() : 0, got_gen = l.gen.defined() ? l.gen.numel() : 0;
-      if (got_ce != want_ce || got_gen != want_gen)
+      got_ce_sum += static_cast<double>(got_ce);
+      got_gen_sum += static_cast<double>(got_gen);
+      if (!sp && (got_ce != want_ce || got_gen != want_gen))
         throw Error(where, family.name + " planned " + std::to_string(want_ce) + "/" + std::to_string(want_gen) +
                                " loss tokens but computed " + std::to_string(got_ce) + "/" + std::to_string(got_gen) +
                                " (a family bug)");
@@ -403,14 +442,18 @@ TrainResult run_training(const Config& cfg) {
       auto add = [&](const at::Tensor& t) { objective = objective.defined() ? objective + t : t; };
       if (got_ce && tc.ce_weight > 0) add(l.ce.sum() * ce_scale);
       if (got_gen && tc.mse_weight > 0) add(l.gen.sum() * gen_scale);
-      if (sharded)  // every layer's backward runs (and so its collectives), whatever the loss reaches
+      // every layer's backward runs (and so its collectives), whatever the loss reaches
+      if (sharded)
         if (auto a = sharded->anchor(); a.defined()) add(a);
+      if (sp)
+        if (auto a = sp->anchor(); a.defined()) add(a);
       if (got_ce) ce_sum += l.ce.detach().sum().item<double>();
       if (got_gen) gen_sum += l.gen.detach().sum().item<double>();
       if (buckets && k + 1 == passes.size()) buckets->arm(objective);
       if (objective.defined() && objective.requires_grad()) objective.backward();
       if (sharded) sharded->end_pass();
     }
+    if (sp) log_debug("step ", state.global_step + 1, ": ", sp->take_exchange_count(), " all-to-alls around attention");
     if (has_masters)  // the gradients move to the master copies (summed there, in their dtype)
       for (size_t i = 0; i < param_tensors.size(); ++i)
         if (!param_tensors[i].is_same(model_params[i])) {
@@ -438,9 +481,15 @@ TrainResult run_training(const Config& cfg) {
       group->all_reduce_sum(grads);
     }
     if (group) {  // and the global batch's loss sums
-      const auto sums = group->all_reduce_sum({ce_sum, gen_sum});
+      const auto sums = group->all_reduce_sum({ce_sum, gen_sum, got_ce_sum, got_gen_sum});
       ce_sum = sums[0];
       gen_sum = sums[1];
+      if (sp && (sums[2] != static_cast<double>(n_ce) || sums[3] != static_cast<double>(n_gen)))
+        throw Error("train", family.name + " planned " + std::to_string(n_ce) + "/" + std::to_string(n_gen) +
+                                 " loss tokens in step " + std::to_string(state.global_step + 1) + " but its processes computed " +
+                                 std::to_string(static_cast<int64_t>(sums[2])) + "/" +
+                                 std::to_string(static_cast<int64_t>(sums[3])) +
+                                 " (a family bug: each sequence-parallel process computes the losses it owns)");
     }
     const double lr = lr_at(tc, state.global_step, total);
     for (auto& g : opt.param_groups()) static_cast<torch::optim::AdamWOptions&>(g.options()).lr(lr);
@@ -467,7 +516,7 @@ TrainResult run_training(const Config& cfg) {
     m.peak_rss_mib = static_cast<double>(peak_rss_bytes()) / (1 << 20);
     m.state_mib = state_mib;
     if (group) {
-      m.comm_s = group->seconds_in_collectives() - comm0;
+      m.comm_s = comm_seconds() - comm0;
       const auto most = group->all_reduce_max({m.peak_rss_mib, state_mib});
       m.peak_rss_mib = most[0];
       m.state_mib = most[1];

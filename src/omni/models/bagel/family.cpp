@@ -123,6 +123,10 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
     return numbered_units("language_model.model.layers", inf_.model().language_model->model->layer_ptrs.size());
   }
   void set_layer_runner(nn::LayerRunner* runner) override { inf_.model().language_model->model->layer_runner = runner; }
+  bool set_sequence_parallel(nn::SequenceParallel* sp) override {
+    inf_.model().language_model->model->sequence_parallel = sp;
+    return true;
+  }
   bool packs_micro_batches() const override { return true; }
 
   // The fork's bagel branch: freeze_vit = the SigLIP tower (the connector stays trainable),

@@ -3,6 +3,7 @@
 
 #include "omni/core/error.h"
 #include "omni/models/bagel/model.h"
+#include "omni/nn/sequence_parallel.h"
 
 namespace omni::bagel {
 
@@ -102,16 +103,25 @@ TrainOutputs BagelImpl::forward_train(const PackedBatch& b, const torch::Tensor&
   const nn::PackedLayout layout{b.sample_lens, b.split_lens, b.attn_modes};
   auto hidden = lm.model->forward_train(seq, b.packed_position_ids, route, &layout);
 
+  // The loss rows (under sequence parallelism, the ones this process owns), in their order.
+  nn::SequenceParallel* sp = lm.model->sequence_parallel;
+  auto mine = [&](const torch::Tensor& rows) {
+    return sp ? torch::nonzero(sp->owned(rows, sp->split(T))).view(-1) : torch::Tensor();
+  };
+  auto pick = [](const torch::Tensor& x, const torch::Tensor& which) { return which.defined() ? x.index_select(0, which) : x; };
   if (has_vae && b.mse_loss_indexes.defined() && b.mse_loss_indexes.numel() > 0) {
-    auto pred = llm2vae->forward(hidden.index_select(0, b.mse_loss_indexes));
     auto target = (noise - clean).index_select(0, torch::nonzero(t > 0).view(-1));
-    check(pred.size(0) == target.size(0), "packed batch", "mse_loss_indexes and the noisy latent tokens differ in count");
-    out.mse = (pred - target).pow(2);
+    check(b.mse_loss_indexes.numel() == target.size(0), "packed batch",
+          "mse_loss_indexes and the noisy latent tokens differ in count");
+    const auto which = mine(b.mse_loss_indexes);
+    auto pred = llm2vae->forward(hidden.index_select(0, pick(b.mse_loss_indexes, which)));
+    out.mse = (pred - pick(target, which)).pow(2);
   }
   if (b.ce_loss_indexes.defined() && b.ce_loss_indexes.numel() > 0) {
-    auto logits = lm.lm_head->forward(hidden.index_select(0, b.ce_loss_indexes));
-    out.ce = torch::nn::functional::cross_entropy(
-        logits, b.packed_label_ids, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
+    const auto which = mine(b.ce_loss_indexes);
+    auto logits = lm.lm_head->forward(hidden.index_select(0, pick(b.ce_loss_indexes, which)));
+    out.ce = torch::nn::functional::cross_entropy(logits, pick(b.packed_label_ids, which),
+                                                  torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kNone));
   }
   return out;
 }

@@ -139,6 +139,10 @@ class Janus final : public Model, public Understands, public Generates, public T
     return numbered_units("language_model.model.layers", model_->net()->language_model->model->layer_ptrs.size());
   }
   void set_layer_runner(nn::LayerRunner* runner) override { model_->net()->language_model->model->layer_runner = runner; }
+  bool set_sequence_parallel(nn::SequenceParallel* sp) override {
+    model_->net()->language_model->model->sequence_parallel = sp;
+    return true;
+  }
 
   // The fork's freezing keys for Janus (the fork's janus branch: freeze_vit = vision_model,
   // freeze_vae = the VQ tokenizer gen_vision_model); the rest by what each part does here.

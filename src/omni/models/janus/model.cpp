@@ -1,5 +1,6 @@
 #include "omni/models/janus/model.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <limits>
@@ -11,6 +12,7 @@
 #include "omni/generate/cfg.h"
 #include "omni/generate/sampler.h"
 #include "omni/nn/linear.h"
+#include "omni/nn/sequence_parallel.h"
 
 namespace omni::models::janus {
 
@@ -332,10 +334,22 @@ LossResult JanusModel::text_loss(const torch::Tensor& inputs_embeds, const torch
   const auto dev = device();
   LossResult r;
   auto h = lm->model->forward(inputs_embeds.to(dev), nullptr, {}, attention_mask);
-  r.logits = lm->logits(h).to(torch::kFloat32);  // [B, T, V]
-  const int64_t V = r.logits.size(-1);
-  auto shift_logits = r.logits.narrow(1, 0, r.logits.size(1) - 1).reshape({-1, V});
-  auto shift_labels = labels.to(dev).to(torch::kInt64).narrow(1, 1, labels.size(1) - 1).reshape({-1});
+  // Position t predicts label t + 1: positions [from, to), all but the last (under sequence
+  // parallelism, the ones this process owns).
+  const int64_t T = h.size(1);
+  int64_t from = 0, to = T - 1;
+  torch::Tensor shift_logits;
+  if (nn::SequenceParallel* sp = lm->model->sequence_parallel) {
+    const auto s = sp->split(T);
+    from = std::min(s.begin, to);
+    to = std::max(from, std::min(s.end, to));
+    r.logits = lm->logits(h.narrow(1, from, to - from)).to(torch::kFloat32);  // [B, to - from, V]
+    shift_logits = r.logits.reshape({-1, r.logits.size(-1)});
+  } else {
+    r.logits = lm->logits(h).to(torch::kFloat32);  // [B, T, V]
+    shift_logits = r.logits.narrow(1, 0, T - 1).reshape({-1, r.logits.size(-1)});
+  }
+  auto shift_labels = labels.to(dev).to(torch::kInt64).narrow(1, from + 1, to - from).reshape({-1});
   namespace F = torch::nn::functional;
   auto ce = F::cross_entropy(shift_logits, shift_labels, F::CrossEntropyFuncOptions().reduction(torch::kNone).ignore_index(-100));
   r.token_ce = ce.index({shift_labels != -100});
@@ -352,12 +366,21 @@ LossResult JanusModel::image_gen_loss(const torch::Tensor& prompt_ids, const tor
   auto codes = image_codes.to(dev).to(torch::kInt64);
   auto e = torch::cat({lm->model->embed(prompt_ids.to(dev).to(torch::kInt64)), gen_image_embeds(codes)}, 1);
   auto h = lm->model->forward(e);
+  // Position L - 1 + j predicts code j: codes [from, to) (under sequence parallelism the ones
+  // whose position this process owns).
+  int64_t from = 0, to = N;
+  if (nn::SequenceParallel* sp = lm->model->sequence_parallel) {
+    const auto s = sp->split(L + N);
+    from = std::clamp<int64_t>(s.begin - (L - 1), 0, N);
+    to = std::clamp<int64_t>(s.end - (L - 1), from, N);
+  }
   LossResult r;
-  r.logits = net_->gen_head->forward(h.narrow(1, L - 1, N)).to(torch::kFloat32);  // [B, N, V]
+  r.logits = net_->gen_head->forward(h.narrow(1, L - 1 + from, to - from)).to(torch::kFloat32);  // [B, to - from, V]
   const int64_t V = r.logits.size(-1);
   namespace F = torch::nn::functional;
   auto flat = r.logits.reshape({-1, V});
-  r.token_ce = F::cross_entropy(flat, codes.reshape({-1}), F::CrossEntropyFuncOptions().reduction(torch::kNone));
+  r.token_ce = F::cross_entropy(flat, codes.narrow(1, from, to - from).reshape({-1}),
+                                F::CrossEntropyFuncOptions().reduction(torch::kNone));
   r.loss = r.token_ce.mean();
   return r;
 }

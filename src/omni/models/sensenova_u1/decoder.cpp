@@ -4,6 +4,7 @@
 
 #include "omni/core/error.h"
 #include "omni/nn/linear.h"
+#include "omni/nn/sequence_parallel.h"
 
 namespace omni::sensenova_u1 {
 namespace {
@@ -91,8 +92,7 @@ torch::Tensor Qwen3MoTAttentionImpl::forward(const torch::Tensor& x, const AxisR
   }
   nn::AttentionOptions ao;
   ao.scale = scale;
-  ao.mask = mask.dense;
-  ao.layout = mask.layout;
+  mask.apply_to(ao);
   auto attn = nn::attention(qb, K, V, ao)[0].transpose(0, 1).reshape({T, heads * D});
   return routed(
       attn, route, [&](const torch::Tensor& r) { return nn::linear_rows(o_proj, r); },
@@ -155,10 +155,11 @@ nn::KVCache Qwen3MoTModelImpl::make_cache() const {
 torch::Tensor Qwen3MoTModelImpl::forward(const torch::Tensor& x, const torch::Tensor& indexes,
                                          const TokenRoute& route_in, nn::KVCache* cache, CacheUse use,
                                          const nn::AttentionMask& mask) {
+  nn::KVCache* kv = use == CacheUse::None ? nullptr : cache;
+  if (sequence_parallel && !kv) return forward_rows(x, indexes, route_in, mask);
   const int64_t T = x.size(0);
   const TokenRoute route = route_in.on(x.device());
   const auto rp = rope(indexes, x);
-  nn::KVCache* kv = use == CacheUse::None ? nullptr : cache;
   if (kv) {
     check(kv->layers() == cfg.num_hidden_layers, "KV cache", "was made for another model");
     kv->reserve(T, x.options());  // a Peek writes its block past `length` and leaves length alone
@@ -178,6 +179,30 @@ torch::Tensor Qwen3MoTModelImpl::forward(const torch::Tensor& x, const torch::Te
   return routed(
       h, route, [&](const torch::Tensor& r) { return norm->forward(r); },
       [&](const torch::Tensor& r) { return norm_mot_gen->forward(r); });
+}
+
+torch::Tensor Qwen3MoTModelImpl::forward_rows(const torch::Tensor& x, const torch::Tensor& indexes,
+                                              const TokenRoute& route_in, const nn::AttentionMask& mask) {
+  nn::SequenceParallel& sp = *sequence_parallel;
+  check(mask.layout != nullptr, "sequence parallel", "the Qwen3-MoT decoder needs a packed layout");
+  const auto split = sp.split(x.size(0));
+  const TokenRoute route = route_in.on(x.device()).rows(split.begin, split.end);
+  auto h = sp.local_rows(x, 0, split);
+  const auto rp = rope(sp.local_rows(indexes.to(x.device()), 1, split), h);
+  const auto padded = nn::padded_layout(*mask.layout, split);
+  nn::AttentionMask m(&padded);
+  m.sequence_parallel = &sp;
+  const nn::KeptMask kept(m);
+  for (int64_t l = 0; l < static_cast<int64_t>(layer_ptrs.size()); ++l)
+    h = nn::run_layer(layer_runner, l, h, [layer = layer_ptrs[l], rp, route, kept, l](const torch::Tensor& x) mutable {
+      const nn::AttentionMask m = kept.get();
+      return m.sequence_parallel->tie_layer(layer->forward(x, rp, route, nullptr, l, m));
+    });
+  sp.record_output(h);
+  auto out = routed(
+      h, route, [&](const torch::Tensor& r) { return norm->forward(r); },
+      [&](const torch::Tensor& r) { return norm_mot_gen->forward(r); });
+  return sp.gather_rows(out, 0, split);
 }
 
 Qwen3MoTForCausalLMImpl::Qwen3MoTForCausalLMImpl(const LlmConfig& c) {

@@ -86,8 +86,15 @@ class Qwen3MoTModelImpl : public torch::nn::Module {
   torch::nn::ModuleList layers;
   std::vector<Qwen3MoTDecoderLayer> layer_ptrs;
   nn::LayerRunner* layer_runner = nullptr;  // training under fsdp (nn/layer_runner.h); used without a cache
+  // Training with Ulysses sequence parallelism (nn/sequence_parallel.h; a packed layout, no
+  // cache): the layers run on this process's rows, the output is the whole sequence.
+  nn::SequenceParallel* sequence_parallel = nullptr;
   nn::RMSNorm norm{nullptr}, norm_mot_gen{nullptr};
   torch::Tensor inv_freq_t, inv_freq_hw;  // not registered (HF: persistent=False)
+
+ private:
+  torch::Tensor forward_rows(const torch::Tensor& x, const torch::Tensor& indexes, const TokenRoute& route,
+                             const nn::AttentionMask& mask);
 };
 TORCH_MODULE(Qwen3MoTModel);
 

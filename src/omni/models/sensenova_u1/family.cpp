@@ -286,6 +286,10 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     return numbered_units("language_model.model.layers", model_->language_model->model->layer_ptrs.size());
   }
   void set_layer_runner(nn::LayerRunner* runner) override { model_->language_model->model->layer_runner = runner; }
+  bool set_sequence_parallel(nn::SequenceParallel* sp) override {
+    model_->language_model->model->sequence_parallel = sp;
+    return true;
+  }
   bool packs_micro_batches() const override { return true; }
 
   // The fork's keys mapped onto U1's tree: the understanding patch embedder is its "ViT" (no

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "omni/core/error.h"
+#include "omni/nn/sequence_parallel.h"
 
 namespace omni::sensenova_u1 {
 namespace {
@@ -490,12 +491,16 @@ TrainOutputs forward_train(NeoChatImpl& m, const TrainSequence& s, at::Generator
   const auto layout = train_attention_layout(s);
   auto h = m.language_model->model->forward(x, s.indexes().to(dev), route, nullptr, CacheUse::None, &layout);
 
+  // The loss rows: all of them, or under sequence parallelism the ones this process owns.
+  nn::SequenceParallel* sp = m.language_model->model->sequence_parallel;
+  nn::SequenceParallel::Split split;
+  if (sp) split = sp->split(T);
   TrainOutputs out;
   std::vector<int64_t> pos, tgt;
   std::vector<float> weight;  // 1 / sqrt(N_d) of the document the target belongs to
   const auto per_doc = supervised_per_doc(s);
   for (int64_t i = 0; i + 1 < T; ++i)
-    if (s.labels[i + 1] != kIgnore) {
+    if (s.labels[i + 1] != kIgnore && (!sp || split.owns(i))) {
       pos.push_back(i);
       tgt.push_back(s.labels[i + 1]);
       weight.push_back(static_cast<float>(1.0 / std::sqrt(static_cast<double>(per_doc[s.doc[i + 1]]))));
@@ -508,9 +513,11 @@ TrainOutputs forward_train(NeoChatImpl& m, const TrainSequence& s, at::Generator
   }
   std::vector<torch::Tensor> raw, weighted;
   for (const auto& g : targets) {
-    auto xhat = m.fm_modules->fm_head->forward(h.index_select(0, g.rows)).to(torch::kFloat32);
-    auto vhat = (xhat - g.z) / (1 - g.t).clamp_min(cfg.t_eps);
-    auto e = (vhat - g.v).pow(2).mean(1);
+    auto which = sp ? torch::nonzero(sp->owned(g.rows, split)).view(-1) : torch::Tensor();
+    auto pick = [&](const torch::Tensor& x) { return which.defined() ? x.index_select(0, which) : x; };
+    auto xhat = m.fm_modules->fm_head->forward(h.index_select(0, pick(g.rows))).to(torch::kFloat32);
+    auto vhat = (xhat - pick(g.z)) / (1 - g.t).clamp_min(cfg.t_eps);
+    auto e = (vhat - pick(g.v)).pow(2).mean(1);
     raw.push_back(e);
     weighted.push_back(e * g.weight);
   }
