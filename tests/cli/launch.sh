@@ -2,8 +2,8 @@
 # omni launch + multi-process training on torch c10d (Gloo over loopback): 2 processes train what
 # 1 process trains on the same global batch (fsdp and ddp: per-step losses and final weights
 # identical), for Janus, BAGEL and SenseNova-U1; sharded checkpoints resume at another process
-# count; a killed rank stops the launch with a clear line instead of a hang; a port in use and bad
-# launch flags give one error line.
+# count; a killed rank stops the launch with a clear line instead of a hang; a port in use, an
+# unreachable master and bad launch flags give one error line.
 # usage: launch.sh OMNI_BIN FIXTURES_DIR SOURCE_DIR
 set -euo pipefail
 omni=$1 fixtures=$2 src=$3
@@ -115,6 +115,19 @@ set -e
 grep -q "^error: rendezvous at 127.0.0.1:$port" <<<"$err" || fail "port in use: $err"
 [ "$(wc -l <<<"$err")" -eq 1 ] || fail "port in use: more than one line: $err"
 kill -9 $holder 2>/dev/null || true
+
+# 3b. An unreachable master (nobody listening there; a name that does not resolve): one line
+# within train.dist_timeout_s.
+for addr in 127.0.0.1 no-such-host.invalid; do
+  port=$((port + 1))
+  set +e
+  err=$(WORLD_SIZE=2 RANK=1 MASTER_ADDR=$addr MASTER_PORT=$port "$omni" --log warn train examples/train/janus_tiny.yaml \
+    --train.output_dir "$tmp/unreachable" --train.dist_timeout_s 3 2>&1 >/dev/null); rc=$?
+  set -e
+  [ $rc -ne 0 ] && [ $rc -lt 128 ] || fail "unreachable master $addr: rc $rc"
+  grep -q "^error: rendezvous at $addr:$port: .*(is the master reachable?)$" <<<"$err" || fail "unreachable master $addr: $err"
+  [ "$(wc -l <<<"$err")" -eq 1 ] || fail "unreachable master $addr: more than one line: $err"
+done
 
 # 4. Bad launch input.
 expect_error "nproc_per_node" "$omni" launch --nproc_per_node 0 -- omni train x.yaml
