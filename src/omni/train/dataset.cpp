@@ -6,6 +6,7 @@
 
 #include "omni/core/error.h"
 #include "omni/core/log.h"
+#include "omni/io/data_paths.h"
 
 namespace omni::train {
 namespace fs = std::filesystem;
@@ -26,22 +27,6 @@ std::string role_of(const std::string& r) {
   if (r == "gpt" || r == "assistant") return "assistant";
   if (r == "system") return "system";
   return "";
-}
-
-// A relative path under image_root; ".." components and absolute paths only when allowed.
-std::string resolve_image(const std::string& p, const std::string& root, bool allow_absolute, const std::string& where) {
-  if (p.empty()) throw Error(where, "an empty image path");
-  const fs::path path(p);
-  if (!allow_absolute) {
-    if (path.is_absolute())
-      throw Error(where, "image '" + p + "': absolute paths are refused (set data.allow_absolute_paths: true)");
-    for (const auto& part : path)
-      if (part == "..") throw Error(where, "image '" + p + "': '..' is refused (set data.allow_absolute_paths: true)");
-  }
-  const fs::path full = path.is_absolute() ? path : fs::path(root) / path;
-  std::error_code ec;
-  if (!fs::is_regular_file(full, ec)) throw Error(where, "image '" + p + "': no such file (" + full.string() + ")");
-  return full.string();
 }
 
 }  // namespace
@@ -116,7 +101,8 @@ DataSample parse_sample(const std::string& line, const std::string& where, const
     const size_t n = count_markers(text);
     markers += n;
     for (size_t k = 0; k < n && next_image < images.size(); ++k)
-      dt.images.push_back(resolve_image(images[next_image++], image_root, allow_absolute_paths, where));
+      dt.images.push_back(io::resolve_data_path(images[next_image++], image_root, allow_absolute_paths, where,
+                                                 "data.allow_absolute_paths: true"));
     s.turns.push_back(std::move(dt));
   }
   if (markers != images.size())

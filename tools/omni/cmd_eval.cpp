@@ -1,0 +1,101 @@
+// omni eval: multiple-choice visual questions answered by any family that understands images
+// (src/omni/eval/). Everything the user gave is checked before the slow load.
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "commands.h"
+#include "omni/core/error.h"
+#include "omni/core/log.h"
+#include "omni/core/progress.h"
+#include "omni/eval/evaluate_torch.h"
+#include "omni/models/registry.h"
+
+namespace omni::cli {
+namespace {
+
+struct EvalArgs {
+  std::string model_path, model_type, data, image_root, output, score = "generate";
+  std::string device = "cpu", dtype;
+  int threads = 0, max_new_tokens = 32;
+  int64_t limit = 0;
+  bool allow_absolute = false;
+};
+
+}  // namespace
+
+void add_eval_command(CLI::App& app, Runner& run) {
+  auto* cmd = app.add_subcommand("eval", "score a model on multiple-choice visual questions (JSONL)");
+  auto a = std::make_shared<EvalArgs>();
+  cmd->add_option("--model_path", a->model_path, "model directory (config + weights)")->required();
+  cmd->add_option("--model_type", a->model_type, "model family; detected from the directory when omitted");
+  cmd->add_option("--data", a->data,
+                  "questions, one JSON object per line: {\"id\", \"image\"|\"images\", \"question\", \"options\", \"answer\"}")
+      ->required();
+  cmd->add_option("--image_root", a->image_root, "folder the image paths are relative to (default: the data file's)");
+  cmd->add_option("--output", a->output, "write per-question predictions to this JSONL file");
+  cmd->add_option("--score", a->score, "generate (read the choice from the greedy answer) | loglik (the most likely option)")
+      ->default_str("generate");
+  cmd->add_option("--max_new_tokens", a->max_new_tokens, "answer length cap for --score generate")->default_str("32");
+  cmd->add_option("--limit", a->limit, "the first N questions only (0 = all)");
+  cmd->add_flag("--allow_absolute_paths", a->allow_absolute, "accept absolute image paths and '..' in the data file");
+  cmd->add_option("--device", a->device, "cpu | cuda | cuda:N")->default_str("cpu");
+  cmd->add_option("--dtype", a->dtype, "fp32 | bf16 | fp16 (default: fp32 on cpu, bf16 on cuda)");
+  cmd->add_option("--threads", a->threads, "intra-op CPU threads (default: libtorch's)");
+
+  cmd->callback([&run, a] {
+    run = [a]() -> int {
+      namespace fs = std::filesystem;
+      if (!fs::is_directory(a->model_path)) throw Error(a->model_path, "model directory not found");
+      const auto& family = models::resolve_family(a->model_path, a->model_type);
+      if (std::find(family.modes.begin(), family.modes.end(), "understand") == family.modes.end())
+        throw Error("omni eval", family.name + " does not understand images");
+      if (a->score != "generate" && a->score != "loglik")
+        throw Error("--score", "must be generate or loglik, got '" + a->score + "'");
+      if (a->max_new_tokens < 1) throw Error("--max_new_tokens", "must be at least 1");
+      if (a->limit < 0) throw Error("--limit", "must not be negative");
+      if (a->threads < 0) throw Error("--threads", "must be 1 or more");
+      if (!a->image_root.empty() && !fs::is_directory(a->image_root))
+        throw Error("--image_root", a->image_root + ": no such folder");
+      auto items = eval::read_multiple_choice(a->data, a->image_root, a->allow_absolute);
+      if (a->limit > 0 && static_cast<int64_t>(items.size()) > a->limit) items.resize(static_cast<size_t>(a->limit));
+      if (!a->output.empty()) {
+        const auto parent = fs::path(a->output).parent_path();
+        if (!parent.empty() && !fs::is_directory(parent)) throw Error(a->output, "the output directory does not exist");
+        if (fs::is_directory(a->output)) throw Error(a->output, "is a directory; --output names the JSONL file to write");
+      }
+
+      models::LoadOptions lo;
+      lo.path = a->model_path;
+      lo.device = models::parse_device(a->device);
+      if (!a->dtype.empty()) lo.dtype = models::parse_dtype(a->dtype);
+      lo.threads = a->threads;
+      if (lo.threads > 0) torch::set_num_threads(lo.threads);
+      auto model = family.load(lo);
+      log_info(family.name, " on ", lo.device.str(), " in ", models::dtype_name(model->dtype()), ": ", items.size(),
+               " questions from ", a->data);
+
+      eval::EvalOptions o;
+      o.score = a->score;
+      o.max_new_tokens = a->max_new_tokens;
+      o.predictions = a->output;
+      Progress bar("eval", static_cast<int64_t>(items.size()), "question");
+      const auto r = eval::evaluate_multiple_choice(*model, items, family.read_image, o, [&](const eval::EvalResult& s) {
+        char note[64];
+        std::snprintf(note, sizeof note, "accuracy %.1f%%", 100.0 * s.accuracy());
+        bar.set_note(note);
+        bar.tick();
+      });
+      bar.finish();
+      std::printf("accuracy: %.2f%% (%lld of %lld; %lld without a readable choice) [%s, %s]\n", 100.0 * r.accuracy(),
+                  static_cast<long long>(r.correct), static_cast<long long>(r.total),
+                  static_cast<long long>(r.unanswered), family.name.c_str(), a->score.c_str());
+      if (!a->output.empty()) std::printf("predictions: %s\n", a->output.c_str());
+      return 0;
+    };
+  });
+}
+
+}  // namespace omni::cli
