@@ -4,13 +4,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <condition_variable>
 #include <filesystem>
-#include <mutex>
 #include <thread>
 
 #include "omni/core/error.h"
 #include "omni/train/checkpoint.h"
+#include "thread_meeting.h"
 
 using namespace omni;
 using namespace omni::train;
@@ -67,30 +66,8 @@ struct Holder {
   }
 };
 
-// A reusable barrier for `n` threads.
-class Meeting {
- public:
-  explicit Meeting(int n) : n_(n) {}
-  void wait() {
-    std::unique_lock<std::mutex> l(m_);
-    const int gen = gen_;
-    if (++count_ == n_) {
-      count_ = 0;
-      ++gen_;
-      cv_.notify_all();
-    } else {
-      cv_.wait(l, [&] { return gen != gen_; });
-    }
-  }
-
- private:
-  std::mutex m_;
-  std::condition_variable cv_;
-  int n_, count_ = 0, gen_ = 0;
-};
-
 std::string sharded_save(const Whole& w, const std::string& out, int world) {
-  Meeting meet(world);
+  omni::testing::Meeting meet(world);
   std::vector<std::unique_ptr<Holder>> holders;
   for (int r = 0; r < world; ++r) {
     holders.push_back(std::make_unique<Holder>(w, r, world, true));

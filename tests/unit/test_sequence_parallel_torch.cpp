@@ -5,14 +5,13 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 
 #include "omni/core/error.h"
 #include "omni/nn/attention.h"
 #include "omni/nn/qwen2_mot.h"
 #include "omni/nn/sequence_parallel.h"
+#include "thread_meeting.h"
 
 using namespace omni;
 using omni::nn::SequenceParallel;
@@ -22,7 +21,7 @@ namespace {
 // In-memory collectives for `n` threads: each posts its tensor, all meet, each reads what it needs.
 class ThreadGroup {
  public:
-  explicit ThreadGroup(int n) : n_(n), posted_(static_cast<size_t>(n)) {}
+  explicit ThreadGroup(int n) : n_(n), posted_(static_cast<size_t>(n)), meeting_(n) {}
   SequenceParallel::Collectives collectives(int rank) {
     SequenceParallel::Collectives c;
     c.rank = rank;
@@ -46,22 +45,10 @@ class ThreadGroup {
     meet();  // nobody posts the next exchange before everyone has read this one
     return all;
   }
-  void meet() {
-    std::unique_lock<std::mutex> l(m_);
-    const int gen = gen_;
-    if (++count_ == n_) {
-      count_ = 0;
-      ++gen_;
-      cv_.notify_all();
-    } else {
-      cv_.wait(l, [&] { return gen_ != gen; });
-    }
-  }
+  void meet() { meeting_.wait(); }
   int n_;
   std::vector<at::Tensor> posted_;
-  std::mutex m_;
-  std::condition_variable cv_;
-  int count_ = 0, gen_ = 0;
+  omni::testing::Meeting meeting_;
 };
 
 // Two documents (text, a clean image, a noisy target; then text) of 11 rows.
