@@ -91,6 +91,7 @@ struct ProcessGroup::Impl {
     }
   }
   double seconds = 0;  // waited in collectives
+  bool native_reduce_scatter = true;  // until the backend refuses it
   static Error failed(const char* what, const std::exception& e) {
     return Error(std::string("distributed ") + what, first_line(e.what()) + " (a peer process failed or timed out)");
   }
@@ -225,9 +226,25 @@ at::Tensor ProcessGroup::reduce_scatter_sum(const at::Tensor& whole) {
   check_divisible(whole.numel(), size_);
   const int64_t n = whole.numel() / size_;
   if (size_ == 1) return whole.reshape(-1).clone();
+  auto flat = whole.reshape(-1).contiguous();
+  if (impl_->native_reduce_scatter) {  // the backend's own op where it has one (NCCL, newer Gloo)
+    std::vector<at::Tensor> out{torch::empty({n}, flat.options())};
+    std::vector<std::vector<at::Tensor>> in(1);
+    for (int r = 0; r < size_; ++r) in[0].push_back(flat.narrow(0, r * n, n));
+    c10::intrusive_ptr<c10d::Work> work;
+    try {
+      work = impl_->pg->reduce_scatter(out, in);
+    } catch (const c10::Error&) {  // refused before any traffic, on every process alike
+      impl_->native_reduce_scatter = false;
+    }
+    if (work) {
+      impl_->wait("reduce_scatter", work);
+      return out[0];
+    }
+  }
   // Gloo in libtorch 1.13 has no reduce_scatter: a full all-reduce, then this rank's part (twice
   // the traffic of a native reduce-scatter, the same result).
-  std::vector<at::Tensor> t{whole.reshape(-1).contiguous().clone()};
+  std::vector<at::Tensor> t{flat.clone()};
   impl_->run("reduce_scatter", [&] { return impl_->pg->allreduce(t); });
   return t[0].narrow(0, rank_ * n, n).clone();
 }
