@@ -14,5 +14,6 @@ void add_infer_command(CLI::App& app, Runner& run);
 void add_train_command(CLI::App& app, Runner& run);
 void add_launch_command(CLI::App& app, Runner& run);
 void add_eval_command(CLI::App& app, Runner& run);
+void add_shapes_command(CLI::App& app, Runner& run);
 
 }  // namespace omni::cli

@@ -1,0 +1,69 @@
+// A procedurally generated data set of simple scenes for the bundled demo model (`omni shapes`):
+// one or two filled shapes (circle, square, triangle, diamond) in six colours, two sizes and five
+// places, on a plain or two-tone light background, with everything a unified model learns from:
+// captions, questions and answers, text-to-image and edits, in the trainer's JSONL format, plus a
+// multiple-choice set for `omni eval`. Deterministic by seed on every platform: one splitmix64
+// stream per split, mapped to values by hand (the standard library's distributions are not
+// specified bit for bit).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "omni/io/image.h"
+
+namespace omni::demo {
+
+struct Rgb {
+  uint8_t r, g, b;
+};
+
+// The vocabularies (index = the scene's code for it).
+const std::vector<std::string>& shape_names();     // circle, square, triangle, diamond
+const std::vector<std::string>& colour_names();    // red, green, blue, yellow, purple, orange
+const std::vector<Rgb>& colour_values();
+const std::vector<std::string>& place_names();     // left, right, top, bottom, center
+const std::vector<std::string>& size_names();      // small, large
+
+struct Shape {
+  int kind = 0, colour = 0, size = 0, place = 0;
+  double cx = 0, cy = 0, radius = 0;  // in pixels: where it is drawn (the place plus jitter)
+};
+
+struct Scene {
+  std::vector<Shape> shapes;  // 1 or 2; two shapes sit left and right and differ in kind
+  Rgb background_top{255, 255, 255}, background_bottom{255, 255, 255};  // equal = plain
+  int size = 64;
+};
+
+// A deterministic random stream (splitmix64).
+class Random {
+ public:
+  explicit Random(uint64_t seed);
+  int below(int n);       // uniform in [0, n)
+  double uniform();       // in [0, 1)
+
+ private:
+  uint64_t state_;
+  uint64_t next();
+};
+
+Scene random_scene(Random& rng, int size);
+io::Image render(const Scene& s);  // 4x4 supersampled edges
+
+// "a large red circle on the left", "a small blue square on the left and a green triangle on the right"
+std::string caption(const Scene& s);
+
+struct ShapesOptions {
+  std::string output;  // folder (created); images/ and the JSONL files go there
+  uint64_t seed = 0;
+  int size = 64;
+  int train_scenes = 2000, heldout_scenes = 200;
+};
+
+// Writes images/*.png, train.jsonl and heldout.jsonl (captioning, question answering,
+// text-to-image and colour edits per scene) and eval_mc.jsonl (multiple-choice questions on the
+// held-out scenes). Returns the number of samples written per file, in that order.
+std::vector<int64_t> write_shapes_dataset(const ShapesOptions& o);
+
+}  // namespace omni::demo

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# omni shapes: the demo data set feeds the trainer (every sample kind: captions, answers,
+# multiple choice, text-to-image, edits) and omni eval, as written.
+# usage: shapes.sh OMNI_BIN FIXTURES_DIR SOURCE_DIR
+set -euo pipefail
+omni=$1 fixtures=$2 src=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+source "$(dirname "$0")/lib/common.sh"
+cd "$src"
+
+out=$("$omni" shapes --output "$tmp/data" --train 4 --heldout 2 --seed 3)
+[ "$out" = "$tmp/data: train.jsonl 20 samples, heldout.jsonl 10, eval_mc.jsonl 2 questions" ] || fail "summary: $out"
+for kind in caption qa mc t2i edit; do
+  [ "$(grep -c "\"id\":\"train-[0-9]*-$kind\"" "$tmp/data/train.jsonl")" -eq 4 ] || fail "4 $kind samples expected"
+done
+# one step of SenseNova-U1 on all 20 samples
+"$omni" --log warn train examples/train/u1_tiny.yaml --data.train_path "$tmp/data/train.jsonl" \
+  --data.image_root "$tmp/data" --train.max_steps 1 --train.micro_batch_size 4 --train.global_batch_size 20 \
+  --train.save_hf_weights false --train.output_dir "$tmp/run" > /dev/null
+grep -q '"step":1' "$tmp/run/metrics.jsonl" || fail "no training step"
+grep -q '"gen_tokens":[1-9]' "$tmp/run/metrics.jsonl" || fail "no generation targets trained"
+grep -q '"ce_tokens":[1-9]' "$tmp/run/metrics.jsonl" || fail "no text targets trained"
+out=$("$omni" --log warn eval --model_path "$fixtures/u1_tiny" --data "$tmp/data/eval_mc.jsonl" --max_new_tokens 2)
+grep -q "^accuracy: .* of 2; " <<<"$out" || fail "eval: $out"
+expect_error "--size: must be in \[16, 1024\]" "$omni" shapes --output "$tmp/x" --size 4
+echo "shapes: all checks passed"

@@ -1,0 +1,128 @@
+// The demo data set (demo/shapes.h): shapes drawn where and how the scene says, captions that
+// say it, files that are the same for the same seed, and a multiple-choice set omni eval reads.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "omni/demo/shapes.h"
+#include "omni/eval/multiple_choice.h"
+#include "omni/io/image.h"
+
+using namespace omni;
+using namespace omni::demo;
+namespace fs = std::filesystem;
+
+namespace {
+
+Scene one(int kind, int colour, double cx, double cy, double r) {
+  Scene s;
+  s.size = 64;
+  Shape sh;
+  sh.kind = kind;
+  sh.colour = colour;
+  sh.cx = cx;
+  sh.cy = cy;
+  sh.radius = r;
+  s.shapes.push_back(sh);
+  return s;
+}
+
+bool has_colour(const io::Image& im, int x, int y, Rgb c) {
+  return im.at(x, y, 0) == c.r && im.at(x, y, 1) == c.g && im.at(x, y, 2) == c.b;
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+fs::path scratch(const std::string& name) {
+  return fs::temp_directory_path() / ("omni_shapes_" + std::to_string(::getpid())) / name;
+}
+
+}  // namespace
+
+TEST(Shapes, EachKindCoversItsOwnPixels) {
+  const Rgb red = colour_values()[0], white{255, 255, 255};
+  for (int kind = 0; kind < 4; ++kind) {
+    const auto im = render(one(kind, 0, 32, 32, 12));
+    EXPECT_TRUE(has_colour(im, 32, 32, red)) << shape_names()[kind];  // the centre
+    EXPECT_TRUE(has_colour(im, 2, 2, white)) << shape_names()[kind];  // a corner of the picture
+  }
+  // what tells them apart: the square fills its corners, the circle and the diamond do not, the
+  // triangle is wide at the bottom and narrow at the top
+  EXPECT_TRUE(has_colour(render(one(1, 0, 32, 32, 12)), 32 + 9, 32 - 9, red));
+  EXPECT_TRUE(has_colour(render(one(0, 0, 32, 32, 12)), 32 + 9, 32 - 9, white));
+  EXPECT_TRUE(has_colour(render(one(3, 0, 32, 32, 12)), 32 + 9, 32 - 9, white));
+  const auto tri = render(one(2, 0, 32, 32, 12));
+  EXPECT_TRUE(has_colour(tri, 32 + 8, 32 + 7, red));
+  EXPECT_TRUE(has_colour(tri, 32 + 8, 32 - 8, white));
+}
+
+TEST(Shapes, CaptionsSayWhatIsDrawn) {
+  Scene s = one(2, 2, 20, 32, 10);
+  s.shapes[0].size = 1;
+  s.shapes[0].place = 0;
+  EXPECT_EQ(caption(s), "a large blue triangle on the left");
+  Shape right = s.shapes[0];
+  right.kind = 0;
+  right.colour = 5;
+  right.size = 0;
+  right.place = 1;
+  s.shapes.push_back(right);
+  EXPECT_EQ(caption(s), "a large blue triangle on the left and a small orange circle on the right");
+}
+
+TEST(Shapes, TheSameSeedWritesTheSameFiles) {
+  ShapesOptions o;
+  o.train_scenes = 6;
+  o.heldout_scenes = 5;
+  o.seed = 11;
+  o.output = scratch("a").string();
+  const auto counts = write_shapes_dataset(o);
+  EXPECT_EQ(counts, (std::vector<int64_t>{30, 25, 5}));  // 5 samples a scene, 1 question a held-out scene
+  o.output = scratch("b").string();
+  write_shapes_dataset(o);
+  for (const char* f : {"train.jsonl", "heldout.jsonl", "eval_mc.jsonl", "images/train_00003.png", "images/heldout_00004_edit.png"})
+    EXPECT_EQ(slurp(scratch("a") / f), slurp(scratch("b") / f)) << f;
+  o.seed = 12;
+  o.output = scratch("c").string();
+  write_shapes_dataset(o);
+  EXPECT_NE(slurp(scratch("a") / "train.jsonl"), slurp(scratch("c") / "train.jsonl"));
+  // held out: no training image is a held-out image
+  EXPECT_NE(slurp(scratch("a") / "images/train_00000.png"), slurp(scratch("a") / "images/heldout_00000.png"));
+
+  // the eval set reads as omni eval reads it, and each answer is the truth about its scene: the
+  // held-out scene's caption names the right option
+  const auto items = eval::read_multiple_choice((scratch("a") / "eval_mc.jsonl").string(), "", false);
+  ASSERT_EQ(items.size(), 5u);
+  std::map<std::string, std::string> captions;
+  std::ifstream held(scratch("a") / "heldout.jsonl");
+  for (std::string line; std::getline(held, line);) {
+    const auto j = nlohmann::json::parse(line);
+    const std::string id = j["id"];
+    if (id.size() > 8 && id.substr(id.size() - 8) == "-caption") captions[id.substr(0, id.size() - 8)] = j["conversations"][1]["value"];
+  }
+  for (const auto& it : items) {
+    const std::string truth = it.options[static_cast<size_t>(it.answer)];
+    const std::string cap = captions.at(it.id);
+    if (truth == "one" || truth == "two") {
+      EXPECT_EQ(cap.find(" and ") != std::string::npos, truth == "two") << it.id << ": " << cap;
+    } else {
+      EXPECT_NE(cap.find(truth), std::string::npos) << it.id << ": " << it.question << " " << truth << " vs " << cap;
+    }
+  }
+}
+
+TEST(Shapes, BadOptionsAreErrors) {
+  ShapesOptions o;
+  o.output = scratch("bad").string();
+  o.size = 8;
+  EXPECT_THROW(write_shapes_dataset(o), std::exception);
+}
