@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "omni/demo/shape_check.h"
 #include "omni/demo/shapes.h"
 #include "omni/eval/multiple_choice.h"
 #include "omni/io/image.h"
@@ -125,4 +126,48 @@ TEST(Shapes, BadOptionsAreErrors) {
   o.output = scratch("bad").string();
   o.size = 8;
   EXPECT_THROW(write_shapes_dataset(o), std::exception);
+}
+
+// The generation and edit checks (demo/shape_check.h) on the generator's own pictures: every
+// rendered scene shows exactly its caption — kind, colour, place and size of each shape — and
+// no scene shows a caption with one attribute changed.
+TEST(ShapeCheck, RenderedScenesShowTheirOwnCaptionsAndNoOther) {
+  for (int side : {64, 96}) {
+    Random rng(42);
+    int shown = 0, wrong_shown = 0;
+    const int n = 300;
+    for (int i = 0; i < n; ++i) {
+      const Scene s = random_scene(rng, side);
+      const auto img = render(s);
+      Scene said;
+      ASSERT_TRUE(parse_caption(caption(s) + ".", said)) << caption(s);
+      shown += shows(img, said, true);
+      Scene other = said;  // one attribute of one shape changed
+      Shape& sh = other.shapes[static_cast<size_t>(i) % other.shapes.size()];
+      switch (i % 3) {
+        case 0: sh.colour = (sh.colour + 1) % 6; break;
+        case 1: sh.kind = (sh.kind + 1) % 4; break;
+        default: sh.size = 1 - sh.size; break;
+      }
+      wrong_shown += shows(img, other, true);
+    }
+    EXPECT_EQ(shown, n) << side << " px";
+    EXPECT_EQ(wrong_shown, 0) << side << " px";
+  }
+}
+
+TEST(ShapeCheck, EditsAndCaptionsParse) {
+  Scene s;
+  ASSERT_TRUE(parse_caption("A small red circle on the left and a large blue square on the right.", s));
+  ASSERT_EQ(s.shapes.size(), 2u);
+  EXPECT_EQ(s.shapes[1].kind, 1);
+  EXPECT_EQ(s.shapes[1].place, 1);
+  Scene e;
+  ASSERT_TRUE(apply_edit(s, "Make the circle green.", e));
+  EXPECT_EQ(e.shapes[0].colour, 1);
+  EXPECT_EQ(e.shapes[1].colour, s.shapes[1].colour);
+  EXPECT_FALSE(apply_edit(s, "Make the triangle green.", e));  // no triangle
+  EXPECT_FALSE(apply_edit(s, "Paint the circle green.", e));
+  EXPECT_FALSE(parse_caption("a huge red circle on the left", s));
+  EXPECT_FALSE(parse_caption("two red circles", s));
 }

@@ -36,17 +36,30 @@ const std::vector<std::string>& size_names() {
 }
 
 namespace {
-
-// Light backgrounds, far from every shape colour.
-const std::vector<Rgb> kBackgrounds{{255, 255, 255}, {225, 225, 225}, {240, 230, 210}, {215, 230, 245}, {245, 225, 230}};
 const double kPlaceX[] = {0.27, 0.73, 0.5, 0.5, 0.5}, kPlaceY[] = {0.5, 0.5, 0.27, 0.73, 0.5};
-const double kRadius[] = {0.13, 0.2};  // of the image side
+// Of the image side. Two large diamonds (the widest kind, 1.1 r) left and right keep a gap of
+// 0.04 of the side; every shape stays inside the picture.
+const double kRadius[] = {0.12, 0.18};
+}  // namespace
+
+std::pair<double, double> place_centre(int place) { return {kPlaceX[place], kPlaceY[place]}; }
+double size_radius(int size) { return kRadius[size]; }
+double kind_area(int kind) {
+  // inside(): a disc; a square of half-side 0.85 r; a triangle of base 1.9 r and height 1.75 r;
+  // a diamond of half-diagonal 1.1 r
+  static const double a[] = {3.14159265358979, 4 * 0.85 * 0.85, 0.5 * 1.9 * 1.75, 2 * 1.1 * 1.1};
+  return a[kind];
+}
 
 std::string place_phrase(int place) {
   static const char* p[] = {"on the left", "on the right", "at the top", "at the bottom", "in the center"};
   return p[place];
 }
 
+namespace {
+
+// Light backgrounds, far from every shape colour.
+const std::vector<Rgb> kBackgrounds{{255, 255, 255}, {225, 225, 225}, {240, 230, 210}, {215, 230, 245}, {245, 225, 230}};
 std::string capitalised(std::string s) {
   if (!s.empty()) s[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(s[0])));
   return s;
@@ -65,16 +78,18 @@ bool inside(const Shape& sh, double x, double y) {
   }
 }
 
-Shape make_shape(Random& rng, int kind, int place, int size_px) {
+// `pair`: one of two shapes side by side, moved only away from the other.
+Shape make_shape(Random& rng, int kind, int place, int size_px, bool pair) {
   Shape s;
   s.kind = kind;
   s.place = place;
   s.colour = rng.below(static_cast<int>(colour_names().size()));
   s.size = rng.below(2);
   const double S = size_px, jitter = 0.04 * S;
-  s.cx = kPlaceX[place] * S + (rng.uniform() * 2 - 1) * jitter;
+  const double jx = pair ? (place == 0 ? -rng.uniform() : rng.uniform()) : rng.uniform() * 2 - 1;
+  s.cx = kPlaceX[place] * S + jx * jitter;
   s.cy = kPlaceY[place] * S + (rng.uniform() * 2 - 1) * jitter;
-  s.radius = kRadius[s.size] * S * (0.9 + 0.2 * rng.uniform());
+  s.radius = kRadius[s.size] * S * (0.95 + 0.1 * rng.uniform());
   return s;
 }
 
@@ -166,12 +181,12 @@ Scene random_scene(Random& rng, int size) {
                                           : s.background_top;
   const int kinds = static_cast<int>(shape_names().size());
   if (rng.below(10) < 7) {
-    s.shapes.push_back(make_shape(rng, rng.below(kinds), rng.below(5), size));
+    s.shapes.push_back(make_shape(rng, rng.below(kinds), rng.below(5), size, false));
   } else {  // two different kinds, left and right
     const int a = rng.below(kinds);
     const int b = (a + 1 + rng.below(kinds - 1)) % kinds;
-    s.shapes.push_back(make_shape(rng, a, 0, size));
-    s.shapes.push_back(make_shape(rng, b, 1, size));
+    s.shapes.push_back(make_shape(rng, a, 0, size, true));
+    s.shapes.push_back(make_shape(rng, b, 1, size, true));
   }
   return s;
 }

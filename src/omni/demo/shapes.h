@@ -8,6 +8,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "omni/io/image.h"
@@ -24,6 +25,12 @@ const std::vector<std::string>& colour_names();    // red, green, blue, yellow, 
 const std::vector<Rgb>& colour_values();
 const std::vector<std::string>& place_names();     // left, right, top, bottom, center
 const std::vector<std::string>& size_names();      // small, large
+// Where a place puts a shape's centre, as fractions of the side (x, y); a size's radius likewise;
+// a kind's area in units of its radius squared.
+std::pair<double, double> place_centre(int place);
+double size_radius(int size);
+double kind_area(int kind);
+std::string place_phrase(int place);  // "on the left", "at the top", "in the center", ...
 
 struct Shape {
   int kind = 0, colour = 0, size = 0, place = 0;
