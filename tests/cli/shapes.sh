@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # omni shapes: the demo data set feeds the trainer (every sample kind: captions, answers,
-# multiple choice, text-to-image, edits) and omni eval, as written.
+# multiple choice, text-to-image, edits) and omni eval (its questions, and its captions and edits
+# through --task shapes), as written.
 # usage: shapes.sh OMNI_BIN FIXTURES_DIR SOURCE_DIR
 set -euo pipefail
 omni=$1 fixtures=$2 src=$3
@@ -23,5 +24,23 @@ grep -q '"gen_tokens":[1-9]' "$tmp/run/metrics.jsonl" || fail "no generation tar
 grep -q '"ce_tokens":[1-9]' "$tmp/run/metrics.jsonl" || fail "no text targets trained"
 out=$("$omni" --log warn eval --model_path "$fixtures/u1_tiny" --data "$tmp/data/eval_mc.jsonl" --max_new_tokens 2)
 grep -q "^accuracy: .* of 2; " <<<"$out" || fail "eval: $out"
+# the drawing checks: each held-out caption drawn and each edit made (random weights: the scores
+# are whatever they are; what is checked is that every sample is drawn, asked right and recorded)
+out=$("$omni" --log warn eval --task shapes --model_path "$fixtures/u1_tiny" --data "$tmp/data/heldout.jsonl" --steps 2 \
+  --output "$tmp/draw.jsonl")
+grep -q "^generation: [0-9.]*% ([0-9] of 2 pictures show their caption) \[u1\]$" <<<"$out" || fail "generation line: $out"
+grep -q "^edit: [0-9.]*% ([0-9] of 2 edits show the asked change) \[u1\]$" <<<"$out" || fail "edit line: $out"
+[ "$(wc -l < "$tmp/draw.jsonl")" -eq 4 ] || fail "4 drawings expected: $(cat "$tmp/draw.jsonl")"
+for i in 0 1; do  # asked = the data set's own caption of the scene
+  cap=$(grep -o "\"id\":\"heldout-$i-t2i\",\"images\"" "$tmp/data/heldout.jsonl" > /dev/null &&
+        grep "\"id\":\"heldout-$i-t2i\"" "$tmp/data/heldout.jsonl" | grep -o '"value":"a [^"]*' | cut -d'"' -f4)
+  grep -q "\"asked\":\"$cap\",.*\"id\":\"heldout-$i-t2i\"" "$tmp/draw.jsonl" || fail "heldout-$i: not asked \"$cap\""
+done
+out=$("$omni" --log warn eval --task shapes --model_path "$fixtures/janus_tiny" --data "$tmp/data/heldout.jsonl" --limit 1)
+grep -q "^generation: .* (.* of 1 pictures" <<<"$out" && grep -q "^edit: not checked (janus does not edit)" <<<"$out" ||
+  fail "janus: $out"
+expect_error "--task: must be mc or shapes" "$omni" eval --task poems --model_path "$fixtures/u1_tiny" --data "$tmp/data/heldout.jsonl"
+expect_error "not a shapes caption" "$omni" eval --task shapes --model_path "$fixtures/u1_tiny" \
+  --data examples/train/u1_tiny.jsonl --image_root examples/train/images
 expect_error "--size: must be in \[16, 1024\]" "$omni" shapes --output "$tmp/x" --size 4
 echo "shapes: all checks passed"

@@ -5,11 +5,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
 
 #include "commands.h"
 #include "omni/core/error.h"
 #include "omni/core/log.h"
 #include "omni/core/progress.h"
+#include "omni/eval/drawing_torch.h"
 #include "omni/eval/evaluate_torch.h"
 #include "omni/models/registry.h"
 
@@ -17,7 +19,9 @@ namespace omni::cli {
 namespace {
 
 struct EvalArgs {
-  std::string model_path, model_type, data, image_root, output, score = "generate";
+  std::string model_path, model_type, data, image_root, output, score = "generate", task = "mc";
+  std::optional<int> steps;
+  uint64_t seed = 0;
   std::string device = "cpu", dtype;
   int threads = 0, max_new_tokens = 32;
   int64_t limit = 0;
@@ -32,8 +36,13 @@ void add_eval_command(CLI::App& app, Runner& run) {
   cmd->add_option("--model_path", a->model_path, "model directory (config + weights)")->required();
   cmd->add_option("--model_type", a->model_type, "model family; detected from the directory when omitted");
   cmd->add_option("--data", a->data,
-                  "questions, one JSON object per line: {\"id\", \"image\"|\"images\", \"question\", \"options\", \"answer\"}")
+                  "mc: questions, one JSON object per line: {\"id\", \"image\"|\"images\", \"question\", \"options\", "
+                  "\"answer\"}; shapes: an omni shapes JSONL (its text-to-image and edit samples)")
       ->required();
+  cmd->add_option("--task", a->task, "mc (multiple-choice questions) | shapes (draw and edit omni shapes scenes)")
+      ->default_str("mc");
+  cmd->add_option_function<int>("--steps", [a](const int& v) { a->steps = v; }, "shapes: flow steps (default: the family's)");
+  cmd->add_option("--seed", a->seed, "shapes: the generator's seed")->default_str("0");
   cmd->add_option("--image_root", a->image_root, "folder the image paths are relative to (default: the data file's)");
   cmd->add_option("--output", a->output, "write per-question predictions to this JSONL file");
   cmd->add_option("--score", a->score, "generate (read the choice from the greedy answer) | loglik (the most likely option)")
@@ -52,15 +61,34 @@ void add_eval_command(CLI::App& app, Runner& run) {
       const auto& family = models::resolve_family(a->model_path, a->model_type);
       if (std::find(family.modes.begin(), family.modes.end(), "understand") == family.modes.end())
         throw Error("omni eval", family.name + " does not understand images");
+      if (a->task != "mc" && a->task != "shapes") throw Error("--task", "must be mc or shapes, got '" + a->task + "'");
       if (a->score != "generate" && a->score != "loglik")
         throw Error("--score", "must be generate or loglik, got '" + a->score + "'");
+      if (a->steps && *a->steps < 2) throw Error("--steps", "must be at least 2");
       if (a->max_new_tokens < 1) throw Error("--max_new_tokens", "must be at least 1");
       if (a->limit < 0) throw Error("--limit", "must not be negative");
       if (a->threads < 0) throw Error("--threads", "must be 1 or more");
       if (!a->image_root.empty() && !fs::is_directory(a->image_root))
         throw Error("--image_root", a->image_root + ": no such folder");
-      auto items = eval::read_multiple_choice(a->data, a->image_root, a->allow_absolute);
-      if (a->limit > 0 && static_cast<int64_t>(items.size()) > a->limit) items.resize(static_cast<size_t>(a->limit));
+      auto has_mode = [&](const char* m) { return std::find(family.modes.begin(), family.modes.end(), m) != family.modes.end(); };
+      std::vector<eval::McItem> items;
+      eval::DrawingOptions d;
+      std::vector<eval::DrawTask> drawings;
+      if (a->task == "mc") {
+        items = eval::read_multiple_choice(a->data, a->image_root, a->allow_absolute);
+        if (a->limit > 0 && static_cast<int64_t>(items.size()) > a->limit) items.resize(static_cast<size_t>(a->limit));
+      } else {
+        d.image_root = a->image_root;
+        d.allow_absolute = a->allow_absolute;
+        d.limit = a->limit;
+        d.steps = a->steps;
+        d.seed = a->seed;
+        d.predictions = a->output;
+        d.generate = has_mode("generate");
+        d.edit = has_mode("edit");
+        if (!d.generate) throw Error("--task shapes", family.name + " does not draw pictures");
+        drawings = eval::read_drawing_tasks(a->data, family.read_image, d);
+      }
       if (!a->output.empty()) {
         const auto parent = fs::path(a->output).parent_path();
         if (!parent.empty() && !fs::is_directory(parent)) throw Error(a->output, "the output directory does not exist");
@@ -74,6 +102,21 @@ void add_eval_command(CLI::App& app, Runner& run) {
       lo.threads = a->threads;
       if (lo.threads > 0) torch::set_num_threads(lo.threads);
       auto model = family.load(lo);
+      if (a->task == "shapes") {
+        Progress bar("eval", static_cast<int64_t>(drawings.size()), "picture");
+        const auto r = eval::evaluate_drawing(*model, drawings, family.read_image, d, [&](const eval::DrawingResult&) { bar.tick(); });
+        bar.finish();
+        auto pct = [](int64_t k, int64_t n) { return n ? 100.0 * static_cast<double>(k) / static_cast<double>(n) : 0.0; };
+        std::printf("generation: %.2f%% (%lld of %lld pictures show their caption) [%s]\n", pct(r.generated_right, r.generated),
+                    static_cast<long long>(r.generated_right), static_cast<long long>(r.generated), family.name.c_str());
+        if (d.edit)
+          std::printf("edit: %.2f%% (%lld of %lld edits show the asked change) [%s]\n", pct(r.edited_right, r.edited),
+                      static_cast<long long>(r.edited_right), static_cast<long long>(r.edited), family.name.c_str());
+        else
+          std::printf("edit: not checked (%s does not edit)\n", family.name.c_str());
+        if (!a->output.empty()) std::printf("predictions: %s\n", a->output.c_str());
+        return 0;
+      }
       log_info(family.name, " on ", lo.device.str(), " in ", models::dtype_name(model->dtype()), ": ", items.size(),
                " questions from ", a->data);
 
