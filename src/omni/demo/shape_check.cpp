@@ -5,6 +5,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "omni/core/strings.h"
+
 namespace omni::demo {
 namespace {
 
@@ -13,9 +15,11 @@ int index_of(const std::vector<std::string>& names, const std::string& s) {
   return it == names.end() ? -1 : static_cast<int>(it - names.begin());
 }
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
+// A caption or instruction lowered, without its closing full stop and trailing spaces.
+std::string sentence(const std::string& text) {
+  std::string t = ascii_lower(text);
+  while (!t.empty() && (t.back() == '.' || std::isspace(static_cast<unsigned char>(t.back())))) t.pop_back();
+  return t;
 }
 
 // "a large red circle on the left" -> one shape (its pixel position left at zero).
@@ -62,8 +66,7 @@ Rgb border_colour(const io::Image& img, int y0, int y1) {
 }  // namespace
 
 bool parse_caption(const std::string& text, Scene& out) {
-  std::string t = lower(text);
-  while (!t.empty() && (t.back() == '.' || std::isspace(static_cast<unsigned char>(t.back())))) t.pop_back();
+  const std::string t = sentence(text);
   out = Scene();
   size_t start = 0;
   while (true) {
@@ -175,9 +178,7 @@ bool shows(const io::Image& img, const Scene& expected, bool with_size) {
 }
 
 bool apply_edit(const Scene& before, const std::string& instruction, Scene& after) {
-  std::string t = lower(instruction);
-  while (!t.empty() && (t.back() == '.' || std::isspace(static_cast<unsigned char>(t.back())))) t.pop_back();
-  std::istringstream in(t);
+  std::istringstream in(sentence(instruction));
   std::string make, the, kind, colour, extra;
   if (!(in >> make >> the >> kind >> colour) || (in >> extra) || make != "make" || the != "the") return false;
   const int k = index_of(shape_names(), kind), c = index_of(colour_names(), colour);

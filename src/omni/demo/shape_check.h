@@ -9,7 +9,7 @@
 namespace omni::demo {
 
 // The scene a caption of caption()'s grammar describes (shapes' kind, colour, size and place; no
-// pixel positions), or nothing when it is not one.
+// pixel positions); false when the text is not such a caption.
 bool parse_caption(const std::string& text, Scene& out);
 
 // The shapes found in a picture: the background is the border's colour (per half, for two-tone

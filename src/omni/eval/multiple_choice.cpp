@@ -8,6 +8,7 @@
 #include <set>
 
 #include "omni/core/error.h"
+#include "omni/core/strings.h"
 #include "omni/io/data_paths.h"
 
 namespace omni::eval {
@@ -17,17 +18,6 @@ using json = nlohmann::json;
 namespace {
 
 const std::string kMarker = "<image>";
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string trim(const std::string& s) {
-  const auto a = s.find_first_not_of(" \t\r\n");
-  if (a == std::string::npos) return "";
-  return s.substr(a, s.find_last_not_of(" \t\r\n") - a + 1);
-}
 
 bool is_word_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
 
@@ -114,7 +104,7 @@ std::vector<McItem> read_multiple_choice(const std::string& file, const std::str
       const std::string s = trim(a.get<std::string>());
       if (s.size() == 1 && s[0] >= 'A' && s[0] < 'A' + n) it.answer = s[0] - 'A';
       for (int i = 0; i < n && it.answer < 0; ++i)
-        if (lower(it.options[static_cast<size_t>(i)]) == lower(s)) it.answer = i;
+        if (ascii_lower(it.options[static_cast<size_t>(i)]) == ascii_lower(s)) it.answer = i;
     }
     if (it.answer < 0 || it.answer >= n)
       throw Error(it.where, "\"answer\" must be an option's letter (A-" + option_letter(n - 1) +
@@ -157,17 +147,17 @@ int parse_choice(const std::string& answer, const std::vector<std::string>& opti
   std::string rest;
   if (const int l = leading_letter(s, n, rest); l >= 0) return l;
   // the options whose text the answer holds as words; the longest when it contains the others
-  const std::string low = lower(s);
+  const std::string low = ascii_lower(s);
   std::vector<int> hits;
   for (int i = 0; i < n; ++i)
-    if (contains_word(low, lower(options[static_cast<size_t>(i)]))) hits.push_back(i);
+    if (contains_word(low, ascii_lower(options[static_cast<size_t>(i)]))) hits.push_back(i);
   if (hits.size() == 1) return hits[0];
   if (hits.size() > 1) {
     int longest = hits[0];
     for (int h : hits)
       if (options[static_cast<size_t>(h)].size() > options[static_cast<size_t>(longest)].size()) longest = h;
     bool covers = true;
-    for (int h : hits) covers = covers && contains_word(lower(options[static_cast<size_t>(longest)]), lower(options[static_cast<size_t>(h)]));
+    for (int h : hits) covers = covers && contains_word(ascii_lower(options[static_cast<size_t>(longest)]), ascii_lower(options[static_cast<size_t>(h)]));
     return covers ? longest : -1;
   }
   // one option letter standing alone between spaces or punctuation ("the answer is B"), not the

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "omni/core/error.h"
+#include "omni/core/strings.h"
 
 #if defined(__clang__)
 #pragma clang fp contract(off)
@@ -253,8 +254,7 @@ Resample resample_from_pil(int code, const std::string& context) {
 }
 
 Resample parse_resample(const std::string& name, const std::string& context) {
-  std::string s;
-  for (char ch : name) s += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  const std::string s = ascii_lower(name);
   for (int i = 0; i <= 5; ++i) {
     const Resample r = static_cast<Resample>(i);
     if (s == resample_name(r)) return r;

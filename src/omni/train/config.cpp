@@ -10,6 +10,7 @@
 #include <cstdio>
 
 #include "omni/core/error.h"
+#include "omni/core/strings.h"
 
 namespace omni::train {
 namespace {
@@ -31,8 +32,7 @@ std::string scalar_text(const YAML::Node& n) {
 
 bool to_bool(const YAML::Node& n, const std::string& where) {
   if (n.IsScalar()) {
-    std::string s = n.Scalar();
-    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const std::string s = ascii_lower(n.Scalar());
     if (s == "true" || s == "yes" || s == "on" || s == "1") return true;
     if (s == "false" || s == "no" || s == "off" || s == "0") return false;
   }

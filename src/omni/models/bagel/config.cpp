@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "omni/core/error.h"
+#include "omni/core/strings.h"
 #include "omni/io/hf_config.h"
 
 namespace fs = std::filesystem;
@@ -16,11 +17,6 @@ const char* variant_name(Variant v) { return v == Variant::ThinkMorph ? "thinkmo
 
 namespace {
 bool is_file(const fs::path& p) { return fs::is_regular_file(p); }
-
-std::string lower(std::string s) {
-  for (auto& ch : s) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  return s;
-}
 
 // The YAML front matter of a model card (between the leading "---" lines), or "".
 std::string card_front_matter(const fs::path& readme) {
@@ -60,7 +56,7 @@ Variant detect_variant(const std::string& dir) {
     check(t.empty(), (d / "bagel_config.json").string(), "model_type must be \"bagel\" or \"thinkmorph\" (got \"" + t + "\")");
   }
   // ThinkMorph-7B's card says library_name: ThinkMorph-7B; BAGEL's says bagel-mot.
-  if (is_file(d / "README.md") && lower(card_front_matter(d / "README.md")).find("thinkmorph") != std::string::npos)
+  if (is_file(d / "README.md") && ascii_lower(card_front_matter(d / "README.md")).find("thinkmorph") != std::string::npos)
     return Variant::ThinkMorph;
   return Variant::Bagel;
 }
