@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "alignment_util.h"
+#include "omni/core/error.h"
 #include "omni/generate/random.h"
 #include "omni/models/sensenova_u1/config.h"
 #include "omni/models/sensenova_u1/guidance.h"
@@ -82,6 +83,49 @@ TEST(U1Config, ReadsEverySizeFromTheFile) {
   EXPECT_DOUBLE_EQ(c.noise_scale_for(24), 2.0);
   EXPECT_DOUBLE_EQ(c.noise_scale_for(10), 1.3834964763236661);
   EXPECT_DOUBLE_EQ(c.noise_scale_for(8), 1.2374368670764582);
+}
+
+// The "omni" block of a model omni trains itself: absent in the released checkpoints (the
+// official per-task constants apply); read and checked when present.
+TEST(U1Config, OmniSettingsAreOptionalAndChecked) {
+  EXPECT_FALSE(u1::U1Config::from_dir(u1_dir()).omni.image_pixels.has_value());
+  EXPECT_FALSE(u1::U1Config::from_dir(u1_dir()).omni.enable_thinking.has_value());
+  EXPECT_EQ(u1::system_message_for_gen(u1::U1Config::from_dir(u1_dir())), u1::kSystemMessageForGen);
+  std::ifstream in(u1_dir() + "/config.json");
+  auto j = nlohmann::json::parse(in);
+  const auto dir = std::filesystem::temp_directory_path() / ("omni_u1_cfg_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  const auto file = (dir / "config.json").string();
+  auto read_with = [&](const nlohmann::json& omni) {
+    j["omni"] = omni;
+    std::ofstream(file) << j.dump();
+    return u1::U1Config::from_file(file);
+  };
+  const auto c = read_with({{"image_pixels", {4096, 9216}},
+                            {"image_size", {64, 96}},
+                            {"system_message_for_gen", ""},
+                            {"enable_thinking", false}});
+  ASSERT_TRUE(c.omni.image_pixels.has_value());
+  EXPECT_EQ(c.omni.image_pixels->first, 4096);
+  EXPECT_EQ(c.omni.image_pixels->second, 9216);
+  EXPECT_EQ(c.omni.image_size->first, 64);
+  EXPECT_EQ(c.omni.image_size->second, 96);
+  EXPECT_EQ(u1::system_message_for_gen(c), "");
+  ASSERT_TRUE(c.omni.enable_thinking.has_value());
+  EXPECT_FALSE(*c.omni.enable_thinking);
+  auto error_of = [&](const nlohmann::json& omni) -> std::string {
+    try {
+      read_with(omni);
+    } catch (const omni::Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_NE(error_of({{"image_pixels", {9216, 4096}}}).find("omni.image_pixels"), std::string::npos);
+  EXPECT_NE(error_of({{"image_pixels", {16, 16}}}).find("at least one 32x32 token"), std::string::npos);
+  EXPECT_NE(error_of({{"image_size", {48, 64}}}).find("multiples of 32"), std::string::npos);
+  EXPECT_NE(error_of({{"image_size", "64"}}).find("wrong type"), std::string::npos);
+  std::filesystem::remove_all(dir);
 }
 
 TEST(U1Processor, SmartResizeFollowsPythonRounding) {

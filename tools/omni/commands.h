@@ -15,5 +15,6 @@ void add_train_command(CLI::App& app, Runner& run);
 void add_launch_command(CLI::App& app, Runner& run);
 void add_eval_command(CLI::App& app, Runner& run);
 void add_shapes_command(CLI::App& app, Runner& run);
+void add_init_command(CLI::App& app, Runner& run);
 
 }  // namespace omni::cli

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   omni::cli::add_launch_command(app, run);
   omni::cli::add_eval_command(app, run);
   omni::cli::add_shapes_command(app, run);
+  omni::cli::add_init_command(app, run);
 
   if (argc == 1) {  // a bare `omni` shows what it can do
     std::fputs(app.help().c_str(), stdout);

@@ -4,6 +4,7 @@
 
 #include "omni/core/error.h"
 #include "omni/io/dtype_torch.h"
+#include "omni/io/module_loader_torch.h"
 #include "omni/io/safetensors.h"
 
 namespace omni::io {
@@ -53,6 +54,20 @@ void write_updated_safetensors(const Checkpoint& original, const torch::nn::Modu
         return current.data_ptr();
       },
       {{"format", "pt"}});
+}
+
+void write_module_safetensors(const torch::nn::Module& module, const std::string& out_file,
+                              torch::ScalarType float_dtype) {
+  std::vector<torch::Tensor> stored;  // kept alive until the file is written
+  std::vector<RawTensor> tensors;
+  for (const auto& [name, t] : named_state(module)) {
+    auto v = t.detach().to(torch::kCPU);
+    if (v.is_floating_point()) v = v.to(float_dtype);
+    stored.push_back(v.contiguous());
+    const auto& s = stored.back();
+    tensors.push_back({name, from_torch(s.scalar_type()), s.sizes().vec(), s.data_ptr()});
+  }
+  write_safetensors(out_file, tensors, {{"format", "pt"}});
 }
 
 }  // namespace omni::io

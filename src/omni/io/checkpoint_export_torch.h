@@ -24,4 +24,9 @@ void write_updated_safetensors(const Checkpoint& original, const torch::nn::Modu
                                const std::function<bool(const std::string&)>& keep_original = {},
                                const std::function<torch::Tensor(const std::string&)>& source = {});
 
+// A module with no checkpoint behind it (omni init): every parameter and buffer, named as the
+// checkpoint and in registration order, floating-point ones stored as `float_dtype`.
+void write_module_safetensors(const torch::nn::Module& module, const std::string& out_file,
+                              torch::ScalarType float_dtype = torch::kFloat32);
+
 }  // namespace omni::io

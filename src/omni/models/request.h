@@ -32,6 +32,14 @@ struct LoadOptions {
   }
 };
 
+// omni init: a freshly initialised model for a config.json (no checkpoint to start from).
+struct InitOptions {
+  std::string config_file;   // the family's config.json
+  std::string weights_file;  // model.safetensors to write
+  uint64_t seed = 0;         // every draw of the initialisation comes from this
+  c10::ScalarType dtype = c10::ScalarType::Float;  // the dtype the weights are stored in
+};
+
 // "cpu", "cuda", "cuda:1" -> a device (CUDA checked for availability); "fp32|bf16|fp16" (and the
 // torch spellings) -> a dtype. Throw omni::Error naming the flag.
 c10::Device parse_device(const std::string& s);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <vector>
 
 #include "omni/core/error.h"
 #include "omni/io/hf_config.h"
@@ -40,6 +41,27 @@ bool is_moe(const io::HfConfig& llm) {
                             a.get<std::string>().find("MoE") != std::string::npos))
         return true;
   return llm.get_or<int64_t>("num_experts", 0) > 1;
+}
+
+OmniSettings read_omni_settings(const io::HfConfig& o, int64_t token_pixels) {
+  OmniSettings s;
+  if (o.has("image_pixels")) {
+    const auto v = o.get<std::vector<int64_t>>("image_pixels");
+    check(v.size() == 2 && v[0] > 0 && v[0] <= v[1], o.where("image_pixels"), "must be [min, max] with 0 < min <= max");
+    check(v[1] >= token_pixels * token_pixels, o.where("image_pixels"),
+          "max must hold at least one " + std::to_string(token_pixels) + "x" + std::to_string(token_pixels) + " token");
+    s.image_pixels = std::make_pair(v[0], v[1]);
+  }
+  if (o.has("image_size")) {
+    const auto v = o.get<std::vector<int>>("image_size");
+    check(v.size() == 2 && v[0] >= token_pixels && v[1] >= token_pixels && v[0] % token_pixels == 0 &&
+              v[1] % token_pixels == 0,
+          o.where("image_size"), "must be [width, height], multiples of " + std::to_string(token_pixels));
+    s.image_size = std::make_pair(v[0], v[1]);
+  }
+  if (o.has("system_message_for_gen")) s.system_message_for_gen = o.get<std::string>("system_message_for_gen");
+  if (o.has("enable_thinking")) s.enable_thinking = o.get<bool>("enable_thinking");
+  return s;
 }
 
 }  // namespace
@@ -120,6 +142,7 @@ U1Config U1Config::from_file(const std::string& file) {
   check(fm_layers <= 2, cfg.where("fm_head_layers"), "the AdaLN flow head (fm_head_layers > 2) is not supported");
   check(cfg.get_or<int64_t>("concat_time_token_num", 0) == 0, cfg.where("concat_time_token_num"),
         "time tokens are not supported (the official t2i asserts 0)");
+  c.omni = read_omni_settings(cfg.sub_or_empty("omni"), c.token_pixels());
   return c;
 }
 

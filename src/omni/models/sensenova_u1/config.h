@@ -4,7 +4,9 @@
 // backbone, U1.5's ConvDecoder pixel head, the AdaLN flow head) is refused with a clear error.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <utility>
 
 namespace omni::sensenova_u1 {
 
@@ -26,6 +28,24 @@ struct VisionConfig {
   int64_t merge() const;  // int(1 / downsample_ratio)
 };
 
+// omni's own settings, for models omni trains itself (config.json's optional "omni" object; the
+// released checkpoints have none, and the official per-task constants apply):
+//   "image_pixels": [min, max]  every image (understanding and edit inputs, training images, the
+//                               edit output size) smart-resized into this pixel range instead of
+//                               the official 256^2..2048^2 / 512^2..2048^2 / 256^2..512^2;
+//   "image_size": [width, height]  the default --mode generate size (official 2048 x 2048);
+//   "system_message_for_gen": "..."  the system turn of generate / edit queries and of training's
+//                               generation samples (official SYSTEM_MESSAGE_FOR_GEN; "" drops it);
+//   "enable_thinking": false    understanding queries end with an empty think block, as Qwen3's
+//                               chat template does for enable_thinking=False: the opening the
+//                               official training puts before every answer (official chat(): none).
+struct OmniSettings {
+  std::optional<std::pair<int64_t, int64_t>> image_pixels;
+  std::optional<std::pair<int, int>> image_size;
+  std::optional<std::string> system_message_for_gen;
+  std::optional<bool> enable_thinking;
+};
+
 struct U1Config {
   LlmConfig llm;
   VisionConfig vision;
@@ -39,6 +59,7 @@ struct U1Config {
   double P_mean = 0.0, P_std = 1.0;  // training timestep sampling (logit-normal)
   double t_eps = 0.05;              // training clamp of 1 - t (inference takes its own, default 0.02)
   double timestep_shift = 1.0;      // training shift (inference passes its own)
+  OmniSettings omni;
   std::string weights;              // the weights file or shard index
 
   int64_t patch_size() const { return vision.patch_size; }

@@ -21,6 +21,7 @@
 #include "omni/models/sensenova_u1/training.h"
 #include "omni/models/parameter_groups.h"
 #include "omni/io/checkpoint_export_torch.h"
+#include "omni/nn/init_weights.h"
 #include "omni/text/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -41,9 +42,11 @@ constexpr int64_t kEditTargetPixels = 2048 * 2048;  // the editing example's out
 constexpr int kT2iSide = 2048;
 constexpr int kInterleaveWidth = 2048, kInterleaveHeight = 1152;  // its "16:9" default bucket
 
+// The empty think block: the official training's opening of every answer that does not think.
+constexpr const char* kEmptyThink = "<think>\n\n</think>\n\n";
 // The condition query's assistant opening (t2i_generate / it2i_generate): an empty think block and
 // <img>, or an open think block the model fills (--think).
-std::string gen_opening(bool think) { return think ? "<think>\n" : "<think>\n\n</think>\n\n<img>"; }
+std::string gen_opening(bool think) { return think ? "<think>\n" : std::string(kEmptyThink) + "<img>"; }
 
 int64_t edit_max_pixels(size_t n) { return std::min<int64_t>(kVqaMaxPixels, (int64_t{4096} * 4096) / std::max<int64_t>(1, n)); }
 
@@ -75,10 +78,11 @@ FlowSettings flow_settings(const Request& r) {
   return f;
 }
 
-void check_size(int w, int h) {
-  check(w >= 32 && h >= 32 && w % 32 == 0 && h % 32 == 0, "--width/--height",
-        "must be positive multiples of 32 (one token per 32x32 pixels; got " + std::to_string(w) + "x" +
-            std::to_string(h) + ")");
+// Positive multiples of the token size (32 for the released checkpoints: one token per 32x32).
+void check_size(int w, int h, int64_t token_px) {
+  check(w >= token_px && h >= token_px && w % token_px == 0 && h % token_px == 0, "--width/--height",
+        "must be positive multiples of " + std::to_string(token_px) + " (one token per " + std::to_string(token_px) + "x" +
+            std::to_string(token_px) + " pixels; got " + std::to_string(w) + "x" + std::to_string(h) + ")");
 }
 
 torch::Tensor read_init_noise(const std::string& path, int64_t H, int64_t W) {
@@ -124,7 +128,7 @@ void check_request(const std::string& mode, const Request& r) {
   flow_settings(r);
   if (r.image.width.has_value() != r.image.height.has_value())
     throw Error("--width/--height", "give both or neither");
-  if (r.image.width) check_size(*r.image.width, *r.image.height);
+  if (r.image.width) check(*r.image.width > 0 && *r.image.height > 0, "--width/--height", "must be positive");
   if (!r.image.init_noise.empty() && r.image.width) read_init_noise(r.image.init_noise, *r.image.height, *r.image.width);
 }
 
@@ -145,8 +149,10 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     c10::InferenceMode guard;
     std::vector<NativeImage> imgs;
     for (const auto& c : r.input.chunks)
-      if (c.is_image()) imgs.push_back(load_image_native(c.image, cfg_, kVqaMinPixels, kVqaMaxPixels));
-    Prefix p = build_prefix(chat_prompt("", user_turn(r, false)), imgs, r.trace);
+      if (c.is_image()) imgs.push_back(load_image_native(c.image, cfg_, und_pixels().first, und_pixels().second));
+    const bool no_think = cfg_.omni.enable_thinking == false;  // the model's own opening (config "omni")
+    Prefix p = build_prefix(chat_prompt("", user_turn(r, false)) + (no_think ? kEmptyThink : ""), imgs,
+                            r.trace);
     U1Context ctx = model_->make_context();
     auto h = model_->prefill(ctx, p.embeds, p.indexes);
     auto logits = model_->logits(h.narrow(0, h.size(0) - 1, 1)).to(torch::kFloat32);
@@ -186,11 +192,12 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     c10::InferenceMode guard;
     const auto g = guidance_for("generate", r);
     const auto f = flow_settings(r);
-    const int W = r.image.width.value_or(kT2iSide), H = r.image.height.value_or(kT2iSide);
-    check_size(W, H);
+    const auto size = cfg_.omni.image_size.value_or(std::make_pair(kT2iSide, kT2iSide));
+    const int W = r.image.width.value_or(size.first), H = r.image.height.value_or(size.second);
+    check_size(W, H, cfg_.token_pixels());
     const bool think = r.extra.get_bool("--think");
     Branches b;
-    const std::string cond_q = chat_prompt(kSystemMessageForGen, r.input.text()) + gen_opening(think);
+    const std::string cond_q = chat_prompt(system_message_for_gen(cfg_), r.input.text()) + gen_opening(think);
     b.cond = text_branch(cond_q, r.trace, "cond_");
     if (think) think_then_open_image(b.cond, out, r.trace);
     if (g.needs_uncond_branch()) b.uncond = text_branch(chat_prompt("", "") + "<img>", r.trace, "uncond_");
@@ -205,12 +212,13 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     const auto imgs = conditioning_images(r);
     const size_t n = imgs.size();
     // the editing example: the first input's aspect ratio at 2048^2 pixels
-    const auto [W, H] = output_size(r, kEditTargetPixels, kEditTargetPixels, 0, 0);
+    const auto target = cfg_.omni.image_pixels ? cfg_.omni.image_pixels->second : kEditTargetPixels;
+    const auto [W, H] = output_size(r, target, target, 0, 0);
     const bool think = r.extra.get_bool("--think");
     Branches b;
     std::string images_only;
     for (size_t i = 0; i < n; ++i) images_only += "<image>";
-    const std::string cond_q = chat_prompt(kSystemMessageForGen, user_turn(r, true)) + gen_opening(think);
+    const std::string cond_q = chat_prompt(system_message_for_gen(cfg_), user_turn(r, true)) + gen_opening(think);
     b.cond = image_branch(cond_q, imgs, r.trace, "cond_");
     if (think) think_then_open_image(b.cond, out, r.trace);
     if (g.needs_image_branch()) b.image = image_branch(chat_prompt("", images_only) + "<img>", imgs, r.trace, "img_cond_");
@@ -227,11 +235,13 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     const auto imgs = conditioning_images(r);
     const size_t n = imgs.size();
     // the example follows the first input image (smart_resize's defaults), else its 16:9 bucket
-    const auto [W, H] = output_size(r, 65536, 4194304, kInterleaveWidth, kInterleaveHeight);
+    const auto px = cfg_.omni.image_pixels.value_or(std::make_pair(int64_t{65536}, int64_t{4194304}));
+    const auto fallback = cfg_.omni.image_size.value_or(std::make_pair(kInterleaveWidth, kInterleaveHeight));
+    const auto [W, H] = output_size(r, px.first, px.second, fallback.first, fallback.second);
     std::string images_only;
     for (size_t i = 0; i < n; ++i) images_only += "<image>";
     Branches b;
-    b.cond = image_branch(chat_prompt(kSystemMessageForInterleave, user_turn(r, false)) + (think ? "" : "<think>\n\n</think>\n\n"),
+    b.cond = image_branch(chat_prompt(kSystemMessageForInterleave, user_turn(r, false)) + (think ? "" : kEmptyThink),
                           imgs, r.trace, "cond_");
     b.image = image_branch(chat_prompt("", images_only), imgs, nullptr, "");
     b.uncond = image_branch(chat_prompt("", "") + "<img>", {}, nullptr, "");
@@ -381,9 +391,17 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     std::vector<NativeImage> imgs;
     const size_t n = r.input.num_images();
     for (const auto& c : r.input.chunks)
-      if (c.is_image()) imgs.push_back(load_image_native(c.image, cfg_, kEditMinPixels, edit_max_pixels(n)));
+      if (c.is_image()) {
+        const auto px = cfg_.omni.image_pixels.value_or(std::make_pair(kEditMinPixels, edit_max_pixels(n)));
+        imgs.push_back(load_image_native(c.image, cfg_, px.first, px.second));
+      }
     return imgs;
   }
+  // Understanding inputs: load_image_native's vqa limits, or the model's own (config "omni").
+  std::pair<int64_t, int64_t> und_pixels() const {
+    return cfg_.omni.image_pixels.value_or(std::make_pair(kVqaMinPixels, kVqaMaxPixels));
+  }
+
   // (width, height): --width/--height, else the first input image smart-resized into
   // [min_px, max_px] (factor 32), else the fallback.
   std::pair<int, int> output_size(const Request& r, int64_t min_px, int64_t max_px, int fallback_w, int fallback_h) const {
@@ -400,7 +418,7 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
           break;
         }
     }
-    check_size(W, H);
+    check_size(W, H, cfg_.token_pixels());
     return {W, H};
   }
 
@@ -600,6 +618,18 @@ std::vector<std::string> flags_for(const std::string& mode) {
   return f;
 }
 
+// omni init: a new NEOChatModel of the config, every weight drawn HF-style (llm_config's
+// initializer_range, 0.02 by default) from the seed, written in the requested dtype.
+void init_weights(const InitOptions& o) {
+  const auto cfg = U1Config::from_file(o.config_file);
+  const double range = io::HfConfig::from_file(o.config_file).sub("llm_config").get_or<double>("initializer_range", 0.02);
+  check(range > 0, o.config_file, "llm_config.initializer_range must be positive");
+  NeoChatImpl m(cfg);
+  at::Generator gen = generate::make_generator(torch::kCPU, o.seed);
+  nn::init_weights_hf_style(m, range, gen);
+  io::write_module_safetensors(m, o.weights_file, o.dtype);
+}
+
 }  // namespace
 
 Family u1_family() {
@@ -612,6 +642,7 @@ Family u1_family() {
   f.read_image = [](const std::string& path) { return io::read_image_composited(path); };
   f.load = [](const LoadOptions& lo) -> std::unique_ptr<Model> { return std::make_unique<U1>(lo); };
   f.check = check_request;
+  f.init = init_weights;
   f.extra_flags = {
       {"--cfg_norm", "CFG rescaling: none | global | channel | cfg_zero_star (generate only) (SenseNova-U1; default none)",
        FlagSpec::Kind::Text},

@@ -37,6 +37,10 @@ const char* const kSystemMessageForInterleave =
     "After the think block, always provide a concise, user-facing final answer. The answer may include text, "
     "images, or both. Match the user's language in both reasoning and the final answer.";
 
+std::string system_message_for_gen(const U1Config& c) {
+  return c.omni.system_message_for_gen.value_or(kSystemMessageForGen);
+}
+
 std::string chat_prompt(const std::string& system, const std::string& user) {
   std::string s;
   if (!system.empty()) s += "<|im_start|>system\n" + system + "<|im_end|>\n";

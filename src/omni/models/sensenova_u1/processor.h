@@ -17,6 +17,9 @@ namespace omni::sensenova_u1 {
 
 // SYSTEM_MESSAGE_FOR_GEN (utils.py): the system turn of every generation / editing query.
 extern const char* const kSystemMessageForGen;
+// The system turn of a generate / edit query: SYSTEM_MESSAGE_FOR_GEN, or the model's own
+// (config "omni".system_message_for_gen).
+std::string system_message_for_gen(const U1Config& c);
 // The interleave example's DEFAULT_SYSTEM_MESSAGE (examples/interleave/inference.py).
 extern const char* const kSystemMessageForInterleave;
 

@@ -289,12 +289,16 @@ TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Confi
   // Images resized as the official data pipeline: a generation sample's every image within
   // 256^2..512^2 pixels, an understanding sample's within 256^2..2048^2.
   const size_t n_images = images.total();
-  const int64_t max_px = max_pixels_for(gen_task ? kMaxPixelsGen : kMaxPixelsUnd, n_images);
+  // A model with its own limits (config "omni".image_pixels) uses them for every image.
+  const int64_t min_px = cfg.omni.image_pixels ? cfg.omni.image_pixels->first : kMinPixels;
+  const int64_t max_px = cfg.omni.image_pixels ? cfg.omni.image_pixels->second
+                                               : max_pixels_for(gen_task ? kMaxPixelsGen : kMaxPixelsUnd, n_images);
   Builder b{cfg, tok, sid, {}};
   b.s.task = task;
-  std::string system = ex.system_prompt ? *ex.system_prompt : (task == TrainTask::Interleave ? kSystemMessageForInterleave
-                                                              : gen_task                      ? kSystemMessageForGen
-                                                                                              : "");
+  std::string system = ex.system_prompt            ? *ex.system_prompt
+                       : task == TrainTask::Interleave ? std::string(kSystemMessageForInterleave)
+                       : gen_task                      ? system_message_for_gen(cfg)
+                                                       : std::string();
   using Part = Builder::Part;
   auto text_part = [&](const std::string& str) {
     Part p;
@@ -313,7 +317,7 @@ TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Confi
         if (c.is_image()) {
           ++image_no;
           Builder::ImageSpec spec;
-          spec.native = load_image_native(c.image, cfg, kMinPixels, max_px);
+          spec.native = load_image_native(c.image, cfg, min_px, max_px);
           b.add_image(p, std::move(spec), false);
         } else {
           p.str += c.text;
@@ -334,7 +338,7 @@ TrainSequence build_train_sequence(const models::TrainExample& ex, const U1Confi
         continue;
       }
       Builder::ImageSpec spec;
-      spec.native = load_image_native(c.image, cfg, kMinPixels, max_px);
+      spec.native = load_image_native(c.image, cfg, min_px, max_px);
       spec.gen = true;
       const bool final_image = last_turn && ci + 1 == chunks.size();
       const bool copied = roles.empty() ? !final_image : roles[image_no] == "gen+und";
@@ -437,7 +441,7 @@ TrainOutputs forward_train(NeoChatImpl& m, const TrainSequence& s, at::Generator
   const auto fo = torch::TensorOptions().dtype(torch::kFloat32).device(dev);
   auto mean = torch::tensor({0.485, 0.456, 0.406}, fo).view({1, 3, 1, 1});
   auto std = torch::tensor({0.229, 0.224, 0.225}, fo).view({1, 3, 1, 1});
-  // [h16 * w16, 3 * 16 * 16] patch rows (row, col, c, i, j) -> [tokens, 32 * 32 * 3] (py, px, c)
+  // [h * w, 3 * p * p] patch rows (row, col, c, i, j) -> [tokens, (p * merge)^2 * 3] (py, px, c)
   auto to_tokens = [&](const torch::Tensor& rows, const GridHW& g) {
     return rows.reshape({g.first / mg, mg, g.second / mg, mg, 3, p, p})
         .permute({0, 2, 1, 5, 3, 6, 4})
