@@ -43,4 +43,13 @@ expect_error "--task: must be mc or shapes" "$omni" eval --task poems --model_pa
 expect_error "not a shapes caption" "$omni" eval --task shapes --model_path "$fixtures/u1_tiny" \
   --data examples/train/u1_tiny.jsonl --image_root examples/train/images
 expect_error "--size: must be in \[16, 1024\]" "$omni" shapes --output "$tmp/x" --size 4
+# every question kind as multiple choice, answered in words
+out=$("$omni" shapes --output "$tmp/mc" --train 2 --heldout 1 --seed 3 --mc_questions 5 --mc_answer reply)
+[ "$out" = "$tmp/mc: train.jsonl 18 samples, heldout.jsonl 9, eval_mc.jsonl 1 questions" ] || fail "mc summary: $out"
+n=$(grep -c '"id":"train-[0-9]*-mc[2-5]*"' "$tmp/mc/train.jsonl")
+[ "$n" -eq 10 ] || fail "10 multiple-choice samples expected, got $n"
+n=$(grep '"id":"train-[0-9]*-mc[2-5]*"' "$tmp/mc/train.jsonl" | grep -c '"value":"[A-Z][a-z ]*\."')
+[ "$n" -eq 10 ] || fail "10 answers like \"Green.\" expected, got $n"
+expect_error "--mc_questions: must be in \[1, 5\]" "$omni" shapes --output "$tmp/x" --mc_questions 6
+expect_error "--mc_answer: must be letter or reply" "$omni" shapes --output "$tmp/x" --mc_answer word
 echo "shapes: all checks passed"

@@ -84,6 +84,13 @@ TEST(MultipleChoice, ParsesLettersOptionTextsAndRefusesGuesses) {
   EXPECT_EQ(parse_choice("Blue", {"red", "blue"}), 1);          // not the letter B
   // one option inside another: the longer one when the answer names it
   EXPECT_EQ(parse_choice("a dark red circle", {"red", "dark red"}), 1);
+  // the answer's words and its letter must agree
+  EXPECT_EQ(parse_choice("A circle (A).", kShapes), 0);
+  EXPECT_EQ(parse_choice("A circle (B).", kShapes), -1);
+  EXPECT_EQ(parse_choice("A square.", kShapes), 1);  // the article is no verdict for option A
+  EXPECT_EQ(parse_choice("Square, so the answer is B.", kShapes), 1);
+  EXPECT_EQ(parse_choice("On the left (C).", {"top", "right", "left"}), 2);
+  EXPECT_EQ(parse_choice("Plan B (B)", {"Plan A", "Plan B"}), 1);  // the option's own letter is not a verdict
 }
 
 TEST(MultipleChoice, BadLinesAreOneErrorNamingTheLine) {

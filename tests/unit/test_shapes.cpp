@@ -6,6 +6,8 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
 #include <sstream>
 
 #include "omni/demo/shape_check.h"
@@ -121,10 +123,57 @@ TEST(Shapes, TheSameSeedWritesTheSameFiles) {
   }
 }
 
+// Every question kind as multiple choice, answered in words: the answer names exactly one
+// option, and it is the truth about the scene (its caption holds it).
+TEST(Shapes, MultipleChoiceOfEveryKindAnsweredInWords) {
+  ShapesOptions o;
+  o.train_scenes = 8;
+  o.heldout_scenes = 2;
+  o.seed = 5;
+  o.mc_questions = 5;
+  o.mc_answer = "reply";
+  o.output = scratch("mc").string();
+  EXPECT_EQ(write_shapes_dataset(o), (std::vector<int64_t>{72, 18, 2}));  // 4 + 5 samples a scene
+  std::ifstream in(scratch("mc") / "train.jsonl");
+  std::map<std::string, std::string> captions;
+  std::map<std::string, std::set<std::string>> questions;  // scene -> its multiple-choice questions
+  const std::regex mc_id("(train-[0-9]+)-mc[2-5]?"), caption_id("(train-[0-9]+)-caption"), option("\n[A-D]\\. ([a-z]+)");
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    std::smatch m;
+    const std::string id = j["id"];
+    const std::string prompt = j["conversations"][0]["value"], answer = j["conversations"][1]["value"];
+    if (std::regex_match(id, m, caption_id)) captions[m[1]] = answer;
+    if (!std::regex_match(id, m, mc_id)) continue;
+    const std::string scene = m[1];
+    std::vector<std::string> options;  // as the prompt lists them ("\nA. red\nB. blue...")
+    for (auto it = std::sregex_iterator(prompt.begin(), prompt.end(), option); it != std::sregex_iterator(); ++it)
+      options.push_back((*it)[1]);
+    ASSERT_GE(options.size(), 2u) << prompt;
+    EXPECT_TRUE(std::regex_match(answer, std::regex("[A-Z][a-z ]+\\."))) << id << ": " << answer;
+    const int choice = eval::parse_choice(answer, options);
+    ASSERT_GE(choice, 0) << id << ": " << answer;
+    const std::string truth = options[static_cast<size_t>(choice)], cap = captions.at(scene);
+    if (truth == "one" || truth == "two")
+      EXPECT_EQ(cap.find(" and ") != std::string::npos, truth == "two") << id << ": " << cap;
+    else
+      EXPECT_NE(cap.find(truth), std::string::npos) << id << ": " << answer << " vs " << cap;
+    questions[scene].insert(prompt.substr(0, prompt.find("\nA. ")));
+  }
+  ASSERT_EQ(questions.size(), 8u);
+  for (const auto& [scene, qs] : questions) EXPECT_EQ(qs.size(), 5u) << scene;  // five distinct questions
+}
+
 TEST(Shapes, BadOptionsAreErrors) {
   ShapesOptions o;
   o.output = scratch("bad").string();
   o.size = 8;
+  EXPECT_THROW(write_shapes_dataset(o), std::exception);
+  o.size = 64;
+  o.mc_questions = 6;
+  EXPECT_THROW(write_shapes_dataset(o), std::exception);
+  o.mc_questions = 2;
+  o.mc_answer = "word";
   EXPECT_THROW(write_shapes_dataset(o), std::exception);
 }
 

@@ -107,6 +107,7 @@ struct Question {
   std::vector<std::string> options;
   int answer = 0;
   std::string reply;  // the free-form answer ("A circle.")
+  int kind = 0;
 };
 
 // `n` options holding `right` and n - 1 others from `pool`, in an order drawn from rng.
@@ -124,6 +125,7 @@ std::vector<std::string> options_with(Random& rng, const std::vector<std::string
 
 Question ask(Random& rng, const Scene& s, int kind) {
   Question q;
+  q.kind = kind;
   const bool two = s.shapes.size() == 2;
   const Shape& sh = s.shapes[static_cast<size_t>(two ? rng.below(2) : 0)];
   const std::string shape = shape_names()[static_cast<size_t>(sh.kind)];
@@ -225,6 +227,10 @@ std::vector<int64_t> write_shapes_dataset(const ShapesOptions& o) {
   if (o.output.empty()) throw Error("--output", "required (the folder to write the data set to)");
   if (o.size < 16 || o.size > 1024) throw Error("--size", "must be in [16, 1024], got " + std::to_string(o.size));
   if (o.train_scenes < 1 || o.heldout_scenes < 0) throw Error("--train", "needs at least one training scene");
+  if (o.mc_questions < 1 || o.mc_questions > 5)
+    throw Error("--mc_questions", "must be in [1, 5] (one per question kind), got " + std::to_string(o.mc_questions));
+  if (o.mc_answer != "letter" && o.mc_answer != "reply")
+    throw Error("--mc_answer", "must be letter or reply, got \"" + o.mc_answer + "\"");
   std::error_code ec;
   fs::create_directories(fs::path(o.output) / "images", ec);
   if (ec) throw Error(o.output, "cannot create the folder: " + ec.message());
@@ -249,11 +255,24 @@ std::vector<int64_t> write_shapes_dataset(const ShapesOptions& o) {
       lines.push_back(sample(id + "-caption", {img}, "<image>\nDescribe the image.", capitalised(cap) + "."));
       const Question q = ask(rng, s, rng.below(5));
       lines.push_back(sample(id + "-qa", {img}, "<image>\n" + q.text, q.reply));
-      eval::McItem item;
-      item.images = {img};
-      item.question = q.text;
-      item.options = q.options;
-      lines.push_back(sample(id + "-mc", {img}, eval::multiple_choice_prompt(item), eval::option_letter(q.answer)));
+      std::vector<int> kinds{q.kind};  // the other kinds in an order drawn from rng
+      if (o.mc_questions > 1) {
+        std::vector<int> rest;
+        for (int k = 0; k < 5; ++k)
+          if (k != q.kind) rest.push_back(k);
+        for (size_t j = rest.size(); j > 1; --j) std::swap(rest[j - 1], rest[static_cast<size_t>(rng.below(static_cast<int>(j)))]);
+        kinds.insert(kinds.end(), rest.begin(), rest.begin() + (o.mc_questions - 1));
+      }
+      for (size_t k = 0; k < kinds.size(); ++k) {
+        const Question m = k == 0 ? q : ask(rng, s, kinds[k]);
+        eval::McItem item;
+        item.images = {img};
+        item.question = m.text;
+        item.options = m.options;
+        const std::string letter = eval::option_letter(m.answer);
+        const std::string reply = o.mc_answer == "letter" ? letter : m.reply;
+        lines.push_back(sample(id + "-mc" + (k == 0 ? "" : std::to_string(k + 1)), {img}, eval::multiple_choice_prompt(item), reply));
+      }
       // generation: the caption drawn
       lines.push_back(sample(id + "-t2i", {img}, cap, "<image>"));
       // an edit: one shape recoloured

@@ -66,10 +66,16 @@ struct ShapesOptions {
   uint64_t seed = 0;
   int size = 64;
   int train_scenes = 2000, heldout_scenes = 200;
+  // Multiple-choice samples per scene, of distinct question kinds (1..5; 5 = every kind). The
+  // first asks what the scene's free-form question asks.
+  int mc_questions = 1;
+  // How a multiple-choice sample is answered: "letter" ("C") or "reply" (the free-form answer,
+  // "Green.", which names the option in words).
+  std::string mc_answer = "letter";
 };
 
 // Writes images/*.png, train.jsonl and heldout.jsonl (captioning, question answering,
-// text-to-image and colour edits per scene) and eval_mc.jsonl (multiple-choice questions on the
+// text-to-image and colour edits per scene; mc_questions multiple-choice samples) and eval_mc.jsonl (multiple-choice questions on the
 // held-out scenes). Returns the number of samples written per file, in that order.
 std::vector<int64_t> write_shapes_dataset(const ShapesOptions& o);
 

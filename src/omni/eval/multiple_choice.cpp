@@ -141,6 +141,34 @@ std::string multiple_choice_prompt(const McItem& item) {
   return p + "\nAnswer with the option's letter from the given choices directly.";
 }
 
+namespace {
+
+// The option letters standing alone in `s` between spaces or punctuation ("the answer is B",
+// "Green (C)."), not the article "A" before a word, nor a letter inside a whole-word occurrence
+// of `skip` (lower case; "Plan B" when that is the option the answer names).
+std::set<int> standalone_letters(const std::string& s, int n, const std::string& skip = "") {
+  std::vector<bool> skipped(s.size(), false);
+  if (!skip.empty()) {
+    const std::string low = ascii_lower(s);
+    for (size_t p = low.find(skip); p != std::string::npos; p = low.find(skip, p + 1)) {
+      const size_t e = p + skip.size();
+      if ((p == 0 || !is_word_char(low[p - 1])) && (e == low.size() || !is_word_char(low[e])))
+        for (size_t i = p; i < e; ++i) skipped[i] = true;
+    }
+  }
+  auto boundary = [&](size_t j) { return j >= s.size() || std::strchr(" \t\r\n.,:;!?()[]\"'", s[j]) != nullptr; };
+  std::set<int> letters;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (skipped[i] || s[i] < 'A' || s[i] >= 'A' + n) continue;
+    if ((i > 0 && !boundary(i - 1)) || !boundary(i + 1)) continue;
+    if (s[i] == 'A' && i + 2 < s.size() && s[i + 1] == ' ' && std::islower(static_cast<unsigned char>(s[i + 2]))) continue;
+    letters.insert(s[i] - 'A');
+  }
+  return letters;
+}
+
+}  // namespace
+
 int parse_choice(const std::string& answer, const std::vector<std::string>& options) {
   const int n = static_cast<int>(options.size());
   const std::string s = trim(answer);
@@ -151,25 +179,24 @@ int parse_choice(const std::string& answer, const std::vector<std::string>& opti
   std::vector<int> hits;
   for (int i = 0; i < n; ++i)
     if (contains_word(low, ascii_lower(options[static_cast<size_t>(i)]))) hits.push_back(i);
-  if (hits.size() == 1) return hits[0];
+  int named = -1;
+  if (hits.size() == 1) named = hits[0];
   if (hits.size() > 1) {
     int longest = hits[0];
     for (int h : hits)
       if (options[static_cast<size_t>(h)].size() > options[static_cast<size_t>(longest)].size()) longest = h;
     bool covers = true;
     for (int h : hits) covers = covers && contains_word(ascii_lower(options[static_cast<size_t>(longest)]), ascii_lower(options[static_cast<size_t>(h)]));
-    return covers ? longest : -1;
+    if (!covers) return -1;
+    named = longest;
   }
-  // one option letter standing alone between spaces or punctuation ("the answer is B"), not the
-  // article "A" before a word
-  auto boundary = [&](size_t j) { return j >= s.size() || std::strchr(" \t\r\n.,:;!?()[]\"'", s[j]) != nullptr; };
-  std::set<int> letters;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] < 'A' || s[i] >= 'A' + n) continue;
-    if ((i > 0 && !boundary(i - 1)) || !boundary(i + 1)) continue;
-    if (s[i] == 'A' && i + 2 < s.size() && s[i + 1] == ' ' && std::islower(static_cast<unsigned char>(s[i + 2]))) continue;
-    letters.insert(s[i] - 'A');
+  if (named >= 0) {
+    // an answer that names one option in words and another by its letter ("Green (C)." where C
+    // is blue) picks neither; letters inside the named option's own text do not count
+    const auto letters = standalone_letters(s, n, ascii_lower(options[static_cast<size_t>(named)]));
+    return letters.empty() || letters == std::set<int>{named} ? named : -1;
   }
+  const auto letters = standalone_letters(s, n);
   return letters.size() == 1 ? *letters.begin() : -1;
 }
 

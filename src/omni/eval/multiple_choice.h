@@ -34,7 +34,8 @@ std::string multiple_choice_prompt(const McItem& item);
 
 // The option a free-form answer picks, or -1: a bare letter ("B", "(B)", "B."), a letter
 // opening the answer ("B. square"), the one option whose text the answer contains (the longest
-// when one contains the others), or the one option letter standing alone in the answer.
+// when one contains the others) unless a letter standing alone names another ("Green (C)."
+// picks green only when C is green), or the one option letter standing alone in the answer.
 int parse_choice(const std::string& answer, const std::vector<std::string>& options);
 
 }  // namespace omni::eval
