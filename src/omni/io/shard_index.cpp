@@ -9,10 +9,6 @@
 
 namespace omni::io {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 ShardIndex read_shard_index(const std::string& path) {
   std::ifstream in(path);
   if (!in) throw Error(path, "no such file");

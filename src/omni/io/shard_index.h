@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "omni/core/strings.h"  // ends_with, for the files that name shards
+
 namespace omni::io {
 
 struct ShardIndex {
@@ -16,7 +18,5 @@ struct ShardIndex {
 // Parses and checks the index: valid JSON, a "weight_map" object of strings, every shard file
 // present. Throws omni::Error naming the index (and the shard or tensor) otherwise.
 ShardIndex read_shard_index(const std::string& path);
-
-bool ends_with(const std::string& s, const std::string& suffix);
 
 }  // namespace omni::io

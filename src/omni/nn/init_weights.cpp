@@ -2,13 +2,9 @@
 
 #include <string>
 
-namespace omni::nn {
+#include "omni/core/strings.h"
 
-namespace {
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-}  // namespace
+namespace omni::nn {
 
 void init_weights_hf_style(torch::nn::Module& module, double initializer_range, at::Generator& gen) {
   torch::NoGradGuard no_grad;
