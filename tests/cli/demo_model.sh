@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The bundled demo model, models/omni-shapes, which omni trained itself (configs/demo/
-# omni-shapes.yaml): the README's first command answers right, and on a slice of the held-out set
+# omni-shapes.yaml, then omni-shapes-mc.yaml): the README's first command answers right, and on a slice of the held-out set
 # it scores far above chance at multiple choice (chance: 1/3 or 1/4), drawing and editing (checked
 # by the shape check; a random picture shows its caption almost never).
 # usage: demo_model.sh OMNI_BIN FIXTURES_DIR SOURCE_DIR
@@ -21,14 +21,17 @@ out=$("$omni" --log warn infer --model_path $model --mode understand --image $mo
 out=$("$omni" --log warn infer --model_path $model --mode understand --image $model/examples/scene.png \
   --prompt "Describe the image.")
 [ "$out" = "A large red circle in the center." ] || fail "caption: $out"
+out=$("$omni" --log warn infer --model_path $model --mode understand --image $model/examples/scene.png \
+  --prompt $'What colour is the circle?\nA. blue\nB. red\nC. green\nD. yellow\nAnswer with the option\'s letter from the given choices directly.')
+[ "$out" = "Red." ] || fail "multiple choice, answered in words: $out"
 
 # the model card's held-out scenes 0-59 (the held-out stream does not depend on --train)
 "$omni" shapes --output "$tmp/data" --seed 0 --train 1 --heldout 60 > /dev/null
 out=$("$omni" --log warn eval --model_path $model --data "$tmp/data/eval_mc.jsonl")
 mc=$(percent accuracy "$out")
-[ -n "$mc" ] && [ "$mc" -ge 45 ] || fail "multiple choice: $out (floor 45%)"
+[ -n "$mc" ] && [ "$mc" -ge 85 ] || fail "multiple choice: $out (floor 85%)"
 out=$("$omni" --log warn eval --task shapes --model_path $model --data "$tmp/data/heldout.jsonl" --limit 10)
 gen=$(percent generation "$out") edit=$(percent edit "$out")
-[ -n "$gen" ] && [ "$gen" -ge 50 ] || fail "generation: $out (floor 50%)"
-[ -n "$edit" ] && [ "$edit" -ge 30 ] || fail "edit: $out (floor 30%)"
-echo "demo_model: multiple choice $mc%, generation $gen%, edit $edit% (floors 45, 50, 30): all checks passed"
+[ -n "$gen" ] && [ "$gen" -ge 60 ] || fail "generation: $out (floor 60%)"
+[ -n "$edit" ] && [ "$edit" -ge 50 ] || fail "edit: $out (floor 50%)"
+echo "demo_model: multiple choice $mc%, generation $gen%, edit $edit% (floors 85, 60, 50): all checks passed"

@@ -36,6 +36,14 @@ for i in 0 1; do  # asked = the data set's own caption of the scene
         grep "\"id\":\"heldout-$i-t2i\"" "$tmp/data/heldout.jsonl" | grep -o '"value":"a [^"]*' | cut -d'"' -f4)
   grep -q "\"asked\":\"$cap\",.*\"id\":\"heldout-$i-t2i\"" "$tmp/draw.jsonl" || fail "heldout-$i: not asked \"$cap\""
 done
+# edits only, with the CFG scales set: the missing kind is said to be unchecked, not scored 0%
+grep -- '-edit"' "$tmp/data/heldout.jsonl" > "$tmp/data/edits.jsonl"
+out=$("$omni" --log warn eval --task shapes --model_path "$fixtures/u1_tiny" --data "$tmp/data/edits.jsonl" --steps 2 \
+  --cfg_text_scale 2 --cfg_img_scale 1.5)
+grep -q "^generation: not checked (no text-to-image samples in the data)$" <<<"$out" &&
+  grep -q "^edit: [0-9.]*% ([0-9] of 2 edits show the asked change) \[u1\]$" <<<"$out" || fail "edits only: $out"
+expect_error "--cfg_img_scale: must be >= 0" "$omni" eval --task shapes --model_path "$fixtures/u1_tiny" \
+  --data "$tmp/data/edits.jsonl" --cfg_img_scale -1
 out=$("$omni" --log warn eval --task shapes --model_path "$fixtures/janus_tiny" --data "$tmp/data/heldout.jsonl" --limit 1)
 grep -q "^generation: .* (.* of 1 pictures" <<<"$out" && grep -q "^edit: not checked (janus does not edit)" <<<"$out" ||
   fail "janus: $out"

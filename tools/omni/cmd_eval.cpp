@@ -21,6 +21,7 @@ namespace {
 struct EvalArgs {
   std::string model_path, model_type, data, image_root, output, score = "generate", task = "mc";
   std::optional<int> steps;
+  std::optional<double> cfg_text_scale, cfg_img_scale;
   uint64_t seed = 0;
   std::string device = "cpu", dtype;
   int threads = 0, max_new_tokens = 32;
@@ -43,6 +44,10 @@ void add_eval_command(CLI::App& app, Runner& run) {
       ->default_str("mc");
   cmd->add_option_function<int>("--steps", [a](const int& v) { a->steps = v; }, "shapes: flow steps (default: the family's)");
   cmd->add_option("--seed", a->seed, "shapes: the generator's seed")->default_str("0");
+  cmd->add_option_function<double>("--cfg_text_scale", [a](const double& v) { a->cfg_text_scale = v; },
+                                   "shapes: text CFG scale (default: the family's)");
+  cmd->add_option_function<double>("--cfg_img_scale", [a](const double& v) { a->cfg_img_scale = v; },
+                                   "shapes: image CFG scale of the edits (default: the family's)");
   cmd->add_option("--image_root", a->image_root, "folder the image paths are relative to (default: the data file's)");
   cmd->add_option("--output", a->output, "write per-question predictions to this JSONL file");
   cmd->add_option("--score", a->score, "generate (read the choice from the greedy answer) | loglik (the most likely option)")
@@ -65,6 +70,8 @@ void add_eval_command(CLI::App& app, Runner& run) {
       if (a->score != "generate" && a->score != "loglik")
         throw Error("--score", "must be generate or loglik, got '" + a->score + "'");
       if (a->steps && *a->steps < 2) throw Error("--steps", "must be at least 2");
+      if (a->cfg_text_scale && *a->cfg_text_scale < 0) throw Error("--cfg_text_scale", "must be >= 0");
+      if (a->cfg_img_scale && *a->cfg_img_scale < 0) throw Error("--cfg_img_scale", "must be >= 0");
       if (a->max_new_tokens < 1) throw Error("--max_new_tokens", "must be at least 1");
       if (a->limit < 0) throw Error("--limit", "must not be negative");
       if (a->threads < 0) throw Error("--threads", "must be 1 or more");
@@ -82,6 +89,8 @@ void add_eval_command(CLI::App& app, Runner& run) {
         d.allow_absolute = a->allow_absolute;
         d.limit = a->limit;
         d.steps = a->steps;
+        d.cfg_text_scale = a->cfg_text_scale;
+        d.cfg_img_scale = a->cfg_img_scale;
         d.seed = a->seed;
         d.predictions = a->output;
         d.generate = has_mode("generate");
@@ -107,13 +116,18 @@ void add_eval_command(CLI::App& app, Runner& run) {
         const auto r = eval::evaluate_drawing(*model, drawings, family.read_image, d, [&](const eval::DrawingResult&) { bar.tick(); });
         bar.finish();
         auto pct = [](int64_t k, int64_t n) { return n ? 100.0 * static_cast<double>(k) / static_cast<double>(n) : 0.0; };
-        std::printf("generation: %.2f%% (%lld of %lld pictures show their caption) [%s]\n", pct(r.generated_right, r.generated),
-                    static_cast<long long>(r.generated_right), static_cast<long long>(r.generated), family.name.c_str());
-        if (d.edit)
+        if (r.generated == 0)
+          std::printf("generation: not checked (no text-to-image samples in the data)\n");
+        else
+          std::printf("generation: %.2f%% (%lld of %lld pictures show their caption) [%s]\n", pct(r.generated_right, r.generated),
+                      static_cast<long long>(r.generated_right), static_cast<long long>(r.generated), family.name.c_str());
+        if (!d.edit)
+          std::printf("edit: not checked (%s does not edit)\n", family.name.c_str());
+        else if (r.edited == 0)
+          std::printf("edit: not checked (no edit samples in the data)\n");
+        else
           std::printf("edit: %.2f%% (%lld of %lld edits show the asked change) [%s]\n", pct(r.edited_right, r.edited),
                       static_cast<long long>(r.edited_right), static_cast<long long>(r.edited), family.name.c_str());
-        else
-          std::printf("edit: not checked (%s does not edit)\n", family.name.c_str());
         if (!a->output.empty()) std::printf("predictions: %s\n", a->output.c_str());
         return 0;
       }

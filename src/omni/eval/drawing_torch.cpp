@@ -113,6 +113,8 @@ DrawingResult evaluate_drawing(models::Model& model, const std::vector<DrawTask>
     req.image.height = target.height;
     req.image.width = target.width;
     req.image.steps = o.steps;
+    req.image.cfg_text_scale = o.cfg_text_scale;
+    if (edit) req.image.cfg_img_scale = o.cfg_img_scale;
     req.seed = o.seed;
     PictureSink sink;
     models::run_mode(model, edit ? "edit" : "generate", req, sink);

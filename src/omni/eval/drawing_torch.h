@@ -19,6 +19,7 @@ struct DrawingOptions {
   bool allow_absolute = false;
   int64_t limit = 0;         // samples of each kind checked at most (0 = all)
   std::optional<int> steps;  // flow steps (the family's default when unset)
+  std::optional<double> cfg_text_scale, cfg_img_scale;  // the family's defaults when unset (img: edits only)
   uint64_t seed = 0;
   std::string predictions;   // JSONL of per-sample results ("" = none)
   bool generate = true, edit = true;  // which kinds to check (a family may only draw)
