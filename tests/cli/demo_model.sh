@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The bundled demo model, models/omni-shapes, which omni trained itself (configs/demo/
-# omni-shapes.yaml, then omni-shapes-mc.yaml): the README's first command answers right, and on a slice of the held-out set
-# it scores far above chance at multiple choice (chance: 1/3 or 1/4), drawing and editing (checked
-# by the shape check; a random picture shows its caption almost never).
+# omni-shapes.yaml, then omni-shapes-mc.yaml): the README's first command answers right, a
+# lettered question is answered in words, and on a slice of the held-out set it scores far above
+# chance at multiple choice (chance: 1/3 or 1/4), drawing and editing (checked by the shape check;
+# a random picture shows its caption almost never).
 # usage: demo_model.sh OMNI_BIN FIXTURES_DIR SOURCE_DIR
 set -euo pipefail
 omni=$1 src=$3

@@ -74,9 +74,10 @@ struct ShapesOptions {
   std::string mc_answer = "letter";
 };
 
-// Writes images/*.png, train.jsonl and heldout.jsonl (captioning, question answering,
-// text-to-image and colour edits per scene; mc_questions multiple-choice samples) and eval_mc.jsonl (multiple-choice questions on the
-// held-out scenes). Returns the number of samples written per file, in that order.
+// Writes images/*.png, train.jsonl and heldout.jsonl (per scene: a caption, a free-form answer,
+// mc_questions multiple-choice samples, text-to-image and a colour edit) and eval_mc.jsonl (one
+// multiple-choice question per held-out scene). Returns the number of samples written per file,
+// in that order.
 std::vector<int64_t> write_shapes_dataset(const ShapesOptions& o);
 
 }  // namespace omni::demo

@@ -208,8 +208,8 @@ struct Family {
   // Optional: what a request must hold for `mode` (image count, sizes, files), checked before the
   // slow load; throws omni::Error naming the flag.
   std::function<void(const std::string& mode, const Request& r)> check;
-  // Optional (omni init): writes the weights of a new model of a config.json, drawn from the
-  // family's initialisation (the official _init_weights) with the options' seed.
+  // Optional (omni init): writes the weights of a new model of a config.json, drawn the way
+  // Hugging Face's _init_weights draws them (nn/init_weights.h) with the options' seed.
   std::function<void(const InitOptions&)> init;
 };
 
