@@ -60,4 +60,13 @@ n=$(grep '"id":"train-[0-9]*-mc[2-5]*"' "$tmp/mc/train.jsonl" | grep -c '"value"
 [ "$n" -eq 10 ] || fail "10 answers like \"Green.\" expected, got $n"
 expect_error "--mc_questions: must be in \[1, 5\]" "$omni" shapes --output "$tmp/x" --mc_questions 6
 expect_error "--mc_answer: must be letter or reply" "$omni" shapes --output "$tmp/x" --mc_answer word
+# two-shape scenes edited at both shapes
+out=$("$omni" shapes --output "$tmp/two" --train 3 --heldout 1 --seed 4 --two_shapes 10 --edits 2)
+[ "$out" = "$tmp/two: train.jsonl 18 samples, heldout.jsonl 6, eval_mc.jsonl 1 questions" ] || fail "two summary: $out"
+n=$(grep '"id":"train-[0-9]*-caption"' "$tmp/two/train.jsonl" | grep -c ' and a ')
+[ "$n" -eq 3 ] || fail "3 two-shape captions expected, got $n"
+[ -f "$tmp/two/images/train_00002_edit2.png" ] || fail "no second edit picture"
+expect_error "--two_shapes: must be in \[0, 10\]" "$omni" shapes --output "$tmp/x" --two_shapes 11
+expect_error "--edit_place: must be in \[0, 10\]" "$omni" shapes --output "$tmp/x" --edit_place 11
+expect_error "--edits: must be in \[1, 4\]" "$omni" shapes --output "$tmp/x" --edits 0
 echo "shapes: all checks passed"

@@ -2,6 +2,7 @@
 // say it, files that are the same for the same seed, and a multiple-choice set omni eval reads.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -164,6 +165,79 @@ TEST(Shapes, MultipleChoiceOfEveryKindAnsweredInWords) {
   for (const auto& [scene, qs] : questions) EXPECT_EQ(qs.size(), 5u) << scene;  // five distinct questions
 }
 
+// --two_shapes 10 --edits 2: every scene has two shapes and is edited at each of them; each edited
+// picture shows the scene with just the named shape in the named colour.
+TEST(Shapes, TwoShapeScenesAreEditedAtBothShapes) {
+  ShapesOptions o;
+  o.train_scenes = 6;
+  o.heldout_scenes = 1;
+  o.seed = 9;
+  o.two_shapes = 10;
+  o.edits = 2;
+  o.output = scratch("two").string();
+  EXPECT_EQ(write_shapes_dataset(o), (std::vector<int64_t>{36, 6, 1}));  // 4 + 2 samples a scene
+  std::ifstream in(scratch("two") / "train.jsonl");
+  std::map<std::string, Scene> scenes;                    // scene id -> its caption, parsed
+  std::map<std::string, std::set<std::string>> edited;   // scene id -> the kinds its edits name
+  const std::regex caption_id("(train-[0-9]+)-caption"), edit_id("(train-[0-9]+)-edit2?"),
+      ask("<image>\nMake the ([a-z]+) ([a-z]+)\\.");
+  int edits = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    const std::string id = j["id"], prompt = j["conversations"][0]["value"];
+    std::smatch m, p;
+    if (std::regex_match(id, m, caption_id)) {
+      Scene s;
+      ASSERT_TRUE(parse_caption(j["conversations"][1]["value"], s));
+      EXPECT_EQ(s.shapes.size(), 2u) << id;
+      scenes[m[1]] = s;
+    }
+    if (!std::regex_match(id, m, edit_id)) continue;
+    ASSERT_TRUE(std::regex_match(prompt, p, ask)) << prompt;
+    Scene want = scenes.at(m[1]);  // the caption comes before the edits
+    int hits = 0;
+    for (auto& sh : want.shapes)
+      if (shape_names()[static_cast<size_t>(sh.kind)] == p[1].str()) {
+        const auto c = std::find(colour_names().begin(), colour_names().end(), p[2].str());
+        ASSERT_NE(c, colour_names().end()) << prompt;
+        EXPECT_NE(colour_names()[static_cast<size_t>(sh.colour)], p[2].str()) << id << ": a new colour";
+        sh.colour = static_cast<int>(c - colour_names().begin());
+        ++hits;
+      }
+    EXPECT_EQ(hits, 1) << prompt;
+    EXPECT_TRUE(shows(io::read_image((scratch("two") / j["images"][1].get<std::string>()).string()), want, true)) << id;
+    edited[m[1]].insert(p[1]);
+    ++edits;
+  }
+  EXPECT_EQ(edits, 12);
+  ASSERT_EQ(edited.size(), 6u);
+  for (const auto& [scene, kinds] : edited) EXPECT_EQ(kinds.size(), 2u) << scene;  // both shapes
+  o.edit_place = 10;  // every edit names the place too, and apply_edit reads it
+  o.output = scratch("where").string();
+  write_shapes_dataset(o);
+  std::ifstream where(scratch("where") / "train.jsonl");
+  int placed = 0;
+  for (std::string line; std::getline(where, line);) {
+    const auto j = nlohmann::json::parse(line);
+    const std::string id = j["id"], prompt = j["conversations"][0]["value"];
+    std::smatch m;
+    if (std::regex_match(id, m, caption_id)) ASSERT_TRUE(parse_caption(j["conversations"][1]["value"], scenes[m[1]]));
+    if (!std::regex_match(id, m, edit_id)) continue;
+    ASSERT_TRUE(std::regex_match(prompt, std::regex("<image>\\nMake the [a-z]+ (on|at|in) the [a-z]+ [a-z]+\\."))) << prompt;
+    Scene want;
+    ASSERT_TRUE(apply_edit(scenes.at(m[1]), prompt.substr(8), want)) << prompt;
+    EXPECT_TRUE(shows(io::read_image((scratch("where") / j["images"][1].get<std::string>()).string()), want, true)) << id;
+    ++placed;
+  }
+  EXPECT_EQ(placed, 12);
+  o.edit_place = 0;
+  o.two_shapes = 0;  // and none: one shape a scene
+  o.edits = 1;
+  o.output = scratch("one").string();
+  EXPECT_EQ(write_shapes_dataset(o), (std::vector<int64_t>{30, 5, 1}));
+  EXPECT_EQ(slurp(scratch("one") / "train.jsonl").find(" and a "), std::string::npos);
+}
+
 TEST(Shapes, BadOptionsAreErrors) {
   ShapesOptions o;
   o.output = scratch("bad").string();
@@ -174,6 +248,15 @@ TEST(Shapes, BadOptionsAreErrors) {
   EXPECT_THROW(write_shapes_dataset(o), std::exception);
   o.mc_questions = 2;
   o.mc_answer = "word";
+  EXPECT_THROW(write_shapes_dataset(o), std::exception);
+  o.mc_answer = "letter";
+  o.two_shapes = 11;
+  EXPECT_THROW(write_shapes_dataset(o), std::exception);
+  o.two_shapes = 3;
+  o.edits = 0;
+  EXPECT_THROW(write_shapes_dataset(o), std::exception);
+  o.edits = 1;
+  o.edit_place = -1;
   EXPECT_THROW(write_shapes_dataset(o), std::exception);
 }
 
@@ -217,6 +300,12 @@ TEST(ShapeCheck, EditsAndCaptionsParse) {
   EXPECT_EQ(e.shapes[1].colour, s.shapes[1].colour);
   EXPECT_FALSE(apply_edit(s, "Make the triangle green.", e));  // no triangle
   EXPECT_FALSE(apply_edit(s, "Paint the circle green.", e));
+  ASSERT_TRUE(apply_edit(s, "Make the square on the right purple.", e));  // with the place
+  EXPECT_EQ(e.shapes[1].colour, 4);
+  EXPECT_EQ(e.shapes[0].colour, s.shapes[0].colour);
+  EXPECT_FALSE(apply_edit(s, "Make the square on the left purple.", e));  // not where it is
+  EXPECT_FALSE(apply_edit(s, "Make the square somewhere purple.", e));
+  EXPECT_FALSE(apply_edit(s, "Make the square purple please.", e));
   EXPECT_FALSE(parse_caption("a huge red circle on the left", s));
   EXPECT_FALSE(parse_caption("two red circles", s));
 }

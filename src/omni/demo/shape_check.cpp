@@ -179,14 +179,23 @@ bool shows(const io::Image& img, const Scene& expected, bool with_size) {
 
 bool apply_edit(const Scene& before, const std::string& instruction, Scene& after) {
   std::istringstream in(sentence(instruction));
-  std::string make, the, kind, colour, extra;
-  if (!(in >> make >> the >> kind >> colour) || (in >> extra) || make != "make" || the != "the") return false;
-  const int k = index_of(shape_names(), kind), c = index_of(colour_names(), colour);
+  std::vector<std::string> w;
+  for (std::string word; in >> word;) w.push_back(word);
+  if (w.size() < 4 || w[0] != "make" || w[1] != "the") return false;
+  const int k = index_of(shape_names(), w[2]), c = index_of(colour_names(), w.back());
   if (k < 0 || c < 0) return false;
+  int place = -1;  // the words between the kind and the colour: none, or a place phrase
+  if (w.size() > 4) {
+    std::string between;
+    for (size_t i = 3; i + 1 < w.size(); ++i) between += (between.empty() ? "" : " ") + w[i];
+    for (int p = 0; p < static_cast<int>(place_names().size()); ++p)
+      if (place_phrase(p) == between) place = p;
+    if (place < 0) return false;
+  }
   after = before;
   int hits = 0;
   for (auto& sh : after.shapes)
-    if (sh.kind == k) sh.colour = c, ++hits;
+    if (sh.kind == k && (place < 0 || sh.place == place)) sh.colour = c, ++hits;
   return hits == 1;
 }
 

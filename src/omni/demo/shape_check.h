@@ -23,8 +23,9 @@ std::vector<Shape> find_shapes(const io::Image& img);
 // colour and place (and size, with `with_size`).
 bool shows(const io::Image& img, const Scene& expected, bool with_size);
 
-// The scene after "Make the <shape> <colour>." (false when the instruction is not of that form or
-// names no shape of the scene).
+// The scene after "Make the <shape> <colour>." or "Make the <shape> <place> <colour>." ("Make the
+// square on the left red."); false when the instruction is not of that form or names no one shape
+// of the scene.
 bool apply_edit(const Scene& before, const std::string& instruction, Scene& after);
 
 }  // namespace omni::demo

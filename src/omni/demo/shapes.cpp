@@ -110,13 +110,19 @@ struct Question {
   int kind = 0;
 };
 
+// Fisher–Yates, every draw from rng (std::shuffle's draws are not specified bit for bit).
+template <class T>
+void shuffle(Random& rng, std::vector<T>& v) {
+  for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[static_cast<size_t>(rng.below(static_cast<int>(i)))]);
+}
+
 // `n` options holding `right` and n - 1 others from `pool`, in an order drawn from rng.
 std::vector<std::string> options_with(Random& rng, const std::vector<std::string>& pool, const std::string& right, int n,
                                       int& answer) {
   std::vector<std::string> others;
   for (const auto& p : pool)
     if (p != right) others.push_back(p);
-  for (size_t i = others.size(); i > 1; --i) std::swap(others[i - 1], others[static_cast<size_t>(rng.below(static_cast<int>(i)))]);
+  shuffle(rng, others);
   std::vector<std::string> opts(others.begin(), others.begin() + std::min<size_t>(others.size(), static_cast<size_t>(n - 1)));
   answer = rng.below(static_cast<int>(opts.size()) + 1);
   opts.insert(opts.begin() + answer, right);
@@ -175,14 +181,14 @@ int Random::below(int n) { return static_cast<int>(next() % static_cast<uint64_t
 
 double Random::uniform() { return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0); }
 
-Scene random_scene(Random& rng, int size) {
+Scene random_scene(Random& rng, int size, int two_in_ten) {
   Scene s;
   s.size = size;
   s.background_top = kBackgrounds[static_cast<size_t>(rng.below(static_cast<int>(kBackgrounds.size())))];
   s.background_bottom = rng.below(10) < 3 ? kBackgrounds[static_cast<size_t>(rng.below(static_cast<int>(kBackgrounds.size())))]
                                           : s.background_top;
   const int kinds = static_cast<int>(shape_names().size());
-  if (rng.below(10) < 7) {
+  if (rng.below(10) < 10 - two_in_ten) {
     s.shapes.push_back(make_shape(rng, rng.below(kinds), rng.below(5), size, false));
   } else {  // two different kinds, left and right
     const int a = rng.below(kinds);
@@ -231,6 +237,12 @@ std::vector<int64_t> write_shapes_dataset(const ShapesOptions& o) {
     throw Error("--mc_questions", "must be in [1, 5] (one per question kind), got " + std::to_string(o.mc_questions));
   if (o.mc_answer != "letter" && o.mc_answer != "reply")
     throw Error("--mc_answer", "must be letter or reply, got \"" + o.mc_answer + "\"");
+  if (o.edits < 1 || o.edits > 4)
+    throw Error("--edits", "must be in [1, 4], got " + std::to_string(o.edits));
+  if (o.edit_place < 0 || o.edit_place > 10)
+    throw Error("--edit_place", "must be in [0, 10] (edits in ten that name the place), got " + std::to_string(o.edit_place));
+  if (o.two_shapes < 0 || o.two_shapes > 10)
+    throw Error("--two_shapes", "must be in [0, 10] (scenes in ten with two shapes), got " + std::to_string(o.two_shapes));
   std::error_code ec;
   fs::create_directories(fs::path(o.output) / "images", ec);
   if (ec) throw Error(o.output, "cannot create the folder: " + ec.message());
@@ -245,8 +257,8 @@ std::vector<int64_t> write_shapes_dataset(const ShapesOptions& o) {
     for (int i = 0; i < n; ++i) {
       char stem[64];
       std::snprintf(stem, sizeof stem, "images/%s_%05d", name.c_str(), i);
-      const std::string img = std::string(stem) + ".png", edited = std::string(stem) + "_edit.png";
-      Scene s = random_scene(rng, o.size);
+      const std::string img = std::string(stem) + ".png";
+      Scene s = random_scene(rng, o.size, o.two_shapes);
       io::write_png((fs::path(o.output) / img).string(), render(s));
       const std::string cap = caption(s);
       const std::string id = name + "-" + std::to_string(i);
@@ -260,7 +272,7 @@ std::vector<int64_t> write_shapes_dataset(const ShapesOptions& o) {
         std::vector<int> rest;
         for (int k = 0; k < 5; ++k)
           if (k != q.kind) rest.push_back(k);
-        for (size_t j = rest.size(); j > 1; --j) std::swap(rest[j - 1], rest[static_cast<size_t>(rng.below(static_cast<int>(j)))]);
+        shuffle(rng, rest);
         kinds.insert(kinds.end(), rest.begin(), rest.begin() + (o.mc_questions - 1));
       }
       for (size_t k = 0; k < kinds.size(); ++k) {
@@ -275,16 +287,23 @@ std::vector<int64_t> write_shapes_dataset(const ShapesOptions& o) {
       }
       // generation: the caption drawn
       lines.push_back(sample(id + "-t2i", {img}, cap, "<image>"));
-      // an edit: one shape recoloured
-      Scene e = s;
-      Shape& target = e.shapes[static_cast<size_t>(rng.below(static_cast<int>(e.shapes.size())))];
-      const int ncol = static_cast<int>(colour_names().size());
-      target.colour = (target.colour + 1 + rng.below(ncol - 1)) % ncol;
-      io::write_png((fs::path(o.output) / edited).string(), render(e));
-      lines.push_back(sample(id + "-edit", {img, edited},
-                             "<image>\nMake the " + shape_names()[static_cast<size_t>(target.kind)] + " " +
-                                 colour_names()[static_cast<size_t>(target.colour)] + ".",
-                             "<image>"));
+      // edits: one shape recoloured each; a later edit of a two-shape scene takes the other shape
+      const int first = rng.below(static_cast<int>(s.shapes.size()));
+      for (int k = 0; k < o.edits; ++k) {
+        const std::string suffix = k == 0 ? "" : std::to_string(k + 1);
+        const std::string edited = std::string(stem) + "_edit" + suffix + ".png";
+        Scene e = s;
+        Shape& target = e.shapes[static_cast<size_t>(first + k) % e.shapes.size()];
+        const int ncol = static_cast<int>(colour_names().size());
+        target.colour = (target.colour + 1 + rng.below(ncol - 1)) % ncol;
+        const bool where = o.edit_place > 0 && rng.below(10) < o.edit_place;  // no draw by default
+        io::write_png((fs::path(o.output) / edited).string(), render(e));
+        lines.push_back(sample(id + "-edit" + suffix, {img, edited},
+                               "<image>\nMake the " + shape_names()[static_cast<size_t>(target.kind)] + " " +
+                                   (where ? place_phrase(target.place) + " " : "") +
+                                   colour_names()[static_cast<size_t>(target.colour)] + ".",
+                               "<image>"));
+      }
       for (const auto& l : lines) out << l.dump() << "\n";
       counts[static_cast<size_t>(split)] += static_cast<int64_t>(lines.size());
       if (split == 1) {  // the held-out scene's multiple-choice question for omni eval

@@ -55,7 +55,8 @@ class Random {
   uint64_t next();
 };
 
-Scene random_scene(Random& rng, int size);
+// `two_in_ten`: how many scenes in ten have two shapes (0..10; the rest have one).
+Scene random_scene(Random& rng, int size, int two_in_ten = 3);
 io::Image render(const Scene& s);  // 4x4 supersampled edges
 
 // "a large red circle on the left", "a small blue square on the left and a green triangle on the right"
@@ -72,10 +73,19 @@ struct ShapesOptions {
   // How a multiple-choice sample is answered: "letter" ("C") or "reply" (the free-form answer,
   // "Green.", which names the option in words).
   std::string mc_answer = "letter";
+  // Scenes in ten with two shapes (0..10). Edits of two-shape scenes are the hard ones (recolour
+  // one shape, keep the other): a data set weighted to them trains that.
+  int two_shapes = 3;
+  // Edit samples per scene (1..4), each recolouring one shape; in a two-shape scene they take
+  // the shapes in turn, so the same picture is edited at both shapes.
+  int edits = 1;
+  // Edits in ten (0..10) that also name the shape's place ("Make the square on the left
+  // yellow."): the recolouring at a named place, a step on the way to finding the named shape.
+  int edit_place = 0;
 };
 
 // Writes images/*.png, train.jsonl and heldout.jsonl (per scene: a caption, a free-form answer,
-// mc_questions multiple-choice samples, text-to-image and a colour edit) and eval_mc.jsonl (one
+// mc_questions multiple-choice samples, text-to-image and `edits` colour edits) and eval_mc.jsonl (one
 // multiple-choice question per held-out scene). Returns the number of samples written per file,
 // in that order.
 std::vector<int64_t> write_shapes_dataset(const ShapesOptions& o);

@@ -21,17 +21,21 @@ const std::string kMarker = "<image>";
 
 bool is_word_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) != 0; }
 
-// `needle` in `hay` with no letter or digit right before or after it.
-bool contains_word(const std::string& hay, const std::string& needle) {
-  if (needle.empty()) return false;
+// Where `needle` occurs in `hay` as a whole word: not inside a longer word at either end (an end
+// of the needle that is not a word character needs no boundary there, so "(a)" is found in "x(a)").
+std::vector<size_t> word_occurrences(const std::string& hay, const std::string& needle) {
+  std::vector<size_t> at;
+  if (needle.empty()) return at;
   for (size_t p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) {
     const bool left = p == 0 || !is_word_char(hay[p - 1]) || !is_word_char(needle.front());
     const size_t e = p + needle.size();
     const bool right = e == hay.size() || !is_word_char(hay[e]) || !is_word_char(needle.back());
-    if (left && right) return true;
+    if (left && right) at.push_back(p);
   }
-  return false;
+  return at;
 }
+
+bool contains_word(const std::string& hay, const std::string& needle) { return !word_occurrences(hay, needle).empty(); }
 
 // "B", "(B)", "[B]", "B.", "B)", "B:" at the start of `s`; returns the letter's index and sets
 // `rest` to what follows, or -1.
@@ -145,17 +149,12 @@ namespace {
 
 // The option letters standing alone in `s` between spaces or punctuation ("the answer is B",
 // "Green (C)."), not the article "A" before a word, nor a letter inside a whole-word occurrence
-// of `skip` (lower case; "Plan B" when that is the option the answer names).
-std::set<int> standalone_letters(const std::string& s, int n, const std::string& skip = "") {
+// of `skip` (lower case; "Plan B" when that is the option the answer names) in `low`, the
+// answer lower-cased.
+std::set<int> standalone_letters(const std::string& s, const std::string& low, int n, const std::string& skip = "") {
   std::vector<bool> skipped(s.size(), false);
-  if (!skip.empty()) {
-    const std::string low = ascii_lower(s);
-    for (size_t p = low.find(skip); p != std::string::npos; p = low.find(skip, p + 1)) {
-      const size_t e = p + skip.size();
-      if ((p == 0 || !is_word_char(low[p - 1])) && (e == low.size() || !is_word_char(low[e])))
-        for (size_t i = p; i < e; ++i) skipped[i] = true;
-    }
-  }
+  for (size_t p : word_occurrences(low, skip))
+    for (size_t i = p; i < p + skip.size(); ++i) skipped[i] = true;
   auto boundary = [&](size_t j) { return j >= s.size() || std::strchr(" \t\r\n.,:;!?()[]\"'", s[j]) != nullptr; };
   std::set<int> letters;
   for (size_t i = 0; i < s.size(); ++i) {
@@ -193,10 +192,10 @@ int parse_choice(const std::string& answer, const std::vector<std::string>& opti
   if (named >= 0) {
     // an answer that names one option in words and another by its letter ("Green (C)." where C
     // is blue) picks neither; letters inside the named option's own text do not count
-    const auto letters = standalone_letters(s, n, ascii_lower(options[static_cast<size_t>(named)]));
+    const auto letters = standalone_letters(s, low, n, ascii_lower(options[static_cast<size_t>(named)]));
     return letters.empty() || letters == std::set<int>{named} ? named : -1;
   }
-  const auto letters = standalone_letters(s, n);
+  const auto letters = standalone_letters(s, low, n);
   return letters.size() == 1 ? *letters.begin() : -1;
 }
 
