@@ -17,6 +17,7 @@
 #include "omni/models/model.h"
 #include "omni/nn/attention.h"
 #include "omni/nn/kv_cache.h"
+#include "omni/nn/linear.h"
 #include "test_paths.h"
 
 namespace fs = std::filesystem;
@@ -63,6 +64,31 @@ TEST(Attention, GroupedHeadsCausalWithPastAndMasksMatchTheDefinition) {
   auto qg = q.clone().requires_grad_(true);
   nn::attention(qg, k, v, o).sum().backward();
   EXPECT_GT(qg.grad().abs().sum().item<double>(), 0);
+}
+
+// The few-row linear (decode steps, CFG pairs) equals the module's forward: for 1..4 fp32 rows its
+// own loop (fp32 summation order aside; K not a multiple of the 8-wide loop), otherwise — bf16,
+// more rows — the module itself (libtorch's oneDNN bf16 GEMM reads bf16 weights at 1.8x the rate
+// of our fp32 loop; a hand-written bf16 loop measured slower, see linear.h).
+TEST(LinearRows, EqualsTheModuleForFp32AndBf16) {
+  c10::InferenceMode guard;
+  torch::manual_seed(3);
+  for (bool bias : {true, false})
+    for (auto dt : {torch::kFloat32, torch::kBFloat16}) {
+      torch::nn::Linear l(torch::nn::LinearOptions(203, 37).bias(bias));
+      l->to(dt);
+      for (int64_t rows : {1, 2, 3, 4, 6}) {
+        const auto x = torch::randn({rows, 1, 203}).to(dt);
+        const auto got = omni::nn::linear_rows(l, x), want = l->forward(x);
+        ASSERT_EQ(got.sizes(), want.sizes());
+        ASSERT_EQ(got.scalar_type(), dt);
+        const auto err = (got - want).abs().max().item<double>(), scale = want.abs().max().item<double>();
+        if (dt == torch::kFloat32 && rows <= 4)
+          EXPECT_LT(err, 1e-6 * scale) << rows << " rows, bias " << bias;
+        else
+          EXPECT_EQ(err, 0.0) << rows << " rows, bias " << bias;
+      }
+    }
 }
 
 TEST(KVCache, ForkIsCopyOnWriteAndCapacityGrows) {
