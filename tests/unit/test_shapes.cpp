@@ -165,6 +165,46 @@ TEST(Shapes, MultipleChoiceOfEveryKindAnsweredInWords) {
   for (const auto& [scene, qs] : questions) EXPECT_EQ(qs.size(), 5u) << scene;  // five distinct questions
 }
 
+namespace {
+
+// The edits of a data set's train.jsonl, each checked: its prompt has the form `ask`, it names one
+// shape of its scene (read from the scene's caption) and a colour that shape does not have, and
+// the edited picture shows the scene with just that change (apply_edit, then shows). Returns
+// scene id -> the kinds its edits named, and counts the edits in `edits`.
+std::map<std::string, std::multiset<int>> checked_edits(const fs::path& folder, const std::regex& ask, int& edits) {
+  std::ifstream in(folder / "train.jsonl");
+  std::map<std::string, Scene> scenes;  // scene id -> its caption, parsed (captions come first)
+  std::map<std::string, std::multiset<int>> kinds;
+  const std::regex caption_id("(train-[0-9]+)-caption"), edit_id("(train-[0-9]+)-edit[2-4]?");
+  edits = 0;
+  for (std::string line; std::getline(in, line);) {
+    const auto j = nlohmann::json::parse(line);
+    const std::string id = j["id"], prompt = j["conversations"][0]["value"];
+    std::smatch m;
+    if (std::regex_match(id, m, caption_id)) EXPECT_TRUE(parse_caption(j["conversations"][1]["value"], scenes[m[1]])) << id;
+    if (!std::regex_match(id, m, edit_id)) continue;
+    EXPECT_TRUE(std::regex_match(prompt, ask)) << prompt;
+    const Scene& before = scenes.at(m[1]);
+    Scene want;
+    if (!apply_edit(before, prompt.substr(std::string("<image>\n").size()), want)) {
+      ADD_FAILURE() << id << ": the edit names no one shape of its scene: " << prompt;
+      continue;
+    }
+    int changed = 0;
+    for (size_t k = 0; k < want.shapes.size(); ++k)
+      if (want.shapes[k].colour != before.shapes[k].colour) {
+        ++changed;
+        kinds[m[1]].insert(want.shapes[k].kind);
+      }
+    EXPECT_EQ(changed, 1) << id << ": a new colour for the named shape: " << prompt;
+    EXPECT_TRUE(shows(io::read_image((folder / j["images"][1].get<std::string>()).string()), want, true)) << id;
+    ++edits;
+  }
+  return kinds;
+}
+
+}  // namespace
+
 // --two_shapes 10 --edits 2: every scene has two shapes and is edited at each of them; each edited
 // picture shows the scene with just the named shape in the named colour.
 TEST(Shapes, TwoShapeScenesAreEditedAtBothShapes) {
@@ -176,60 +216,20 @@ TEST(Shapes, TwoShapeScenesAreEditedAtBothShapes) {
   o.edits = 2;
   o.output = scratch("two").string();
   EXPECT_EQ(write_shapes_dataset(o), (std::vector<int64_t>{36, 6, 1}));  // 4 + 2 samples a scene
-  std::ifstream in(scratch("two") / "train.jsonl");
-  std::map<std::string, Scene> scenes;                    // scene id -> its caption, parsed
-  std::map<std::string, std::set<std::string>> edited;   // scene id -> the kinds its edits name
-  const std::regex caption_id("(train-[0-9]+)-caption"), edit_id("(train-[0-9]+)-edit2?"),
-      ask("<image>\nMake the ([a-z]+) ([a-z]+)\\.");
   int edits = 0;
-  for (std::string line; std::getline(in, line);) {
-    const auto j = nlohmann::json::parse(line);
-    const std::string id = j["id"], prompt = j["conversations"][0]["value"];
-    std::smatch m, p;
-    if (std::regex_match(id, m, caption_id)) {
-      Scene s;
-      ASSERT_TRUE(parse_caption(j["conversations"][1]["value"], s));
-      EXPECT_EQ(s.shapes.size(), 2u) << id;
-      scenes[m[1]] = s;
-    }
-    if (!std::regex_match(id, m, edit_id)) continue;
-    ASSERT_TRUE(std::regex_match(prompt, p, ask)) << prompt;
-    Scene want = scenes.at(m[1]);  // the caption comes before the edits
-    int hits = 0;
-    for (auto& sh : want.shapes)
-      if (shape_names()[static_cast<size_t>(sh.kind)] == p[1].str()) {
-        const auto c = std::find(colour_names().begin(), colour_names().end(), p[2].str());
-        ASSERT_NE(c, colour_names().end()) << prompt;
-        EXPECT_NE(colour_names()[static_cast<size_t>(sh.colour)], p[2].str()) << id << ": a new colour";
-        sh.colour = static_cast<int>(c - colour_names().begin());
-        ++hits;
-      }
-    EXPECT_EQ(hits, 1) << prompt;
-    EXPECT_TRUE(shows(io::read_image((scratch("two") / j["images"][1].get<std::string>()).string()), want, true)) << id;
-    edited[m[1]].insert(p[1]);
-    ++edits;
-  }
+  const auto kinds = checked_edits(scratch("two"), std::regex("<image>\nMake the [a-z]+ [a-z]+\\."), edits);
   EXPECT_EQ(edits, 12);
-  ASSERT_EQ(edited.size(), 6u);
-  for (const auto& [scene, kinds] : edited) EXPECT_EQ(kinds.size(), 2u) << scene;  // both shapes
+  ASSERT_EQ(kinds.size(), 6u);
+  for (const auto& [scene, k] : kinds)  // two edits, of the two different shapes
+    EXPECT_TRUE(k.size() == 2 && *k.begin() != *k.rbegin()) << scene;
+  const std::string two = slurp(scratch("two") / "train.jsonl");  // every caption names two shapes
+  const std::regex two_shape_caption("\"A [a-z ]+ and a [a-z ]+\\.\"\\}\\],\"id\":\"train-[0-9]+-caption\"");
+  EXPECT_EQ(std::distance(std::sregex_iterator(two.begin(), two.end(), two_shape_caption), std::sregex_iterator()), 6);
   o.edit_place = 10;  // every edit names the place too, and apply_edit reads it
   o.output = scratch("where").string();
   write_shapes_dataset(o);
-  std::ifstream where(scratch("where") / "train.jsonl");
-  int placed = 0;
-  for (std::string line; std::getline(where, line);) {
-    const auto j = nlohmann::json::parse(line);
-    const std::string id = j["id"], prompt = j["conversations"][0]["value"];
-    std::smatch m;
-    if (std::regex_match(id, m, caption_id)) ASSERT_TRUE(parse_caption(j["conversations"][1]["value"], scenes[m[1]]));
-    if (!std::regex_match(id, m, edit_id)) continue;
-    ASSERT_TRUE(std::regex_match(prompt, std::regex("<image>\\nMake the [a-z]+ (on|at|in) the [a-z]+ [a-z]+\\."))) << prompt;
-    Scene want;
-    ASSERT_TRUE(apply_edit(scenes.at(m[1]), prompt.substr(8), want)) << prompt;
-    EXPECT_TRUE(shows(io::read_image((scratch("where") / j["images"][1].get<std::string>()).string()), want, true)) << id;
-    ++placed;
-  }
-  EXPECT_EQ(placed, 12);
+  checked_edits(scratch("where"), std::regex("<image>\nMake the [a-z]+ (on|at|in) the [a-z]+ [a-z]+\\."), edits);
+  EXPECT_EQ(edits, 12);
   o.edit_place = 0;
   o.two_shapes = 0;  // and none: one shape a scene
   o.edits = 1;

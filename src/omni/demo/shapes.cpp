@@ -289,12 +289,12 @@ std::vector<int64_t> write_shapes_dataset(const ShapesOptions& o) {
       lines.push_back(sample(id + "-t2i", {img}, cap, "<image>"));
       // edits: one shape recoloured each; a later edit of a two-shape scene takes the other shape
       const int first = rng.below(static_cast<int>(s.shapes.size()));
+      const int ncol = static_cast<int>(colour_names().size());
       for (int k = 0; k < o.edits; ++k) {
         const std::string suffix = k == 0 ? "" : std::to_string(k + 1);
         const std::string edited = std::string(stem) + "_edit" + suffix + ".png";
         Scene e = s;
         Shape& target = e.shapes[static_cast<size_t>(first + k) % e.shapes.size()];
-        const int ncol = static_cast<int>(colour_names().size());
         target.colour = (target.colour + 1 + rng.below(ncol - 1)) % ncol;
         const bool where = o.edit_place > 0 && rng.below(10) < o.edit_place;  // no draw by default
         io::write_png((fs::path(o.output) / edited).string(), render(e));
