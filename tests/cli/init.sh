@@ -47,6 +47,7 @@ grep -q '"step":1' "$tmp/run/metrics.jsonl" || fail "no training step from the n
 expect_error "--output: $tmp/a is not empty" "$omni" init --config configs/demo/omni-shapes --output "$tmp/a"
 expect_error "--config: $tmp/none is not a folder" "$omni" init --config "$tmp/none" --output "$tmp/d"
 expect_error "--config: $tmp/data has no config.json" "$omni" init --config "$tmp/data" --output "$tmp/d"
+expect_error "--dtype int8: omni init stores fp32, bf16 or fp16 weights" "$omni" init --config configs/demo/omni-shapes --output "$tmp/d" --dtype int8
 expect_error "the janus family cannot be initialised" "$omni" init --config "$fixtures/janus_tiny" --output "$tmp/d"
 [ -e "$tmp/d" ] && fail "a refused init left $tmp/d behind"
 mkdir "$tmp/badcfg"

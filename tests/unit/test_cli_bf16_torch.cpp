@@ -1,10 +1,12 @@
-// --dtype bf16 on the CPU, per family and mode: the traced intermediates of a bf16 run stay within
-// bf16 tolerances of the fp32 run on the same inputs and draws, and the CLI writes its outputs.
+// --dtype bf16 and --dtype int8 on the CPU, per family and mode: the traced intermediates of a bf16
+// run and of an int8 run (int8 decoder-layer weights, fp32 compute) stay within the tolerances below
+// of the fp32 run on the same inputs and draws, and the CLI writes its outputs.
 // With OMNI_TEST_DEVICE=cuda (scripts/gpu_check.sh) the same comparisons run --device cuda in fp32
 // and in bf16 against the CPU fp32 run.
 // Tolerances are relative L2 errors ||bf16 - fp32|| / ||fp32||: bf16 keeps 8 bits of mantissa
 // (2^-9 = 0.2% per rounding); a few dozen roundings through the tiny fixtures' layers stay well
-// under the bounds below, and a wrong cast (a weight left unconverted, a mask in the wrong
+// under the bounds below; int8 rounds each weight to 1/254 of its row's largest (~0.4% of a
+// weight's spread) once, an error of the same size. A wrong cast (a weight left unconverted, a mask in the wrong
 // dtype, the flow state rounded every step) lands far above them.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -48,7 +50,7 @@ struct Runs {
 Runs runs_of(const std::string& name, const std::string& args) {
   auto d = tmpdir("bf16_" + name);
   std::vector<std::pair<std::string, std::string>> configs = {{"cpu", "fp32"}};
-  if (test_device() == "cpu") configs.push_back({"cpu", "bf16"});
+  if (test_device() == "cpu") configs.insert(configs.end(), {{"cpu", "bf16"}, {"cpu", "int8"}});
   else configs.insert(configs.end(), {{test_device(), "fp32"}, {test_device(), "bf16"}});
   std::vector<std::pair<std::string, Checkpoint>> traces;
   for (const auto& [dev, dt] : configs) {
@@ -78,6 +80,12 @@ void expect_rel(const Runs& t, const std::string& name, double tol) {
     EXPECT_LT(e, tol) << label << " " << name;
   }
 }
+// The int8 run did quantize: its `name` differs from fp32 (an exact match would mean --dtype int8
+// ran the float weights).
+void expect_quantized(const Runs& t, const std::string& name) {
+  for (const auto& [label, trace] : t.runs)
+    if (label == "cpu_int8") EXPECT_GT(rel_l2(trace.get(name), t.ref.get(name)), 1e-4) << name;
+}
 }  // namespace
 
 TEST(CliBf16, JanusUnderstandAndGenerate) {
@@ -86,7 +94,8 @@ TEST(CliBf16, JanusUnderstandAndGenerate) {
   EXPECT_TRUE(torch::equal(u.ref.get("input_ids"), u.runs[0].second.get("input_ids")));
   expect_rel(u, "vision_features", 3e-2);  // measured 7.5e-3
   expect_rel(u, "inputs_embeds", 3e-2);    // 6.0e-3
-  expect_rel(u, "logits_last", 3e-2);      // 6.3e-3
+  expect_rel(u, "logits_last", 3e-2);      // 6.3e-3 (int8 9.8e-3)
+  expect_quantized(u, "logits_last");
   auto g = runs_of("janus_gen", "--model_path " + kJanus + " --mode generate --prompt 'A red apple.' --seed 12345");
   expect_rel(g, "raw_logits_first", 3e-2);  // 7.7e-3
   EXPECT_EQ(g.runs[0].second.info("decoded").shape, (std::vector<int64_t>{1, 3, 384, 384}));
@@ -96,7 +105,8 @@ TEST(CliBf16, BagelUnderstandGenerateEdit) {
   auto u = runs_of("bagel_und", "--model_path " + kBagel + " --mode understand --image " + kBagel +
                                  "/und_image.png --prompt 'Is there a circle?' --max_new_tokens 4");
   expect_rel(u, "vit_tokens", 1e-6);  // preprocessing is float32 either way
-  expect_rel(u, "logits_last", 3e-2);  // 4.9e-3
+  expect_rel(u, "logits_last", 3e-2);  // 4.9e-3 (int8 6.7e-3)
+  expect_quantized(u, "logits_last");
   // The same draws in every run, injected (a CUDA generator draws other numbers than the CPU one).
   auto d = tmpdir("bf16_noise");
   auto t2i = Checkpoint::open(kBagel + "/t2i_cfgimg1.0.safetensors"), ed = Checkpoint::open(kBagel + "/edit.safetensors");
@@ -129,7 +139,8 @@ TEST(CliBf16, U1UnderstandGenerateEdit) {
   auto u = runs_of("u1_und", "--model_path " + m + " --mode understand --image " + m +
                               "/und_image.png --prompt 'Which shapes do you see?' --max_new_tokens 4");
   expect_rel(u, "pixel_values", 1e-6);  // preprocessing is float32 either way
-  expect_rel(u, "logits_last", 3e-2);  // 5.5e-3
+  expect_rel(u, "logits_last", 3e-2);  // 5.5e-3 (int8 7.4e-3)
+  expect_quantized(u, "logits_last");
   // the official draws injected (a CUDA generator draws other numbers than the CPU one)
   auto g = runs_of("u1_gen", "--model_path " + m + " --mode generate --prompt 'A green teapot.' --width 192 "
                              "--height 128 --steps 5 --init_noise " + m + "/t2i.safetensors");

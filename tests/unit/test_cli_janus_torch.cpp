@@ -106,7 +106,7 @@ TEST(CliJanus, ErrorsAreOneLineAndNonZero) {
   check("infer --model_path " + kDir + " --prompt hi --max_new_tokens x", "--max_new_tokens");
   check("infer --model_path " + kDir + " --prompt hi --no_such_flag 1", "--no_such_flag");
   check("infer --model_path " + kDir + " --prompt hi --device tpu", "--device tpu");
-  check("infer --model_path " + kDir + " --prompt hi --dtype int3", "--dtype int3: expected fp32, bf16 or fp16");
+  check("infer --model_path " + kDir + " --prompt hi --dtype int3", "--dtype int3: expected fp32, bf16, fp16 or int8");
   check("infer --model_path " + kDir + " --prompt hi --temperature -1", "--temperature: must be >= 0");
   check("infer --model_path " + kDir + " --prompt hi --top_p 0", "--top_p: must be in (0, 1]");
   check("infer --model_path " + kDir + " --mode generate --prompt hi --output " + d.string(), "is a directory");

@@ -91,6 +91,77 @@ TEST(LinearRows, EqualsTheModuleForFp32AndBf16) {
     }
 }
 
+// --dtype int8: per-channel symmetric quantization, the int8 row loop against the dequantized
+// weight (K = 203 leaves a tail after the 16- and 8-wide steps), and quantize_linears_int8 on a
+// module tree: only the linears under the prefix change, and they still compute the layer.
+TEST(LinearInt8, QuantizesPerChannelAndTheRowLoopEqualsTheDequantizedGemm) {
+  torch::manual_seed(4);
+  auto w = torch::randn({37, 203});
+  w[5].zero_();          // an all-zero row: scale 1, q 0
+  w[7].mul_(1000);       // rows of very different ranges keep their own scales
+  auto [q, scale] = omni::nn::quantize_rows_int8(w);
+  ASSERT_EQ(q.scalar_type(), torch::kChar);
+  EXPECT_EQ(q.abs().amax(1).eq(127).sum().item<int64_t>(), 36);  // each nonzero row reaches +-127
+  EXPECT_EQ(scale[5].item<float>(), 1.0f);
+  EXPECT_TRUE(q[5].eq(0).all().item<bool>());
+  const auto deq = omni::nn::dequantize_rows_int8(q, scale, torch::kFloat32);
+  // round to nearest: each weight within half a step of its row's grid
+  EXPECT_TRUE(((deq - w).abs() <= scale.unsqueeze(1) * 0.5001).all().item<bool>());
+  c10::InferenceMode guard;
+  const auto bias = torch::randn({37});
+  for (int64_t rows : {1, 2, 3, 4, 6}) {
+    const auto x = torch::randn({rows, 1, 203});
+    const auto want = torch::linear(x, deq, bias);
+    const auto got = omni::nn::linear_int8(x, q, scale, bias);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    const auto err = (got - want).abs().max().item<double>(), mag = want.abs().max().item<double>();
+    EXPECT_LT(err, 1e-5 * mag) << rows << " rows";
+    // against the float weight: the quantization error, well under 1% of the output
+    const auto qerr = (got - torch::linear(x, w, bias)).norm().item<double>() / want.norm().item<double>();
+    EXPECT_LT(qerr, 1e-2) << rows << " rows";
+    EXPECT_GT(qerr, 0.0) << rows << " rows";
+  }
+}
+
+TEST(LinearInt8, QuantizesOnlyTheLinearsUnderThePrefix) {
+  struct Block : torch::nn::Module {
+    torch::nn::Linear a{nullptr}, b{nullptr};
+    Block() {
+      a = register_module("a", torch::nn::Linear(16, 24));
+      b = register_module("b", torch::nn::Linear(24, 8));
+    }
+  };
+  struct Net : torch::nn::Module {
+    std::shared_ptr<Block> layers, head;
+    Net() {
+      layers = register_module("layers", std::make_shared<Block>());
+      head = register_module("head", std::make_shared<Block>());
+    }
+  };
+  torch::manual_seed(5);
+  Net net;
+  const auto x = torch::randn({3, 16});
+  torch::Tensor want, head_w = net.head->a->weight.clone();
+  {
+    c10::InferenceMode guard;
+    want = omni::nn::linear_rows(net.layers->b, omni::nn::linear_rows(net.layers->a, x));
+  }
+  const auto rep = omni::nn::quantize_linears_int8(net, "layers.");
+  EXPECT_EQ(rep.linears, 2);
+  EXPECT_EQ(rep.bytes_before, (16 * 24 + 24 * 8) * 4);
+  EXPECT_EQ(rep.bytes_after, 16 * 24 + 24 * 8 + (24 + 8) * 4);
+  EXPECT_EQ(net.layers->a->weight.scalar_type(), torch::kChar);
+  EXPECT_EQ(net.named_parameters()["layers.a.weight"].scalar_type(), torch::kChar);  // the registered entry too
+  EXPECT_TRUE(omni::nn::int8_scale(*net.layers->a).defined());
+  EXPECT_TRUE(torch::equal(net.head->a->weight, head_w));
+  EXPECT_FALSE(omni::nn::int8_scale(*net.head->a).defined());
+  c10::InferenceMode guard;
+  const auto got = omni::nn::linear_rows(net.layers->b, omni::nn::linear_rows(net.layers->a, x));
+  const double rel = ((got - want).norm() / want.norm()).item<double>();
+  EXPECT_LT(rel, 2e-2);
+  EXPECT_GT(rel, 0.0);
+}
+
 TEST(KVCache, ForkIsCopyOnWriteAndCapacityGrows) {
   nn::KVCache c(2, 1, 4);
   auto opts = torch::TensorOptions().dtype(torch::kFloat32);

@@ -56,7 +56,7 @@ void add_eval_command(CLI::App& app, Runner& run) {
   cmd->add_option("--limit", a->limit, "the first N questions only (0 = all)");
   cmd->add_flag("--allow_absolute_paths", a->allow_absolute, "accept absolute image paths and '..' in the data file");
   cmd->add_option("--device", a->device, "cpu | cuda | cuda:N")->default_str("cpu");
-  cmd->add_option("--dtype", a->dtype, "fp32 | bf16 | fp16 (default: fp32 on cpu, bf16 on cuda)");
+  cmd->add_option("--dtype", a->dtype, "fp32 | bf16 | fp16 | int8 (int8: decoder-layer linear weights, fp32 compute; default: fp32 on cpu, bf16 on cuda)");
   cmd->add_option("--threads", a->threads, "intra-op CPU threads (default: libtorch's)");
 
   cmd->callback([&run, a] {
@@ -131,7 +131,7 @@ void add_eval_command(CLI::App& app, Runner& run) {
         if (!a->output.empty()) std::printf("predictions: %s\n", a->output.c_str());
         return 0;
       }
-      log_info(family.name, " on ", lo.device.str(), " in ", models::dtype_name(model->dtype()), ": ", items.size(),
+      log_info(family.name, " on ", lo.device.str(), " in ", models::dtype_name(lo.resolved_dtype() == c10::ScalarType::Char ? c10::ScalarType::Char : model->dtype()), ": ", items.size(),
                " questions from ", a->data);
 
       eval::EvalOptions o;

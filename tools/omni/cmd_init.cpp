@@ -39,6 +39,7 @@ int run_init(const InitArgs& a) {
   const auto& family = models::resolve_family(a.config, a.model_type);
   if (!family.init) throw Error("omni init", "the " + family.name + " family cannot be initialised from a config yet (u1 can)");
   const auto dtype = models::parse_dtype(a.dtype);
+  if (!c10::isFloatingType(dtype)) throw Error("--dtype " + a.dtype, "omni init stores fp32, bf16 or fp16 weights");
   std::error_code ec;
   if (fs::exists(out) && !fs::is_directory(out)) throw Error("--output", a.output + " exists and is not a folder");
   if (fs::exists(out) && !fs::is_empty(out))

@@ -30,7 +30,8 @@ c10::ScalarType parse_dtype(const std::string& s) {
   if (s == "fp32" || s == "float32" || s == "float") return c10::ScalarType::Float;
   if (s == "bf16" || s == "bfloat16") return c10::ScalarType::BFloat16;
   if (s == "fp16" || s == "float16" || s == "half") return c10::ScalarType::Half;
-  throw Error("--dtype " + s, "expected fp32, bf16 or fp16");
+  if (s == "int8") return c10::ScalarType::Char;  // int8 decoder-layer weights, fp32 compute (nn/linear.h)
+  throw Error("--dtype " + s, "expected fp32, bf16, fp16 or int8");
 }
 
 std::string dtype_name(c10::ScalarType t) {
@@ -38,6 +39,7 @@ std::string dtype_name(c10::ScalarType t) {
     case c10::ScalarType::Float: return "fp32";
     case c10::ScalarType::BFloat16: return "bf16";
     case c10::ScalarType::Half: return "fp16";
+    case c10::ScalarType::Char: return "int8";
     default: return c10::toString(t);
   }
 }

@@ -91,6 +91,7 @@ void rows(const float* x, int64_t K, const float* w, int64_t o0, int64_t o1, flo
 // CPU with grad mode off (inference only: autograd is bypassed).
 torch::Tensor linear_rows(torch::nn::Linear l, const torch::Tensor& x) {
   const auto& W = l->weight;
+  if (W.scalar_type() == torch::kChar) return linear_int8(x, W, int8_scale(*l), l->bias);
   const int64_t K = W.size(1), O = W.size(0);
   const int64_t R = x.dim() >= 1 && x.size(-1) == K ? x.numel() / K : 0;
   if (R < 1 || R > 4 || torch::GradMode::is_enabled() || !x.device().is_cpu() || x.scalar_type() != torch::kFloat32 ||

@@ -4,12 +4,48 @@
 // 20.9 GB/s on 2 cores (4.8 ms, against 8.7 ms for this loop in fp32), where widening loops of
 // ours measured 12.3 GB/s (AVX2) and 19 GB/s (AVX-512, 5.3 ms; a U1 decode step 0.90 s against
 // oneDNN's 0.73 s).
+//
+// Weight-only int8 (--dtype int8): a quantized Linear keeps its `weight` as int8 [O, K] and a
+// `weight_scale` buffer [O] (per output channel, symmetric: W ~= q * scale, |q| <= 127); the
+// activations and the accumulation stay fp32. linear_rows reads the int8 rows directly for 1..4
+// input rows and dequantizes the weight for larger batches (a prefill's GEMM dwarfs that copy).
 #pragma once
 #include <torch/torch.h>
+
+#include <string>
 
 namespace omni::nn {
 
 // == l->forward(x); takes the row loop for 1..4 rows of fp32 on the CPU without autograd.
+// For an int8-quantized `l` (quantize_linears_int8): x @ (q * scale)^T + b, in x's dtype.
 torch::Tensor linear_rows(torch::nn::Linear l, const torch::Tensor& x);
+
+// --dtype int8 asks for int8 decoder-layer linears over fp32 compute: the dtype the rest of the
+// model is built and run in.
+inline bool is_int8(c10::ScalarType t) { return t == c10::ScalarType::Char; }
+inline c10::ScalarType compute_dtype(c10::ScalarType t) { return is_int8(t) ? c10::ScalarType::Float : t; }
+
+// Per-output-channel symmetric int8 of a float [O, K] weight: {q int8 [O, K], scale float32 [O]},
+// scale = max|W[o]| / 127 (1 for an all-zero row), q = round(W / scale).
+std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& w);
+// q * scale[:, None] in `dtype`.
+torch::Tensor dequantize_rows_int8(const torch::Tensor& q, const torch::Tensor& scale, c10::ScalarType dtype);
+
+struct Int8Report {
+  int64_t linears = 0;
+  int64_t bytes_before = 0, bytes_after = 0;  // the quantized weights (and scales) only
+};
+// Quantizes, in place, the weight of every torch::nn::Linear whose dotted name starts with
+// `prefix` (e.g. "language_model.model.layers."); their forward must go through linear_rows.
+// Inference only: the int8 weights have no gradient.
+Int8Report quantize_linears_int8(torch::nn::Module& root, const std::string& prefix);
+
+// x @ (q * scale[:, None])^T (+ bias) in x's dtype: the int8 row loop for 1..4 rows of fp32 on the
+// CPU (reads 1 byte per weight), a dequantized GEMM otherwise.
+torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& scale,
+                          const torch::Tensor& bias);
+
+// The int8 weight's per-channel scales, or an undefined tensor for a float Linear.
+torch::Tensor int8_scale(const torch::nn::LinearImpl& l);
 
 }  // namespace omni::nn

@@ -15,6 +15,7 @@
 #include "omni/models/bagel/inferencer.h"
 #include "omni/models/bagel/packing.h"
 #include "omni/models/parameter_groups.h"
+#include "omni/nn/linear.h"
 
 namespace fs = std::filesystem;
 
@@ -184,7 +185,10 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
  protected:
   static BagelInferencer load(const LoadOptions& lo) {
     StageTimer t("load model");
-    return BagelInferencer::load(lo.path, lo.device, lo.resolved_dtype());
+    const auto dt = lo.resolved_dtype();
+    auto inf = BagelInferencer::load(lo.path, lo.device, nn::compute_dtype(dt));
+    if (nn::is_int8(dt)) nn::quantize_linears_int8(inf.model(), "language_model.model.layers.");
+    return inf;
   }
 
   // Feeds the request's chunks in order into fresh contexts (interleave_inference): every image

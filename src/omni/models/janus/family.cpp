@@ -15,6 +15,7 @@
 #include "omni/models/janus/chat_processor.h"
 #include "omni/models/janus/model.h"
 #include "omni/models/parameter_groups.h"
+#include "omni/nn/linear.h"
 #include "omni/text/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -44,7 +45,9 @@ class Janus final : public Model, public Understands, public Generates, public T
   explicit Janus(const LoadOptions& lo)
       : tok_(load_tokenizer(lo.path)), proc_(ProcessorConfig::load(lo.path)), ids_(SpecialIds::lookup(tok_, proc_)) {
     StageTimer t("load model");
-    model_ = JanusModel::load(lo.path, {lo.device, lo.resolved_dtype()});
+    const auto dt = lo.resolved_dtype();
+    model_ = JanusModel::load(lo.path, {lo.device, nn::compute_dtype(dt)});
+    if (nn::is_int8(dt)) nn::quantize_linears_int8(*model_->net(), "language_model.model.layers.");
     path_ = lo.path;
   }
   std::string family() const override { return "janus"; }

@@ -22,6 +22,7 @@
 #include "omni/models/parameter_groups.h"
 #include "omni/io/checkpoint_export_torch.h"
 #include "omni/nn/init_weights.h"
+#include "omni/nn/linear.h"
 #include "omni/text/tokenizer.h"
 
 namespace fs = std::filesystem;
@@ -138,7 +139,9 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     check(static_cast<int64_t>(tok_.vocab_size()) <= cfg_.llm.vocab_size, lo.path,
           "tokenizer has more ids than llm_config.vocab_size");
     StageTimer t("load model");
-    model_ = NeoChatImpl::load(cfg_, lo.device, lo.resolved_dtype());
+    const auto dt = lo.resolved_dtype();
+    model_ = NeoChatImpl::load(cfg_, lo.device, nn::compute_dtype(dt));
+    if (nn::is_int8(dt)) nn::quantize_linears_int8(*model_, "language_model.model.layers.");
   }
   std::string family() const override { return "u1"; }
   c10::Device device() const override { return model_->device(); }

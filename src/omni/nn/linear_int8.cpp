@@ -1,0 +1,205 @@
+// Weight-only int8 linears (--dtype int8): per-channel quantization and the few-row kernel that
+// reads the int8 rows directly. See linear.h.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "omni/core/error.h"
+#include "omni/core/log.h"
+#include "omni/nn/linear.h"
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+namespace omni::nn {
+namespace {
+
+// y[r, o] = scale[o] * <x[r], q[o]>: the scale factors out of the dot product, so each weight is
+// widened int8 -> fp32 and multiplied in fp32 (no rounding of x), one scale multiply per output.
+template <int R>
+void rows_i8_generic(const float* x, int64_t K, const int8_t* w, const float* scale, int64_t o0, int64_t o1,
+                     float* y, int64_t O) {
+  for (int64_t o = o0; o < o1; ++o) {
+    float acc[R] = {};
+    const int8_t* wr = w + o * K;
+    for (int64_t k = 0; k < K; ++k) {
+      const float wv = static_cast<float>(wr[k]);
+      for (int r = 0; r < R; ++r) acc[r] += wv * x[r * K + k];
+    }
+    for (int r = 0; r < R; ++r) y[r * O + o] = acc[r] * scale[o];
+  }
+}
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#pragma GCC diagnostic push
+// GCC 12 flags the intrinsics' own undefined pass-through operands (_mm512_undefined_*) when inlined.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// AVX2: 8 weights per step (vpmovsxbd + vcvtdq2ps), OT output rows x R input rows of accumulators.
+template <int R, int OT>
+__attribute__((target("avx2,fma"), always_inline)) inline void tile_i8_avx2(const float* x, int64_t K,
+                                                                            const int8_t* w, const float* scale,
+                                                                            int64_t o, float* y, int64_t O) {
+  __m256 acc[OT][R];
+  for (int t = 0; t < OT; ++t)
+    for (int r = 0; r < R; ++r) acc[t][r] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * K + k);
+    for (int t = 0; t < OT; ++t) {
+      int64_t bits;
+      std::memcpy(&bits, w + (o + t) * K + k, 8);
+      const __m256 wv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bits)));
+      for (int r = 0; r < R; ++r) acc[t][r] = _mm256_fmadd_ps(wv, xv[r], acc[t][r]);
+    }
+  }
+  for (int t = 0; t < OT; ++t)
+    for (int r = 0; r < R; ++r) {
+      alignas(32) float a[8];
+      _mm256_store_ps(a, acc[t][r]);
+      float s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+      for (int64_t j = k; j < K; ++j) s += static_cast<float>(w[(o + t) * K + j]) * x[r * K + j];
+      y[r * O + o + t] = s * scale[o + t];
+    }
+}
+
+template <int R>
+__attribute__((target("avx2,fma"))) void rows_i8_avx2(const float* x, int64_t K, const int8_t* w, const float* scale,
+                                                      int64_t o0, int64_t o1, float* y, int64_t O) {
+  constexpr int OT = R <= 2 ? 4 : 2;  // <= 8 accumulators
+  int64_t o = o0;
+  for (; o + OT <= o1; o += OT) tile_i8_avx2<R, OT>(x, K, w, scale, o, y, O);
+  for (; o < o1; ++o) tile_i8_avx2<R, 1>(x, K, w, scale, o, y, O);
+}
+
+// AVX-512: 16 weights per step.
+template <int R, int OT>
+__attribute__((target("avx512f"), always_inline)) inline void tile_i8_avx512(const float* x, int64_t K,
+                                                                            const int8_t* w, const float* scale,
+                                                                            int64_t o, float* y, int64_t O) {
+  __m512 acc[OT][R];
+  for (int t = 0; t < OT; ++t)
+    for (int r = 0; r < R; ++r) acc[t][r] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_ps(x + r * K + k);
+    for (int t = 0; t < OT; ++t) {
+      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (o + t) * K + k));
+      const __m512 wv = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b));
+      for (int r = 0; r < R; ++r) acc[t][r] = _mm512_fmadd_ps(wv, xv[r], acc[t][r]);
+    }
+  }
+  for (int t = 0; t < OT; ++t)
+    for (int r = 0; r < R; ++r) {
+      float s = _mm512_reduce_add_ps(acc[t][r]);
+      for (int64_t j = k; j < K; ++j) s += static_cast<float>(w[(o + t) * K + j]) * x[r * K + j];
+      y[r * O + o + t] = s * scale[o + t];
+    }
+}
+
+template <int R>
+__attribute__((target("avx512f"))) void rows_i8_avx512(const float* x, int64_t K, const int8_t* w,
+                                                       const float* scale, int64_t o0, int64_t o1, float* y,
+                                                       int64_t O) {
+  constexpr int OT = R <= 2 ? 4 : 2;
+  int64_t o = o0;
+  for (; o + OT <= o1; o += OT) tile_i8_avx512<R, OT>(x, K, w, scale, o, y, O);
+  for (; o < o1; ++o) tile_i8_avx512<R, 1>(x, K, w, scale, o, y, O);
+}
+
+enum class Isa { generic, avx2, avx512 };
+Isa isa() {
+  static const Isa v = __builtin_cpu_supports("avx512f")                                      ? Isa::avx512
+                       : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::avx2
+                                                                                          : Isa::generic;
+  return v;
+}
+#pragma GCC diagnostic pop
+#endif
+
+template <int R>
+void rows_i8(const float* x, int64_t K, const int8_t* w, const float* scale, int64_t o0, int64_t o1, float* y,
+             int64_t O) {
+#if defined(__GNUC__) && defined(__x86_64__)
+  switch (isa()) {
+    case Isa::avx512: return rows_i8_avx512<R>(x, K, w, scale, o0, o1, y, O);
+    case Isa::avx2: return rows_i8_avx2<R>(x, K, w, scale, o0, o1, y, O);
+    case Isa::generic: break;
+  }
+#endif
+  rows_i8_generic<R>(x, K, w, scale, o0, o1, y, O);
+}
+
+}  // namespace
+
+std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& w) {
+  check(w.dim() == 2 && c10::isFloatingType(w.scalar_type()), "int8 quantization", "expects a float [O, K] weight");
+  auto wf = w.to(torch::kFloat32);
+  auto amax = wf.abs().amax(1);
+  auto scale = torch::where(amax > 0, amax / 127.0, torch::ones_like(amax));
+  auto q = (wf / scale.unsqueeze(1)).round().clamp(-127, 127).to(torch::kChar).contiguous();
+  return {q, scale.contiguous()};
+}
+
+torch::Tensor dequantize_rows_int8(const torch::Tensor& q, const torch::Tensor& scale, c10::ScalarType dtype) {
+  return (q.to(torch::kFloat32) * scale.unsqueeze(1)).to(dtype);
+}
+
+torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& scale,
+                          const torch::Tensor& bias) {
+  const int64_t K = q.size(1), O = q.size(0);
+  const int64_t R = x.dim() >= 1 && x.size(-1) == K ? x.numel() / K : 0;
+  if (R < 1 || R > 4 || !x.device().is_cpu() || x.scalar_type() != torch::kFloat32 || !q.is_contiguous() ||
+      x.requires_grad())
+    return torch::linear(x, dequantize_rows_int8(q, scale, x.scalar_type()), bias.defined() ? bias.to(x.scalar_type()) : bias);
+  auto xc = x.contiguous();
+  auto sizes = x.sizes().vec();
+  sizes.back() = O;
+  auto y = torch::empty(sizes, x.options());
+  const float* xp = xc.data_ptr<float>();
+  const int8_t* wp = q.data_ptr<int8_t>();
+  const float* sp = scale.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, O, std::max<int64_t>(4, 16384 / K), [&](int64_t o0, int64_t o1) {
+    switch (R) {
+      case 1: rows_i8<1>(xp, K, wp, sp, o0, o1, yp, O); break;
+      case 2: rows_i8<2>(xp, K, wp, sp, o0, o1, yp, O); break;
+      case 3: rows_i8<3>(xp, K, wp, sp, o0, o1, yp, O); break;
+      default: rows_i8<4>(xp, K, wp, sp, o0, o1, yp, O); break;
+    }
+  });
+  if (bias.defined()) y.add_(bias);
+  return y;
+}
+
+torch::Tensor int8_scale(const torch::nn::LinearImpl& l) {
+  if (l.weight.scalar_type() != torch::kChar) return {};
+  const auto* s = l.named_buffers(false).find("weight_scale");
+  check(s != nullptr, "int8 linear", "has no weight_scale");
+  return *s;
+}
+
+Int8Report quantize_linears_int8(torch::nn::Module& root, const std::string& prefix) {
+  torch::NoGradGuard no_grad;
+  Int8Report rep;
+  for (const auto& item : root.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
+    auto* lin = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
+    if (!lin || item.key().compare(0, prefix.size(), prefix) != 0 || lin->weight.scalar_type() == torch::kChar)
+      continue;
+    rep.bytes_before += lin->weight.numel() * lin->weight.element_size();
+    auto [q, scale] = quantize_rows_int8(lin->weight);
+    lin->weight.requires_grad_(false);
+    lin->weight.set_data(q);  // frees the float storage; the module's `weight` entry now holds int8
+    lin->register_buffer("weight_scale", scale.to(q.device()));
+    rep.bytes_after += q.numel() + scale.numel() * 4;
+    rep.linears++;
+  }
+  log_info("int8: ", rep.linears, " linears under ", prefix, " quantized (", rep.bytes_before / 1e6, " MB -> ",
+           rep.bytes_after / 1e6, " MB)");
+  return rep;
+}
+
+}  // namespace omni::nn
