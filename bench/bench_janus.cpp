@@ -6,7 +6,9 @@
 //     stream (weights, excluding gathered embedding tables, plus the KV cache it reads) / the
 //     memory-copy rate of a 1 GiB fp32 copy_ (bytes read + bytes written).
 //   bench_janus [--tokens 32] [--image_tokens 64] [--prefill 628] [--threads 2] [--quick] [--no_malloc_reuse]
-//               [--device cpu|cuda[:N]] [--dtype fp32|bf16|fp16]
+//               [--device cpu|cuda[:N]] [--dtype fp32|bf16|fp16|int8]
+// --dtype int8: the LM's decoder-layer linears int8 (per-channel scales), everything else and the
+// compute fp32, as the CLI; byte counts (bounds, weights) are of the tensors as stored.
 // Like the omni CLI, the bench applies omni::keep_freed_memory_for_reuse() (omni/core/memory.h:
 // blocks under 256 MiB stay in the heap for reuse) before anything else. --no_malloc_reuse keeps
 // glibc's defaults, which give every block over 32 MB back to the OS on free so the next one
@@ -41,6 +43,7 @@
 #include "omni/models/janus/config.h"
 #include "omni/models/janus/model.h"
 #include "omni/models/request.h"
+#include "omni/nn/linear.h"
 
 using namespace omni;
 using namespace omni::models::janus;
@@ -73,14 +76,16 @@ const char* kJanusPro1BConfig = R"({
 
 
 // Sum of weight elements that multiply every token (Linear and Conv weights, i.e. dim >= 2).
-int64_t matrix_numel(torch::nn::Module& m) {
+int64_t matrix_numel(torch::nn::Module& m, bool bytes = false) {
   int64_t n = 0;
   for (const auto& p : m.named_parameters()) {
     const auto& name = p.key();
-    if (p.value().dim() >= 2 && name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0) n += p.value().numel();
+    if (p.value().dim() >= 2 && name.size() >= 6 && name.compare(name.size() - 6, 6, "weight") == 0)
+      n += p.value().numel() * (bytes ? static_cast<int64_t>(p.value().element_size()) : 1);
   }
   return n;
 }
+int64_t matrix_bytes(torch::nn::Module& m) { return matrix_numel(m, true); }
 
 
 
@@ -140,7 +145,8 @@ int main(int argc, char** argv) {
     omni::keep_freed_memory_for_reuse();
   }
   const torch::Device dev = omni::models::parse_device(device_s);
-  const torch::ScalarType dt = dtype_s.empty() ? torch::kFloat32 : omni::models::parse_dtype(dtype_s);
+  const torch::ScalarType wdt = dtype_s.empty() ? torch::kFloat32 : omni::models::parse_dtype(dtype_s);
+  const torch::ScalarType dt = omni::nn::compute_dtype(wdt);  // int8 weights compute in fp32
   const auto opts = torch::TensorOptions().device(dev).dtype(dt);
   const int64_t es = static_cast<int64_t>(c10::elementSize(dt));  // bytes per weight / cache element
   // Timings on a GPU wait for the queued work (CPU calls are synchronous already).
@@ -158,7 +164,7 @@ int main(int argc, char** argv) {
   c10::InferenceMode guard;
   auto total_t = clk::now();
   auto say = [&](const char* what) {
-    std::fprintf(stderr, "[%6.1f s] %s\n", secs(total_t), what);
+    std::fprintf(stderr, "[%6.1f s] %s (peak RSS so far %.2f GiB)\n", secs(total_t), what, peak_rss_bytes() / 1073741824.0);
     std::fflush(stderr);
   };
 
@@ -186,7 +192,9 @@ int main(int argc, char** argv) {
   double read_bps = 0;  // read-only stream (sum), for reference
   {
     const int64_t n = int64_t{1} << 28;  // 1 GiB of fp32
-    auto a = torch::ones({n}, opts), b = torch::zeros({n}, opts);
+    // fp32 whatever --dtype says: the rate is of bytes (a bf16 buffer here once doubled the bf16 bounds)
+    const auto f32 = opts.dtype(torch::kFloat32);
+    auto a = torch::ones({n}, f32), b = torch::zeros({n}, f32);
     b.copy_(a);
     double best = 1e30;
     for (int r = 0; r < (quick ? 1 : 3); ++r) {
@@ -233,12 +241,26 @@ int main(int argc, char** argv) {
   const JanusConfig cfg = JanusConfig::from_hf(io::HfConfig::from_string(kJanusPro1BConfig, "Janus-Pro-1B config.json"));
   torch::manual_seed(0);
   auto t_build = clk::now();
-  std::unique_ptr<omni::io::DefaultDtypeGuard> built_in = std::make_unique<omni::io::DefaultDtypeGuard>(dt);
+  // int8: built as bf16 (random weights: nothing to keep), the LM layers quantized, the rest widened
+  // to fp32, so the peak is the bf16 model rather than an fp32 one.
+  std::unique_ptr<omni::io::DefaultDtypeGuard> built_in =
+      std::make_unique<omni::io::DefaultDtypeGuard>(omni::nn::is_int8(wdt) ? torch::kBFloat16 : dt);
   JanusModel model(cfg);  // parameters created in the compute dtype (no fp32 copy of the model)
   built_in.reset();
   if (dev != torch::Device(torch::kCPU) || dt != torch::kFloat32) model.to(dev, dt);
-  const double build_s = secs(t_build);
   auto& net = model.net();
+  if (omni::nn::is_int8(wdt)) {
+    omni::nn::quantize_linears_int8(*net, "language_model.model.layers.");
+    torch::NoGradGuard ng;
+    for (auto& p : net->parameters())
+      if (p.scalar_type() == torch::kBFloat16) {
+        p.set_data(p.to(dt));
+        omni::return_free_memory_to_os();  // or the freed bf16 blocks stay resident beside the fp32 ones
+      }
+    for (auto& b : net->buffers())
+      if (b.scalar_type() == torch::kBFloat16) b.set_data(b.to(dt));
+  }
+  const double build_s = secs(t_build);
   auto& lm = net->language_model;
   const int64_t n_params = numel_of(*net);
   const int64_t D = cfg.language.hidden_size, Lyr = cfg.language.num_hidden_layers;
@@ -274,7 +296,7 @@ int main(int argc, char** argv) {
   // ---- 3 + 4. prefill of `prefill` embeddings, then greedy decode ----
   const int64_t lm_layer_numel = matrix_numel(*lm->model->layers);  // q,k,v,o, gate, up, down
   const int64_t lm_head_numel = lm->lm_head->weight.numel();
-  const int64_t lm_stream_bytes = (numel_of(*lm) - lm->model->embed_tokens->weight.numel()) * es;
+  const int64_t lm_stream_bytes = bytes_of(*lm) - lm->model->embed_tokens->weight.numel() * es;
   {
     // Warm-up: a short prompt through the same path.
     auto ids = torch::randint(0, 100000, {1, prefill}, torch::kInt64);
@@ -339,7 +361,7 @@ int main(int argc, char** argv) {
     const double first = std::chrono::duration<double>(stamps.front() - t).count();  // prompt prefill
     const double per_tok = std::chrono::duration<double>(stamps.back() - stamps.front()).count() / (n_tok - 1);
     const int64_t L = static_cast<int64_t>(prompt.size());
-    const int64_t t2i_bytes = (matrix_numel(*lm->model->layers) + numel_of(*net->gen_head) + numel_of(*net->gen_aligner)) * es;
+    const int64_t t2i_bytes = matrix_bytes(*lm->model->layers) + bytes_of(*net->gen_head) + bytes_of(*net->gen_aligner);
     const double kv_window = 2.0 * 2 * Lyr * D * es * (L + n_tok / 2.0);  // 2 rows, mean length over the window
     const double kv_576 = 2.0 * 2 * Lyr * D * es * (L + 288.0);           // mean over a full image
     const double bound = (t2i_bytes + kv_window) / copy_bps;
@@ -385,13 +407,13 @@ int main(int argc, char** argv) {
   say("VQ decode timed");
 
   // ---- 7. peak RSS vs the fp32 weights ----
-  const double rss = static_cast<double>(peak_rss_bytes()), wbytes = n_params * static_cast<double>(es);
+  const double rss = static_cast<double>(peak_rss_bytes()), wbytes = static_cast<double>(bytes_of(*net));
   const double gib = 1024.0 * 1024 * 1024;
   add({"peak RSS (GiB; bound = the weights)", fmt("%.2f", rss / gib), fmt("%.2f", wbytes / gib),
        fmt("%.2f", rss / wbytes), "9.5", fmt("%.2fx less", 9.5 * gib / rss)});
 
   std::printf("\nJanus-Pro-1B pipeline, random %s weights (%lld parameters, %.2f GB), %s, %d threads%s\n",
-              omni::models::dtype_name(dt).c_str(), static_cast<long long>(n_params), wbytes / 1e9, dev.str().c_str(),
+              omni::models::dtype_name(wdt).c_str(), static_cast<long long>(n_params), wbytes / 1e9, dev.str().c_str(),
               threads, quick ? " [--quick]" : "");
   std::printf(malloc_reuse ? "[malloc reuse as the CLI: blocks under 256 MiB stay in the heap for reuse (omni/core/memory.h)]\n"
                            : "[--no_malloc_reuse: glibc defaults, blocks over 32 MB are munmapped on free]\n");

@@ -5,7 +5,8 @@
 //     4 x T x S x hidden per layer (full T x S products, causal or not);
 //   the bandwidth-bound stage (one greedy decode step): the bytes it must stream (the und weights
 //     of 42 layers + lm_head) / the rate of a 1 GiB copy.
-//   bench_u1 [--threads 2] [--quick] [--device cpu|cuda] [--dtype fp32|bf16]
+//   bench_u1 [--threads 2] [--quick] [--device cpu|cuda] [--dtype fp32|bf16|int8]
+// (int8: the decoder layers' linears int8 with per-channel scales, all else and compute fp32.)
 //
 // ONE decoder layer pair. The released model is 42 layers x 2 branches of ~193 M parameters plus a
 // 151936 x 4096 embedding and lm_head: 17.5 B parameters, 70 GB in fp32, beyond a 24 GB machine.
@@ -35,13 +36,15 @@
 #include "omni/io/module_loader_torch.h"
 #include "omni/models/request.h"
 #include "omni/models/sensenova_u1/model.h"
+#include "omni/nn/linear.h"
 
 namespace u1 = omni::sensenova_u1;
 using namespace omni::bench;
 
 namespace {
 torch::Device g_dev = torch::kCPU;
-torch::ScalarType g_dt = torch::kFloat32;
+torch::ScalarType g_dt = torch::kFloat32;   // compute (and, but for int8, weight) dtype
+torch::ScalarType g_wdt = torch::kFloat32;  // --dtype as given: int8 = int8 decoder linears, fp32 compute
 
 template <class F>
 double best_of(int reps, F&& f) {
@@ -107,7 +110,10 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--threads") && i + 1 < argc) threads = std::atoi(argv[++i]);
     else if (!std::strcmp(argv[i], "--quick")) quick = true;
     else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) g_dev = omni::models::parse_device(argv[++i]);
-    else if (!std::strcmp(argv[i], "--dtype") && i + 1 < argc) g_dt = omni::models::parse_dtype(argv[++i]);
+    else if (!std::strcmp(argv[i], "--dtype") && i + 1 < argc) {
+      g_wdt = omni::models::parse_dtype(argv[++i]);
+      g_dt = omni::nn::compute_dtype(g_wdt);
+    }
     else {
       std::fprintf(stderr, "usage: bench_u1 [--threads N] [--quick] [--device D] [--dtype T]\n");
       return 2;
@@ -129,6 +135,7 @@ int main(int argc, char** argv) {
   }
   model->to(g_dev);
   model->eval();
+  if (omni::nn::is_int8(g_wdt)) omni::nn::quantize_linears_int8(*model, "language_model.model.layers.");
   auto& lm = *model->language_model->model;
   auto& layer = *lm.layer_ptrs[0];
   const int64_t C = cfg.llm.hidden_size, und_lin = branch_linear(layer, false), gen_lin = branch_linear(layer, true);
@@ -168,7 +175,7 @@ int main(int argc, char** argv) {
     });
     const double head_bytes = static_cast<double>(cfg.llm.vocab_size) * C * c10::elementSize(g_dt);
     const double t_dec42 = L * (t_dec - t_head) + t_head;
-    const double bytes = (L * und_lin) * c10::elementSize(g_dt) + head_bytes;
+    const double bytes = (L * und_lin) * (omni::nn::is_int8(g_wdt) ? 1 : c10::elementSize(g_dt)) + head_bytes;
     rows.push_back({"greedy decode step (per token)", t_dec42, bytes / b0.copy, fmt("%.1f GB streamed", bytes / 1e9)});
   }
 
@@ -206,7 +213,7 @@ int main(int argc, char** argv) {
   const double gemm = std::max(b0.gemm, b1.gemm), copy = std::max(b0.copy, b1.copy);
 
   std::printf("bench_u1: SenseNova-U1-8B-MoT dims (hidden %ld, 42 layers x 2 branches extrapolated from 1), %s %s, %d threads\n",
-              static_cast<long>(C), g_dev.str().c_str(), omni::models::dtype_name(g_dt).c_str(), threads);
+              static_cast<long>(C), g_dev.str().c_str(), omni::models::dtype_name(g_wdt).c_str(), threads);
   std::printf("bounds: GEMM %.1f GFLOP/s, copy %.1f GB/s (better of before / after)\n\n", gemm / 1e9, copy / 1e9);
   std::printf("| stage | ours | bound | ours / bound | note |\n|---|---:|---:|---:|---|\n");
   for (auto& r : rows) {

@@ -20,6 +20,13 @@ inline int64_t numel_of(torch::nn::Module& m) {
   return n;
 }
 
+// Bytes of the parameters as stored (an int8-quantized Linear counts 1 byte per weight).
+inline int64_t bytes_of(torch::nn::Module& m) {
+  int64_t n = 0;
+  for (const auto& p : m.parameters()) n += p.numel() * static_cast<int64_t>(p.element_size());
+  return n;
+}
+
 inline std::string fmt(const char* f, double v) {
   char b[64];
   std::snprintf(b, sizeof b, f, v);

@@ -18,4 +18,6 @@ bool keep_freed_memory_for_reuse(size_t mmap_threshold_bytes) {
   return true;
 }
 
+void return_free_memory_to_os() { malloc_trim(0); }
+
 }  // namespace omni

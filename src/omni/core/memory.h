@@ -16,4 +16,9 @@ namespace omni {
 // Returns whether the policy was applied (false when OMNI_MALLOC_REUSE=0).
 bool keep_freed_memory_for_reuse(size_t mmap_threshold_bytes = size_t{256} << 20);
 
+// Gives the heap's free pages back to the OS (malloc_trim): after a one-off swap of large
+// tensors for smaller ones (--dtype int8 replacing fp32 weights), which the policy above would
+// otherwise keep resident for the rest of the run.
+void return_free_memory_to_os();
+
 }  // namespace omni

@@ -7,6 +7,7 @@
 
 #include "omni/core/error.h"
 #include "omni/core/log.h"
+#include "omni/core/memory.h"
 #include "omni/nn/linear.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
@@ -137,11 +138,20 @@ void rows_i8(const float* x, int64_t K, const int8_t* w, const float* scale, int
 
 std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& w) {
   check(w.dim() == 2 && c10::isFloatingType(w.scalar_type()), "int8 quantization", "expects a float [O, K] weight");
-  auto wf = w.to(torch::kFloat32);
-  auto amax = wf.abs().amax(1);
-  auto scale = torch::where(amax > 0, amax / 127.0, torch::ones_like(amax));
-  auto q = (wf / scale.unsqueeze(1)).round().clamp(-127, 127).to(torch::kChar).contiguous();
-  return {q, scale.contiguous()};
+  const int64_t O = w.size(0), K = w.size(1);
+  auto q = torch::empty({O, K}, w.options().dtype(torch::kChar));
+  auto scale = torch::empty({O}, w.options().dtype(torch::kFloat32));
+  // 64 rows at a time: float temporaries of a few MB, where whole-matrix ones (5 x the fp32 size of
+  // each weight) raised the peak RSS of quantizing Janus-Pro-1B's LM from 4.0 to 7.4 GiB.
+  for (int64_t r0 = 0; r0 < O; r0 += 64) {
+    const int64_t n = std::min<int64_t>(64, O - r0);
+    auto wf = w.narrow(0, r0, n).to(torch::kFloat32);
+    auto amax = wf.abs().amax(1);
+    auto s = torch::where(amax > 0, amax / 127.0, torch::ones_like(amax));
+    scale.narrow(0, r0, n).copy_(s);
+    q.narrow(0, r0, n).copy_((wf / s.unsqueeze(1)).round_().clamp_(-127, 127));
+  }
+  return {q, scale};
 }
 
 torch::Tensor dequantize_rows_int8(const torch::Tensor& q, const torch::Tensor& scale, c10::ScalarType dtype) {
@@ -197,6 +207,7 @@ Int8Report quantize_linears_int8(torch::nn::Module& root, const std::string& pre
     rep.bytes_after += q.numel() + scale.numel() * 4;
     rep.linears++;
   }
+  return_free_memory_to_os();  // the float weights' heap blocks
   log_info("int8: ", rep.linears, " linears under ", prefix, " quantized (", rep.bytes_before / 1e6, " MB -> ",
            rep.bytes_after / 1e6, " MB)");
   return rep;
