@@ -14,6 +14,9 @@
 #include "omni/generate/random.h"
 #include "omni/generate/sampler.h"
 #include "omni/generate/streamer.h"
+#include "omni/io/checkpoint_torch.h"
+#include "omni/io/module_loader_torch.h"
+#include "omni/io/trace_torch.h"
 #include "omni/models/model.h"
 #include "omni/nn/attention.h"
 #include "omni/nn/kv_cache.h"
@@ -160,6 +163,49 @@ TEST(LinearInt8, QuantizesOnlyTheLinearsUnderThePrefix) {
   const double rel = ((got - want).norm() / want.norm()).item<double>();
   EXPECT_LT(rel, 2e-2);
   EXPECT_GT(rel, 0.0);
+}
+
+// --dtype int8 as the families load it: decoder linears built int8 (no float weight at any time),
+// the checkpoint's float weights quantized into them by the strict loader, other tensors as usual.
+TEST(LinearInt8, BuiltInt8AndFilledByTheStrictLoader) {
+  struct Net : torch::nn::Module {
+    torch::nn::Linear dec{nullptr}, head{nullptr};
+    Net() {
+      omni::nn::Int8LinearBuild int8(true);
+      dec = register_module("dec", omni::nn::decoder_linear(40, 24, true));
+      head = register_module("head", torch::nn::Linear(24, 8));  // not a decoder linear: stays float
+    }
+  };
+  torch::manual_seed(6);
+  const auto w = torch::randn({24, 40}), b = torch::randn({24}), hw = torch::randn({8, 24}), hb = torch::randn({8});
+  const std::string path = (std::filesystem::temp_directory_path() / "omni_int8_load.safetensors").string();
+  omni::io::save_safetensors(path, {{"dec.weight", w.to(torch::kBFloat16)}, {"dec.bias", b}, {"head.weight", hw}, {"head.bias", hb}});
+  auto net = std::make_shared<Net>();
+  EXPECT_EQ(net->dec->weight.scalar_type(), torch::kChar);  // int8 from construction on
+  EXPECT_EQ(net->dec->weight.sizes(), (std::vector<int64_t>{24, 40}));
+  EXPECT_EQ(omni::nn::decoder_linear(4, 3, false)->weight.scalar_type(), torch::kFloat32);  // scope ended
+  auto ckpt = omni::io::Checkpoint::open(path);
+  const auto rep = omni::io::load_module(*net, ckpt);
+  EXPECT_EQ(rep.tensors, 4u);  // the scale is not a checkpoint tensor
+  auto [q, s] = omni::nn::quantize_rows_int8(w.to(torch::kBFloat16));
+  EXPECT_TRUE(torch::equal(net->dec->weight, q));
+  EXPECT_TRUE(torch::equal(omni::nn::int8_scale(*net->dec), s));
+  EXPECT_TRUE(torch::equal(net->dec->bias, b));
+  EXPECT_TRUE(torch::equal(net->head->weight, hw));
+  c10::InferenceMode guard;
+  const auto x = torch::randn({2, 40});
+  const auto want = torch::linear(x, w.to(torch::kBFloat16).to(torch::kFloat32), b);
+  EXPECT_LT(((omni::nn::linear_rows(net->dec, x) - want).norm() / want.norm()).item<double>(), 1e-2);
+  // still strict: a checkpoint without the weight is refused, naming it
+  omni::io::save_safetensors(path, {{"dec.bias", b}, {"head.weight", hw}, {"head.bias", hb}});
+  auto partial = omni::io::Checkpoint::open(path);
+  try {
+    omni::io::load_module(*net, partial);
+    ADD_FAILURE() << "loaded without dec.weight";
+  } catch (const omni::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("missing tensor 'dec.weight'"), std::string::npos) << e.what();
+  }
+  std::filesystem::remove(path);
 }
 
 TEST(KVCache, ForkIsCopyOnWriteAndCapacityGrows) {

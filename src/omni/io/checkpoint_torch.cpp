@@ -4,6 +4,9 @@
 #include <cstring>
 #include <filesystem>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include "omni/core/error.h"
 #include "omni/io/dtype_torch.h"
 #include "omni/io/safetensors.h"
@@ -25,6 +28,7 @@ struct Checkpoint::Source {
   virtual ~Source() = default;
   virtual std::vector<TensorInfo> list() const = 0;
   virtual torch::Tensor get(const TensorInfo& info) const = 0;
+  virtual void release(const TensorInfo&) const {}
 };
 
 namespace {
@@ -47,6 +51,13 @@ class SafetensorsSource : public Checkpoint::Source {
     auto keep = file_;  // the view keeps the mapping alive
     return torch::from_blob(const_cast<uint8_t*>(p), shape, [keep](void*) {},
                             torch::TensorOptions().dtype(type));
+  }
+
+  void release(const TensorInfo& info) const override {
+    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const auto begin = reinterpret_cast<uintptr_t>(file_->data(info.name));
+    const uintptr_t first = (begin + page - 1) / page * page, last = (begin + info.nbytes) / page * page;
+    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);  // whole pages only
   }
 
  private:
@@ -168,6 +179,11 @@ torch::Tensor Checkpoint::get(const std::string& name) const {
   auto it = where_.find(name);
   if (it == where_.end()) throw Error(label_, "no tensor named '" + name + "'");
   return sources_[source_of_[it->second]]->get(infos_[it->second]);
+}
+
+void Checkpoint::release(const std::string& name) const {
+  auto it = where_.find(name);
+  if (it != where_.end()) sources_[source_of_[it->second]]->release(infos_[it->second]);
 }
 
 torch::Tensor Checkpoint::get(const std::string& name, torch::ScalarType dtype) const {

@@ -32,6 +32,11 @@ class Checkpoint {
   torch::Tensor get(const std::string& name) const;
   // Converted to `dtype` (a copy unless already that dtype).
   torch::Tensor get(const std::string& name, torch::ScalarType dtype) const;
+  // For a loader that has copied the tensor: drops the whole pages of its mapped bytes from this
+  // process's resident set (the OS page cache keeps them; a later get() faults them back in), so
+  // loading a checkpoint does not also hold it in RSS. Views of it modified in place lose their
+  // changes. No-op for .bin sources.
+  void release(const std::string& name) const;
 
   // The name -> source file map of a model directory, resolved as `open` does.
   static std::vector<std::string> weight_files_in_dir(const std::string& dir);

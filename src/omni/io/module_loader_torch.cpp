@@ -1,10 +1,13 @@
 #include "omni/io/module_loader_torch.h"
 
 #include <chrono>
+#include <map>
 #include <set>
 
 #include "omni/core/error.h"
+#include "omni/core/log.h"
 #include "omni/io/dtype_torch.h"
+#include "omni/nn/linear.h"
 
 namespace omni::io {
 namespace {
@@ -15,6 +18,11 @@ bool convertible(torch::ScalarType from, torch::ScalarType to) {
   if (is_float(from) || is_float(to)) return is_float(from) && is_float(to);
   if (from == torch::kBool || to == torch::kBool) return from == to;
   return true;  // integer widths may differ (e.g. I32 buffers stored as I64)
+}
+
+bool is_scale_name(const std::string& local) {
+  static const std::string s = "weight_scale";
+  return local == s || (local.size() > s.size() && local.compare(local.size() - s.size() - 1, s.size() + 1, "." + s) == 0);
 }
 
 std::string describe(const TensorInfo& i) {
@@ -35,7 +43,15 @@ LoadReport load_module(torch::nn::Module& module, const Checkpoint& ckpt, const 
   LoadReport rep;
   torch::NoGradGuard no_grad;
   std::set<std::string> used;
-  for (auto& [local, dst] : named_state(module)) {
+  auto state = named_state(module);
+  // int8 linears built by nn::decoder_linear: `X.weight` int8 with its `X.weight_scale`, which the
+  // checkpoint does not have: the float weight is quantized into both.
+  std::map<std::string, torch::Tensor> scales;
+  for (auto& [local, t] : state)
+    if (is_scale_name(local)) scales.emplace(local, t);
+  size_t quantized = 0;
+  for (auto& [local, dst] : state) {
+    if (scales.count(local)) continue;  // filled with its weight
     const std::string name = opts.prefix + local;
     if (!ckpt.contains(name)) {
       throw Error(ckpt.label(), "missing tensor '" + name + "' (the model expects " +
@@ -46,10 +62,23 @@ LoadReport load_module(torch::nn::Module& module, const Checkpoint& ckpt, const 
     if (info.shape != dst.sizes().vec())
       throw Error(info.file, "tensor '" + name + "' has shape " + shape_str(info.shape) + ", the model expects " +
                                  shape_str(dst.sizes().vec()));
+    const auto scale = scales.find(local + "_scale");
+    if (dst.scalar_type() == torch::kChar && scale != scales.end() && is_float(to_torch(info.dtype))) {
+      auto [q, s] = nn::quantize_rows_int8(ckpt.get(name));
+      dst.copy_(q);
+      scale->second.copy_(s);
+      ckpt.release(name);
+      used.insert(name);
+      rep.tensors++;
+      rep.bytes_read += info.nbytes;
+      quantized++;
+      continue;
+    }
     if (!convertible(to_torch(info.dtype), dst.scalar_type()))
       throw Error(info.file, "tensor '" + name + "' is " + describe(info) + ", the model expects " +
                                  c10::toString(dst.scalar_type()));
     dst.copy_(ckpt.get(name));
+    ckpt.release(name);  // copied: its mapped pages need not stay resident
     used.insert(name);
     rep.tensors++;
     rep.bytes_read += info.nbytes;
@@ -64,6 +93,7 @@ LoadReport load_module(torch::nn::Module& module, const Checkpoint& ckpt, const 
     throw Error(info.file, "unexpected tensor '" + info.name + "' (" + describe(info) +
                                "): the model has no parameter or buffer of that name");
   }
+  if (quantized) log_info("int8: ", quantized, " linear weights quantized at load");
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return rep;
 }

@@ -185,6 +185,29 @@ torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& q, const 
   return y;
 }
 
+namespace {
+thread_local bool g_int8_build = false;
+}
+
+Int8LinearBuild::Int8LinearBuild(bool on) : prev_(g_int8_build) { g_int8_build = on; }
+Int8LinearBuild::~Int8LinearBuild() { g_int8_build = prev_; }
+
+torch::nn::Linear decoder_linear(int64_t in, int64_t out, bool bias) {
+  if (!g_int8_build) return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+  // Built at 1 x 1 (its init then touches 1 weight), re-pointed at int8 storage: the module's
+  // options still say 1 x 1, which only its printing and reset() read.
+  torch::nn::Linear l(torch::nn::LinearOptions(1, 1).bias(bias));
+  torch::NoGradGuard no_grad;
+  l->weight.requires_grad_(false);
+  l->weight.set_data(torch::empty({out, in}, torch::TensorOptions().dtype(torch::kChar)));
+  if (bias) {
+    l->bias.requires_grad_(false);
+    l->bias.set_data(torch::empty({out}, l->bias.options()));
+  }
+  l->register_buffer("weight_scale", torch::empty({out}, torch::TensorOptions().dtype(torch::kFloat32)));
+  return l;
+}
+
 torch::Tensor int8_scale(const torch::nn::LinearImpl& l) {
   if (l.weight.scalar_type() != torch::kChar) return {};
   const auto* s = l.named_buffers(false).find("weight_scale");

@@ -56,11 +56,10 @@ torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
 LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
     : heads(c.num_attention_heads), kv_heads(c.num_key_value_heads), head_dim(c.head_dim) {
   const bool qkvb = c.attention_bias || c.qkv_bias;
-  q_proj = register_module("q_proj", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, heads * head_dim).bias(qkvb)));
-  k_proj = register_module("k_proj", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, kv_heads * head_dim).bias(qkvb)));
-  v_proj = register_module("v_proj", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, kv_heads * head_dim).bias(qkvb)));
-  o_proj = register_module("o_proj",
-                           torch::nn::Linear(torch::nn::LinearOptions(heads * head_dim, c.hidden_size).bias(c.attention_bias)));
+  q_proj = register_module("q_proj", decoder_linear(c.hidden_size, heads * head_dim, qkvb));
+  k_proj = register_module("k_proj", decoder_linear(c.hidden_size, kv_heads * head_dim, qkvb));
+  v_proj = register_module("v_proj", decoder_linear(c.hidden_size, kv_heads * head_dim, qkvb));
+  o_proj = register_module("o_proj", decoder_linear(heads * head_dim, c.hidden_size, c.attention_bias));
   scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
 }
 
@@ -88,7 +87,7 @@ torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const RopeCosS
 
 // ---------------------------------------------------------------------------------------------
 LlamaMLPImpl::LlamaMLPImpl(const LlamaConfig& c) {
-  auto lin = [&](int64_t i, int64_t o) { return torch::nn::Linear(torch::nn::LinearOptions(i, o).bias(c.mlp_bias)); };
+  auto lin = [&](int64_t i, int64_t o) { return decoder_linear(i, o, c.mlp_bias); };
   gate_proj = register_module("gate_proj", lin(c.hidden_size, c.intermediate_size));
   up_proj = register_module("up_proj", lin(c.hidden_size, c.intermediate_size));
   down_proj = register_module("down_proj", lin(c.intermediate_size, c.hidden_size));

@@ -54,9 +54,7 @@ TokenRoute TokenRoute::rows(int64_t begin, int64_t end) const {
 
 // ---------------------------------------------------------------------------------------------
 namespace {
-torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
-}
+torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias) { return decoder_linear(in, out, bias); }
 
 }  // namespace
 
@@ -253,7 +251,7 @@ torch::Tensor MoTModelImpl::forward_train(const torch::Tensor& x, const torch::T
 
 MoTForCausalLMImpl::MoTForCausalLMImpl(const Qwen2MoTConfig& c) : cfg(c) {
   model = register_module("model", MoTModel(c));
-  lm_head = register_module("lm_head", make_linear(c.llm.hidden_size, c.llm.vocab_size, false));
+  lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.llm.hidden_size, c.llm.vocab_size).bias(false)));
 }
 
 torch::Tensor MoTForCausalLMImpl::logits(const torch::Tensor& hidden) { return linear_rows(lm_head, hidden); }

@@ -186,9 +186,8 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
   static BagelInferencer load(const LoadOptions& lo) {
     StageTimer t("load model");
     const auto dt = lo.resolved_dtype();
-    auto inf = BagelInferencer::load(lo.path, lo.device, nn::compute_dtype(dt));
-    if (nn::is_int8(dt)) nn::quantize_linears_int8(inf.model(), "language_model.model.layers.");
-    return inf;
+    nn::Int8LinearBuild int8(nn::is_int8(dt));  // the decoder's linears built and loaded as int8
+    return BagelInferencer::load(lo.path, lo.device, nn::compute_dtype(dt));
   }
 
   // Feeds the request's chunks in order into fresh contexts (interleave_inference): every image

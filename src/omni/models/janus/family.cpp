@@ -46,8 +46,8 @@ class Janus final : public Model, public Understands, public Generates, public T
       : tok_(load_tokenizer(lo.path)), proc_(ProcessorConfig::load(lo.path)), ids_(SpecialIds::lookup(tok_, proc_)) {
     StageTimer t("load model");
     const auto dt = lo.resolved_dtype();
+    nn::Int8LinearBuild int8(nn::is_int8(dt));  // the decoder's linears built and loaded as int8
     model_ = JanusModel::load(lo.path, {lo.device, nn::compute_dtype(dt)});
-    if (nn::is_int8(dt)) nn::quantize_linears_int8(*model_->net(), "language_model.model.layers.");
     path_ = lo.path;
   }
   std::string family() const override { return "janus"; }

@@ -8,9 +8,7 @@
 
 namespace omni::sensenova_u1 {
 namespace {
-torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias) {
-  return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
-}
+torch::nn::Linear make_linear(int64_t in, int64_t out, bool bias) { return nn::decoder_linear(in, out, bias); }
 nn::LlamaConfig mlp_config(const LlmConfig& c) {
   nn::LlamaConfig l;
   l.hidden_size = c.hidden_size;
@@ -208,7 +206,7 @@ torch::Tensor Qwen3MoTModelImpl::forward_rows(const torch::Tensor& x, const torc
 Qwen3MoTForCausalLMImpl::Qwen3MoTForCausalLMImpl(const LlmConfig& c) {
   model = register_module("model", Qwen3MoTModel(c));
   if (!c.tie_word_embeddings)
-    lm_head = register_module("lm_head", make_linear(c.hidden_size, c.vocab_size, false));
+    lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
 }
 
 torch::Tensor Qwen3MoTForCausalLMImpl::logits(const torch::Tensor& hidden) {

@@ -140,8 +140,8 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
           "tokenizer has more ids than llm_config.vocab_size");
     StageTimer t("load model");
     const auto dt = lo.resolved_dtype();
+    nn::Int8LinearBuild int8(nn::is_int8(dt));  // the decoder's linears built and loaded as int8
     model_ = NeoChatImpl::load(cfg_, lo.device, nn::compute_dtype(dt));
-    if (nn::is_int8(dt)) nn::quantize_linears_int8(*model_, "language_model.model.layers.");
   }
   std::string family() const override { return "u1"; }
   c10::Device device() const override { return model_->device(); }
