@@ -19,7 +19,8 @@
 namespace omni::nn {
 
 // == l->forward(x); takes the row loop for 1..4 rows of fp32 on the CPU without autograd.
-// For an int8-quantized `l` (quantize_linears_int8): x @ (q * scale)^T + b, in x's dtype.
+// For an int8 `l` (decoder_linear under Int8LinearBuild, or quantize_linears_int8):
+// x @ (q * scale)^T + b, in x's dtype.
 torch::Tensor linear_rows(torch::nn::Linear l, const torch::Tensor& x);
 
 // --dtype int8 asks for int8 decoder-layer linears over fp32 compute: the dtype the rest of the
@@ -33,10 +34,6 @@ std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& 
 // q * scale[:, None] in `dtype`.
 torch::Tensor dequantize_rows_int8(const torch::Tensor& q, const torch::Tensor& scale, c10::ScalarType dtype);
 
-struct Int8Report {
-  int64_t linears = 0;
-  int64_t bytes_before = 0, bytes_after = 0;  // the quantized weights (and scales) only
-};
 // A decoder layer's linear (attention q/k/v/o, MLP gate/up/down; both experts of a MoT). Inside
 // an Int8LinearBuild scope it is built int8 from the start: an uninitialised int8 [out, in]
 // `weight` and a `weight_scale` [out] buffer, which load_module fills by quantizing the
@@ -56,7 +53,12 @@ class Int8LinearBuild {
 
 // Quantizes, in place, the weight of every torch::nn::Linear whose dotted name starts with
 // `prefix` (e.g. "language_model.model.layers."); their forward must go through linear_rows.
-// Inference only: the int8 weights have no gradient.
+// For a model already built with float weights (the benches' random ones); the CLI's models are
+// built int8 instead (decoder_linear). Inference only: the int8 weights have no gradient.
+struct Int8Report {
+  int64_t linears = 0;
+  int64_t bytes_before = 0, bytes_after = 0;  // the quantized weights (and scales) only
+};
 Int8Report quantize_linears_int8(torch::nn::Module& root, const std::string& prefix);
 
 // x @ (q * scale[:, None])^T (+ bias) in x's dtype: the int8 row loop for 1..4 rows of fp32 on the
