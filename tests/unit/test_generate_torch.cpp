@@ -19,8 +19,10 @@
 #include "omni/io/trace_torch.h"
 #include "omni/models/model.h"
 #include "omni/nn/attention.h"
+#include "omni/nn/attention_rows.h"
 #include "omni/nn/kv_cache.h"
 #include "omni/nn/linear.h"
+#include "omni/nn/linear_bf16.h"
 #include "test_paths.h"
 
 namespace fs = std::filesystem;
@@ -69,10 +71,44 @@ TEST(Attention, GroupedHeadsCausalWithPastAndMasksMatchTheDefinition) {
   EXPECT_GT(qg.grad().abs().sum().item<double>(), 0);
 }
 
+// Decode-step attention (nn::attention without autograd: attention_rows) over views of a longer
+// cache buffer, as the KV cache hands them out, equals the definition: grouped heads, 1 and 3
+// query rows, causal or an additive mask, fp32 and bf16, D = 20 (not a multiple of the 16 lanes).
+TEST(Attention, FewRowsOverACacheViewMatchTheDefinitionInFp32AndBf16) {
+  torch::manual_seed(11);
+  const int64_t B = 2, H = 6, kvH = 2, S = 37, cap = 50, D = 20;
+  for (auto dt : {torch::kFloat32, torch::kBFloat16})
+    for (int64_t Tq : {1, 3}) {
+      auto kbuf = torch::randn({B, kvH, cap, D}).to(dt), vbuf = torch::randn({B, kvH, cap, D}).to(dt);
+      auto k = kbuf.narrow(2, 0, S), v = vbuf.narrow(2, 0, S);
+      ASSERT_FALSE(k.is_contiguous());
+      auto q = torch::randn({B, H, Tq, D}).to(dt);
+      auto qi = torch::arange(S - Tq, S).unsqueeze(1), kj = torch::arange(S).unsqueeze(0);
+      auto causal = torch::zeros({Tq, S}).masked_fill(kj > qi, -std::numeric_limits<float>::infinity());
+      auto m = torch::randn({B, 1, Tq, S});
+      m.narrow(3, 5, 3).fill_(-std::numeric_limits<float>::infinity());  // blocked keys
+      auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat32); };
+      const double tol = dt == torch::kFloat32 ? 1e-5 : 3e-2;
+      torch::NoGradGuard no_grad;
+      nn::AttentionOptions o;
+      o.causal = true;
+      auto got = nn::attention(q, k, v, o);
+      ASSERT_EQ(got.scalar_type(), dt);
+      EXPECT_LT(max_abs(f(got), reference_attention(f(q), f(k), f(v), causal)), tol) << Tq << " rows";
+      nn::AttentionOptions om;
+      om.mask = m;
+      EXPECT_LT(max_abs(f(nn::attention(q, k, v, om)), reference_attention(f(q), f(k), f(v), m)), tol) << Tq << " rows";
+      // the kernel itself takes exactly this case and declines what it does not do
+      EXPECT_TRUE(nn::attention_rows(q, k, v, 0.5, false, {}).defined());
+      EXPECT_FALSE(nn::attention_rows(torch::randn({B, H, 9, D}).to(dt), k, v, 0.5, false, {}).defined());
+      EXPECT_FALSE(nn::attention_rows(q, k.transpose(2, 3), v, 0.5, false, {}).defined());
+    }
+}
+
 // The few-row linear (decode steps, CFG pairs) equals the module's forward: for 1..4 fp32 rows its
-// own loop (fp32 summation order aside; K not a multiple of the 8-wide loop), otherwise — bf16,
-// more rows — the module itself (libtorch's oneDNN bf16 GEMM reads bf16 weights at 1.8x the rate
-// of our fp32 loop; a hand-written bf16 loop measured slower, see linear.h).
+// own loop (fp32 summation order aside; K not a multiple of the 8-wide loop), for 1..2 bf16 rows
+// linear_bf16_rows (fp32 sums in another order, then one rounding to bf16: within a bf16 step),
+// otherwise the module itself (libtorch's oneDNN bf16 GEMM).
 TEST(LinearRows, EqualsTheModuleForFp32AndBf16) {
   c10::InferenceMode guard;
   torch::manual_seed(3);
@@ -88,7 +124,10 @@ TEST(LinearRows, EqualsTheModuleForFp32AndBf16) {
         const auto err = (got - want).abs().max().item<double>(), scale = want.abs().max().item<double>();
         if (dt == torch::kFloat32 && rows <= 4)
           EXPECT_LT(err, 1e-6 * scale) << rows << " rows, bias " << bias;
-        else
+        else if (dt == torch::kBFloat16 && rows <= 2) {
+          EXPECT_LT(err, 8e-3 * scale) << rows << " rows, bias " << bias;
+          EXPECT_TRUE(omni::nn::linear_bf16_rows(x, l->weight, l->bias).equal(got));
+        } else
           EXPECT_EQ(err, 0.0) << rows << " rows, bias " << bias;
       }
     }

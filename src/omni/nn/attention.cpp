@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "omni/core/error.h"
+#include "omni/nn/attention_rows.h"
 #include "omni/nn/sequence_parallel.h"
 
 #if defined(TORCH_VERSION_MAJOR) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
@@ -40,6 +41,10 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
     mask = mask.to(q.device(), q.scalar_type());
   }
   const int64_t past = S - Tq;
+  if (!torch::GradMode::is_enabled()) {  // decode steps over a cache: one pass, no copies
+    auto rows = attention_rows(q, k, v, scale, o.causal, mask);
+    if (rows.defined()) return rows;
+  }
 #ifdef OMNI_HAVE_SDPA
   if ((G == 1 || q.is_cuda()) && (!o.causal || mask.defined() || past == 0)) {
     auto kk = G > 1 ? k.repeat_interleave(G, 1) : k;

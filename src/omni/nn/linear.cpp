@@ -2,6 +2,8 @@
 // input rows (AVX2+FMA when present). See linear.h.
 #include "omni/nn/linear.h"
 
+#include "omni/nn/linear_bf16.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -88,10 +90,15 @@ void rows(const float* x, int64_t K, const float* w, int64_t o0, int64_t o1, flo
 }  // namespace
 
 // linear_rows(l, x) == l->forward(x), through the loop above when x has 1..4 rows of fp32 on the
-// CPU with grad mode off (inference only: autograd is bypassed).
+// CPU with grad mode off (inference only: autograd is bypassed); bf16 weights and rows through
+// linear_bf16_rows, int8 weights through linear_int8.
 torch::Tensor linear_rows(torch::nn::Linear l, const torch::Tensor& x) {
   const auto& W = l->weight;
   if (W.scalar_type() == torch::kChar) return linear_int8(x, W, int8_scale(*l), l->bias);
+  if (W.scalar_type() == torch::kBFloat16 && !torch::GradMode::is_enabled()) {
+    auto y = linear_bf16_rows(x, W, l->bias);  // undefined outside its 1..4-row CPU case
+    if (y.defined()) return y;
+  }
   const int64_t K = W.size(1), O = W.size(0);
   const int64_t R = x.dim() >= 1 && x.size(-1) == K ? x.numel() / K : 0;
   if (R < 1 || R > 4 || torch::GradMode::is_enabled() || !x.device().is_cpu() || x.scalar_type() != torch::kFloat32 ||
