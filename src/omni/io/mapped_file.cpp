@@ -28,8 +28,11 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   f->size_ = static_cast<size_t>(st.st_size);
   if (f->size_ > 0) {
     // Copy-on-write: a tensor view that someone modifies in place changes only our copy
-    // (and never faults), the file stays untouched.
-    void* p = mmap(nullptr, f->size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    // (and never faults), the file stays untouched. MAP_NORESERVE: a writable private map is
+    // otherwise charged in full against the commit limit, and the kernel's heuristic refuses one
+    // larger than RAM + swap (BAGEL-7B-MoT's 29 GB ema.safetensors on a 24 GB machine: ENOMEM),
+    // though we only read it and drop its pages as we go.
+    void* p = mmap(nullptr, f->size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, 0);
     if (p == MAP_FAILED) {
       int err = errno;
       ::close(fd);

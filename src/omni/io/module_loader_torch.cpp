@@ -1,6 +1,9 @@
 #include "omni/io/module_loader_torch.h"
 
+#include <sys/mman.h>
+
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <set>
 
@@ -27,6 +30,19 @@ bool is_scale_name(const std::string& local) {
 
 std::string describe(const TensorInfo& i) {
   return std::string(dtype_name(i.dtype)) + " " + shape_str(i.shape);
+}
+
+// Asks for 2 MiB pages under a large CPU tensor about to be written (the whole huge pages inside
+// it; the kernel's THP mode here is "madvise"). Decode steps stream every weight once per token,
+// and with 4 KiB pages the hardware prefetchers stop at each page: our one/two-row loops read a
+// Janus-Pro-7B matrix at 28-36 GB/s on 4 KiB pages and 34-42 GB/s on 2 MiB pages (2-core EPYC).
+// The load's page faults drop 512-fold too. Advice only: ignored where unsupported.
+void prefer_huge_pages(const torch::Tensor& t) {
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  if (!t.device().is_cpu() || t.nbytes() < 2 * kHuge) return;
+  const auto p = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t first = (p + kHuge - 1) & ~(kHuge - 1), last = (p + t.nbytes()) & ~(kHuge - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
 }
 
 }  // namespace
@@ -65,6 +81,7 @@ LoadReport load_module(torch::nn::Module& module, const Checkpoint& ckpt, const 
     const auto scale = scales.find(local + "_scale");
     if (dst.scalar_type() == torch::kChar && scale != scales.end() && is_float(to_torch(info.dtype))) {
       auto [q, s] = nn::quantize_rows_int8(ckpt.get(name));
+      prefer_huge_pages(dst);
       dst.copy_(q);
       scale->second.copy_(s);
       ckpt.release(name);
@@ -77,6 +94,7 @@ LoadReport load_module(torch::nn::Module& module, const Checkpoint& ckpt, const 
     if (!convertible(to_torch(info.dtype), dst.scalar_type()))
       throw Error(info.file, "tensor '" + name + "' is " + describe(info) + ", the model expects " +
                                  c10::toString(dst.scalar_type()));
+    prefer_huge_pages(dst);
     dst.copy_(ckpt.get(name));
     ckpt.release(name);  // copied: its mapped pages need not stay resident
     used.insert(name);

@@ -1,5 +1,5 @@
 // The few-row linear kernel (decode steps, CFG pairs): reads each weight row once for 1..4
-// input rows (AVX2+FMA when present). See linear.h.
+// input rows (AVX-512 or AVX2+FMA when present). See linear.h.
 #include "omni/nn/linear.h"
 
 #include "omni/nn/linear_bf16.h"
@@ -8,6 +8,10 @@
 
 #include <algorithm>
 #include <cstring>
+
+#if defined(__GNUC__) && defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 namespace omni::nn {
 
@@ -20,6 +24,7 @@ namespace omni::nn {
 namespace {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wpsabi"  // v8f values never cross a non-inlined call
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // the AVX-512 intrinsics' own undefined operands
 typedef float v8f __attribute__((vector_size(32)));
 inline __attribute__((always_inline)) v8f load8(const float* p) {
   v8f v;
@@ -73,8 +78,46 @@ __attribute__((target("avx2,fma"))) void rows_avx2(const float* x, int64_t K, co
                                                    float* y, int64_t O) {
   rows_body<R>(x, K, w, o0, o1, y, O);
 }
-bool have_avx2() {
-  static const bool v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+
+// AVX-512: 16 floats per step and, with 32 registers, twice the weight rows per pass over x (more
+// independent streams): Janus-Pro-7B's matrices at 24-38 GB/s for 1-2 rows against 16-23 GB/s for
+// the AVX2 loop on the same 2-core EPYC.
+template <int R, int OT>
+__attribute__((target("avx512f"), always_inline)) inline void tile_avx512(const float* x, int64_t K, const float* w,
+                                                                         int64_t o, float* y, int64_t O) {
+  __m512 acc[OT][R];
+  for (int t = 0; t < OT; ++t)
+    for (int r = 0; r < R; ++r) acc[t][r] = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_ps(x + r * K + k);
+    for (int t = 0; t < OT; ++t) {
+      const __m512 wv = _mm512_loadu_ps(w + (o + t) * K + k);
+      for (int r = 0; r < R; ++r) acc[t][r] = _mm512_fmadd_ps(wv, xv[r], acc[t][r]);
+    }
+  }
+  for (int t = 0; t < OT; ++t)
+    for (int r = 0; r < R; ++r) {
+      float s = _mm512_reduce_add_ps(acc[t][r]);
+      for (int64_t j = k; j < K; ++j) s += w[(o + t) * K + j] * x[r * K + j];
+      y[r * O + o + t] = s;
+    }
+}
+template <int R>
+__attribute__((target("avx512f"))) void rows_avx512(const float* x, int64_t K, const float* w, int64_t o0, int64_t o1,
+                                                    float* y, int64_t O) {
+  constexpr int OT = R <= 2 ? 8 : 4;  // <= 16 accumulators
+  int64_t o = o0;
+  for (; o + OT <= o1; o += OT) tile_avx512<R, OT>(x, K, w, o, y, O);
+  for (; o < o1; ++o) tile_avx512<R, 1>(x, K, w, o, y, O);
+}
+
+enum class Isa { generic, avx2, avx512 };
+Isa isa() {
+  static const Isa v = __builtin_cpu_supports("avx512f")                                      ? Isa::avx512
+                       : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::avx2
+                                                                                          : Isa::generic;
   return v;
 }
 #endif
@@ -82,7 +125,11 @@ bool have_avx2() {
 template <int R>
 void rows(const float* x, int64_t K, const float* w, int64_t o0, int64_t o1, float* y, int64_t O) {
 #if defined(__GNUC__) && defined(__x86_64__)
-  if (have_avx2()) return rows_avx2<R>(x, K, w, o0, o1, y, O);
+  switch (isa()) {
+    case Isa::avx512: return rows_avx512<R>(x, K, w, o0, o1, y, O);
+    case Isa::avx2: return rows_avx2<R>(x, K, w, o0, o1, y, O);
+    case Isa::generic: break;
+  }
 #endif
   rows_generic<R>(x, K, w, o0, o1, y, O);
 }

@@ -1,9 +1,8 @@
 // Linear layers for the few-row case (decode steps, CFG pairs): OpenBLAS sgemm streams the
-// weights at ~10 GB/s for 1-4 rows; linear_rows reads each weight once (AVX2+FMA when present).
-// bf16 stays with libtorch: its oneDNN bf16 GEMM reads a 4096x12288 bf16 weight for one row at
-// 20.9 GB/s on 2 cores (4.8 ms, against 8.7 ms for this loop in fp32), where widening loops of
-// ours measured 12.3 GB/s (AVX2) and 19 GB/s (AVX-512, 5.3 ms; a U1 decode step 0.90 s against
-// oneDNN's 0.73 s).
+// weights at ~10 GB/s for 1-4 rows; linear_rows reads each weight once (AVX-512, else AVX2+FMA):
+// Janus-Pro-7B's fp32 matrices at 26-32 GB/s for 1-2 rows on 2 cores. bf16 weights with 1-2 bf16
+// rows go to linear_bf16_rows (AVX512-BF16 dot products, 25-42 GB/s against oneDNN's 21-28; the
+// widening loops tried before it, 12-19 GB/s, lost to oneDNN); 3-4 bf16 rows stay with oneDNN.
 //
 // Weight-only int8 (--dtype int8): a quantized Linear keeps its `weight` as int8 [O, K] and a
 // `weight_scale` buffer [O] (per output channel, symmetric: W ~= q * scale, |q| <= 127); the

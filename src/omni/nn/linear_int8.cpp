@@ -9,6 +9,7 @@
 #include "omni/core/log.h"
 #include "omni/core/memory.h"
 #include "omni/nn/linear.h"
+#include "omni/nn/uninitialised.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -193,17 +194,8 @@ Int8LinearBuild::Int8LinearBuild(bool on) : prev_(g_int8_build) { g_int8_build =
 Int8LinearBuild::~Int8LinearBuild() { g_int8_build = prev_; }
 
 torch::nn::Linear decoder_linear(int64_t in, int64_t out, bool bias) {
-  if (!g_int8_build) return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
-  // Built at 1 x 1 (its init then touches 1 weight), re-pointed at int8 storage: the module's
-  // options still say 1 x 1, which only its printing and reset() read.
-  torch::nn::Linear l(torch::nn::LinearOptions(1, 1).bias(bias));
-  torch::NoGradGuard no_grad;
-  l->weight.requires_grad_(false);
-  l->weight.set_data(torch::empty({out, in}, torch::TensorOptions().dtype(torch::kChar)));
-  if (bias) {
-    l->bias.requires_grad_(false);
-    l->bias.set_data(torch::empty({out}, l->bias.options()));
-  }
+  if (!g_int8_build) return head_linear(in, out, bias);  // initialised unless in an UninitialisedBuild
+  auto l = linear_over_empty(in, out, bias, torch::kChar);
   l->register_buffer("weight_scale", torch::empty({out}, torch::TensorOptions().dtype(torch::kFloat32)));
   return l;
 }

@@ -2,6 +2,7 @@
 #include "omni/nn/attention.h"
 #include "omni/nn/linear.h"
 #include "omni/nn/sequence_parallel.h"
+#include "omni/nn/uninitialised.h"
 
 #include <ATen/Parallel.h>
 
@@ -138,7 +139,7 @@ torch::Tensor causal_mask(int64_t T, int64_t past, const torch::Tensor& attentio
 }
 
 LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c) : cfg(c) {
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, c.hidden_size));
+  embed_tokens = register_module("embed_tokens", embedding_table(c.vocab_size, c.hidden_size));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     LlamaDecoderLayer l(c);
@@ -213,7 +214,7 @@ LlamaForCausalLMImpl::LlamaForCausalLMImpl(const LlamaConfig& c) : cfg(c) {
     // logits() uses the embedding matrix; a checkpoint then needs no lm_head.weight.
   } else {
     lm_head = register_module("lm_head",
-                              torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
+                              head_linear(c.hidden_size, c.vocab_size, false));
   }
 }
 

@@ -8,6 +8,7 @@
 #include "omni/nn/attention.h"
 #include "omni/nn/linear.h"
 #include "omni/nn/sequence_parallel.h"
+#include "omni/nn/uninitialised.h"
 
 namespace omni::nn {
 
@@ -165,7 +166,7 @@ torch::Tensor MoTDecoderLayerImpl::forward(const torch::Tensor& x, const RopeCos
 
 MoTModelImpl::MoTModelImpl(const Qwen2MoTConfig& c) : cfg(c) {
   const int64_t C = c.llm.hidden_size;
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.llm.vocab_size, C));
+  embed_tokens = register_module("embed_tokens", embedding_table(c.llm.vocab_size, C));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.llm.num_hidden_layers; ++i) {
     layer_ptrs.push_back(MoTDecoderLayer(c));
@@ -251,7 +252,7 @@ torch::Tensor MoTModelImpl::forward_train(const torch::Tensor& x, const torch::T
 
 MoTForCausalLMImpl::MoTForCausalLMImpl(const Qwen2MoTConfig& c) : cfg(c) {
   model = register_module("model", MoTModel(c));
-  lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.llm.hidden_size, c.llm.vocab_size).bias(false)));
+  lm_head = register_module("lm_head", head_linear(c.llm.hidden_size, c.llm.vocab_size, false));
 }
 
 torch::Tensor MoTForCausalLMImpl::logits(const torch::Tensor& hidden) { return linear_rows(lm_head, hidden); }

@@ -6,6 +6,7 @@
 #include "omni/core/log.h"
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/module_loader_torch.h"
+#include "omni/nn/uninitialised.h"
 
 namespace omni::bagel {
 
@@ -41,6 +42,7 @@ std::shared_ptr<BagelImpl> BagelImpl::load(const BagelConfig& c, const BagelToke
   std::shared_ptr<BagelImpl> m;
   {
     io::DefaultDtypeGuard dg(dtype);  // parameters created (and loaded) straight in the compute dtype
+    nn::UninitialisedBuild uninitialised;  // the strict load below writes every weight
     m = std::make_shared<BagelImpl>(c);
   }
   m->ids = ids;

@@ -13,6 +13,7 @@
 #include "omni/generate/sampler.h"
 #include "omni/nn/linear.h"
 #include "omni/nn/sequence_parallel.h"
+#include "omni/nn/uninitialised.h"
 
 namespace omni::models::janus {
 
@@ -82,6 +83,7 @@ std::unique_ptr<JanusModel> JanusModel::load(const std::string& dir, const LoadO
   std::unique_ptr<JanusModel> m;
   {
     io::DefaultDtypeGuard dg(opts.dtype);  // load_module converts float tensors to the module's dtype
+    nn::UninitialisedBuild uninitialised;  // the strict load below writes every weight
     m = std::make_unique<JanusModel>(cfg);
   }
   m->load_weights(weights_checkpoint(dir));

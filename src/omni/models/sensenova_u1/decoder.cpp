@@ -5,6 +5,7 @@
 #include "omni/core/error.h"
 #include "omni/nn/linear.h"
 #include "omni/nn/sequence_parallel.h"
+#include "omni/nn/uninitialised.h"
 
 namespace omni::sensenova_u1 {
 namespace {
@@ -123,7 +124,7 @@ torch::Tensor Qwen3MoTDecoderLayerImpl::forward(const torch::Tensor& x, const Ax
 
 Qwen3MoTModelImpl::Qwen3MoTModelImpl(const LlmConfig& c) : cfg(c) {
   const int64_t C = c.hidden_size;
-  embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab_size, C));
+  embed_tokens = register_module("embed_tokens", nn::embedding_table(c.vocab_size, C));
   layers = register_module("layers", torch::nn::ModuleList());
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     layer_ptrs.push_back(Qwen3MoTDecoderLayer(c));
@@ -206,7 +207,7 @@ torch::Tensor Qwen3MoTModelImpl::forward_rows(const torch::Tensor& x, const torc
 Qwen3MoTForCausalLMImpl::Qwen3MoTForCausalLMImpl(const LlmConfig& c) {
   model = register_module("model", Qwen3MoTModel(c));
   if (!c.tie_word_embeddings)
-    lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.hidden_size, c.vocab_size).bias(false)));
+    lm_head = register_module("lm_head", nn::head_linear(c.hidden_size, c.vocab_size, false));
 }
 
 torch::Tensor Qwen3MoTForCausalLMImpl::logits(const torch::Tensor& hidden) {

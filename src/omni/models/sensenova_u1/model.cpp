@@ -7,6 +7,7 @@
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/module_loader_torch.h"
 #include "omni/nn/rope.h"
+#include "omni/nn/uninitialised.h"
 
 namespace omni::sensenova_u1 {
 
@@ -150,6 +151,7 @@ std::shared_ptr<NeoChatImpl> NeoChatImpl::load(const U1Config& c, torch::Device 
   std::shared_ptr<NeoChatImpl> m;
   {
     io::DefaultDtypeGuard dg(dtype);  // parameters created (and loaded) straight in the compute dtype
+    nn::UninitialisedBuild uninitialised;  // the strict load below writes every weight
     m = std::make_shared<NeoChatImpl>(c);
   }
   auto ck = io::Checkpoint::open(c.weights);
