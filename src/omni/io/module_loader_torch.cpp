@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -80,10 +81,17 @@ LoadReport load_module(torch::nn::Module& module, const Checkpoint& ckpt, const 
                                  shape_str(dst.sizes().vec()));
     const auto scale = scales.find(local + "_scale");
     if (dst.scalar_type() == torch::kChar && scale != scales.end() && is_float(to_torch(info.dtype))) {
-      auto [q, s] = nn::quantize_rows_int8(ckpt.get(name));
+      // 64 rows at a time straight into the weight: a whole-matrix int8 temporary per linear
+      // (68 MB for a 7B MLP matrix, freed between small allocations) fragmented the heap by GiBs
+      // over BAGEL-7B-MoT's 392 linears.
       prefer_huge_pages(dst);
-      dst.copy_(q);
-      scale->second.copy_(s);
+      const auto w = ckpt.get(name);
+      for (int64_t r0 = 0; r0 < w.size(0); r0 += 64) {
+        const int64_t n = std::min<int64_t>(64, w.size(0) - r0);
+        auto [q, s] = nn::quantize_rows_int8(w.narrow(0, r0, n));
+        dst.narrow(0, r0, n).copy_(q);
+        scale->second.narrow(0, r0, n).copy_(s);
+      }
       ckpt.release(name);
       used.insert(name);
       rep.tensors++;
