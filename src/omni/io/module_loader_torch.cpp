@@ -2,7 +2,6 @@
 
 #include <sys/mman.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -81,17 +80,11 @@ LoadReport load_module(torch::nn::Module& module, const Checkpoint& ckpt, const 
                                  shape_str(dst.sizes().vec()));
     const auto scale = scales.find(local + "_scale");
     if (dst.scalar_type() == torch::kChar && scale != scales.end() && is_float(to_torch(info.dtype))) {
-      // 64 rows at a time straight into the weight: a whole-matrix int8 temporary per linear
-      // (68 MB for a 7B MLP matrix, freed between small allocations) fragmented the heap by GiBs
-      // over BAGEL-7B-MoT's 392 linears.
+      // Straight into the weight: a whole-matrix int8 temporary per linear (68 MB for a 7B MLP
+      // matrix, freed between small allocations) fragmented the heap by GiBs over BAGEL-7B-MoT's
+      // 392 linears.
       prefer_huge_pages(dst);
-      const auto w = ckpt.get(name);
-      for (int64_t r0 = 0; r0 < w.size(0); r0 += 64) {
-        const int64_t n = std::min<int64_t>(64, w.size(0) - r0);
-        auto [q, s] = nn::quantize_rows_int8(w.narrow(0, r0, n));
-        dst.narrow(0, r0, n).copy_(q);
-        scale->second.narrow(0, r0, n).copy_(s);
-      }
+      nn::quantize_rows_int8_into(ckpt.get(name), dst, scale->second);
       ckpt.release(name);
       used.insert(name);
       rep.tensors++;

@@ -30,6 +30,9 @@ inline c10::ScalarType compute_dtype(c10::ScalarType t) { return is_int8(t) ? c1
 // Per-output-channel symmetric int8 of a float [O, K] weight: {q int8 [O, K], scale float32 [O]},
 // scale = max|W[o]| / 127 (1 for an all-zero row), q = round(W / scale).
 std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& w);
+// quantize_rows_int8 written into existing storage (the loader's int8 weight and its scale), with
+// no whole-matrix temporary.
+void quantize_rows_int8_into(const torch::Tensor& w, torch::Tensor q, torch::Tensor scale);
 // q * scale[:, None] in `dtype`.
 torch::Tensor dequantize_rows_int8(const torch::Tensor& q, const torch::Tensor& scale, c10::ScalarType dtype);
 

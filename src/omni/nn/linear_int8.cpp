@@ -137,11 +137,11 @@ void rows_i8(const float* x, int64_t K, const int8_t* w, const float* scale, int
 
 }  // namespace
 
-std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& w) {
+void quantize_rows_int8_into(const torch::Tensor& w, torch::Tensor q, torch::Tensor scale) {
   check(w.dim() == 2 && c10::isFloatingType(w.scalar_type()), "int8 quantization", "expects a float [O, K] weight");
-  const int64_t O = w.size(0), K = w.size(1);
-  auto q = torch::empty({O, K}, w.options().dtype(torch::kChar));
-  auto scale = torch::empty({O}, w.options().dtype(torch::kFloat32));
+  const int64_t O = w.size(0);
+  check(q.sizes() == w.sizes() && q.scalar_type() == torch::kChar && scale.dim() == 1 && scale.size(0) == O,
+        "int8 quantization", "expects an int8 [O, K] weight and an [O] scale to fill");
   // 64 rows at a time: float temporaries of a few MB, where whole-matrix ones (5 x the fp32 size of
   // each weight) raised the peak RSS of quantizing Janus-Pro-1B's LM from 4.0 to 7.4 GiB.
   for (int64_t r0 = 0; r0 < O; r0 += 64) {
@@ -152,6 +152,13 @@ std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& 
     scale.narrow(0, r0, n).copy_(s);
     q.narrow(0, r0, n).copy_((wf / s.unsqueeze(1)).round_().clamp_(-127, 127));
   }
+}
+
+std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& w) {
+  check(w.dim() == 2, "int8 quantization", "expects a float [O, K] weight");
+  auto q = torch::empty(w.sizes(), w.options().dtype(torch::kChar));
+  auto scale = torch::empty({w.size(0)}, w.options().dtype(torch::kFloat32));
+  quantize_rows_int8_into(w, q, scale);
   return {q, scale};
 }
 
