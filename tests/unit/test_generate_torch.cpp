@@ -23,6 +23,7 @@
 #include "omni/nn/kv_cache.h"
 #include "omni/nn/linear.h"
 #include "omni/nn/linear_bf16.h"
+#include "omni/nn/uninitialised.h"
 #include "test_paths.h"
 
 namespace fs = std::filesystem;
@@ -245,6 +246,70 @@ TEST(LinearInt8, BuiltInt8AndFilledByTheStrictLoader) {
     EXPECT_NE(std::string(e.what()).find("missing tensor 'dec.weight'"), std::string::npos) << e.what();
   }
   std::filesystem::remove(path);
+}
+
+// Weights stored narrower than the fp32 activations: int8 (with scales) and bf16 (the heads and
+// tables of --dtype int8). linear_widened widens one block of output rows at a time (K = 2048:
+// blocks of 2048 rows, so O = 4100 takes two whole blocks and a partial one) and must equal the
+// GEMM over the whole widened weight; linear_rows sends 1..2 rows of a bf16 weight to the bf16
+// kernel with fp32 activations and the rest to linear_widened.
+TEST(LinearWidened, BlocksEqualTheWholeWidenedWeightForInt8AndBf16) {
+  c10::InferenceMode guard;
+  torch::manual_seed(8);
+  const int64_t O = 4100, K = 2048;
+  const auto w = torch::randn({O, K}) * 0.05;
+  const auto bias = torch::randn({O});
+  auto [q, scale] = omni::nn::quantize_rows_int8(w);
+  const auto deq = omni::nn::dequantize_rows_int8(q, scale, torch::kFloat32);
+  const auto wb = w.to(torch::kBFloat16);
+  for (int64_t rows : {1, 2, 5, 9}) {
+    const auto x = torch::randn({rows, 1, K});
+    for (bool with_bias : {true, false}) {
+      const auto b = with_bias ? bias : torch::Tensor();
+      const auto want_q = torch::linear(x, deq, b), want_b = torch::linear(x, wb.to(torch::kFloat32), b);
+      const auto got_q = omni::nn::linear_widened(x, q, scale, b), got_b = omni::nn::linear_widened(x, wb, {}, b);
+      ASSERT_EQ(got_q.sizes(), want_q.sizes());
+      ASSERT_EQ(got_b.scalar_type(), torch::kFloat32);
+      const double mag = want_q.abs().max().item<double>();
+      EXPECT_LT((got_q - want_q).abs().max().item<double>(), 1e-5 * mag) << rows << " rows";
+      EXPECT_LT((got_b - want_b).abs().max().item<double>(), 1e-5 * mag) << rows << " rows";
+      // through linear_rows, as a bf16 lm_head / tied embedding under fp32 compute is called
+      const auto via_rows = omni::nn::linear_rows(x, wb, {}, b);
+      ASSERT_EQ(via_rows.scalar_type(), torch::kFloat32);
+      EXPECT_LT((via_rows - want_b).abs().max().item<double>(), 1e-5 * mag) << rows << " rows";
+      if (rows <= 2) EXPECT_TRUE(omni::nn::linear_bf16_rows(x, wb, b).equal(via_rows));
+      else EXPECT_FALSE(omni::nn::linear_bf16_rows(x, wb, b).defined());
+      // int8 beyond the row loop's 4 rows takes the blocks
+      if (rows > 4) EXPECT_TRUE(omni::nn::linear_int8(x, q, scale, b).equal(got_q));
+    }
+  }
+}
+
+// --dtype int8 builds the vocabulary-sized heads and tables bf16 (uninitialised: the loader fills
+// them) and looks the table up in the compute dtype.
+TEST(LinearWidened, Int8BuildKeepsHeadsAndTablesInBf16) {
+  torch::nn::Linear head{nullptr};
+  torch::nn::Embedding table{nullptr};
+  {
+    omni::nn::Int8LinearBuild int8(true);
+    EXPECT_TRUE(omni::nn::int8_build());
+    head = omni::nn::head_linear(16, 40, false);
+    table = omni::nn::embedding_table(40, 16);
+    EXPECT_EQ(omni::nn::decoder_linear(16, 8, false)->weight.scalar_type(), torch::kChar);
+  }
+  EXPECT_FALSE(omni::nn::int8_build());
+  EXPECT_EQ(head->weight.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(head->weight.sizes(), (std::vector<int64_t>{40, 16}));
+  EXPECT_EQ(table->weight.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(table->weight.sizes(), (std::vector<int64_t>{40, 16}));
+  EXPECT_EQ(omni::nn::head_linear(16, 40, false)->weight.scalar_type(), torch::kFloat32);  // scope ended
+  c10::InferenceMode guard;
+  table->weight.copy_(torch::randn({40, 16}));
+  const auto ids = torch::tensor({3, 0, 39}, torch::kInt64);
+  const auto e = omni::nn::embed_rows(table, ids, torch::kFloat32);
+  ASSERT_EQ(e.scalar_type(), torch::kFloat32);
+  EXPECT_TRUE(e.equal(table->weight.index_select(0, ids).to(torch::kFloat32)));
+  EXPECT_EQ(omni::nn::embed_rows(table, ids, torch::kBFloat16).scalar_type(), torch::kBFloat16);
 }
 
 TEST(KVCache, ForkIsCopyOnWriteAndCapacityGrows) {

@@ -138,19 +138,31 @@ void rows(const float* x, int64_t K, const float* w, int64_t o0, int64_t o1, flo
 
 // linear_rows(l, x) == l->forward(x), through the loop above when x has 1..4 rows of fp32 on the
 // CPU with grad mode off (inference only: autograd is bypassed); bf16 weights and rows through
-// linear_bf16_rows, int8 weights through linear_int8.
+// linear_bf16_rows, int8 weights through linear_int8, weights narrower than x through
+// linear_bf16_rows (1..2 rows) or linear_widened.
 torch::Tensor linear_rows(torch::nn::Linear l, const torch::Tensor& x) {
-  const auto& W = l->weight;
-  if (W.scalar_type() == torch::kChar) return linear_int8(x, W, int8_scale(*l), l->bias);
+  return linear_rows(x, l->weight, int8_scale(*l), l->bias);
+}
+
+torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& scale,
+                          const torch::Tensor& bias) {
+  if (W.scalar_type() == torch::kChar) return linear_int8(x, W, scale, bias);
+  if (W.scalar_type() != x.scalar_type()) {
+    if (!torch::GradMode::is_enabled()) {
+      auto y = linear_bf16_rows(x, W, bias);  // bf16 W, fp32 x: 1..2 rows
+      if (y.defined()) return y;
+    }
+    return linear_widened(x, W, {}, bias);
+  }
   if (W.scalar_type() == torch::kBFloat16 && !torch::GradMode::is_enabled()) {
-    auto y = linear_bf16_rows(x, W, l->bias);  // undefined outside its 1..4-row CPU case
+    auto y = linear_bf16_rows(x, W, bias);  // undefined outside its 1..2-row CPU case
     if (y.defined()) return y;
   }
   const int64_t K = W.size(1), O = W.size(0);
   const int64_t R = x.dim() >= 1 && x.size(-1) == K ? x.numel() / K : 0;
   if (R < 1 || R > 4 || torch::GradMode::is_enabled() || !x.device().is_cpu() || x.scalar_type() != torch::kFloat32 ||
       W.scalar_type() != torch::kFloat32 || !W.is_contiguous())
-    return l->forward(x);
+    return torch::nn::functional::linear(x, W, bias);  // what Linear::forward calls (not at::linear)
   auto xc = x.contiguous();
   auto sizes = x.sizes().vec();
   sizes.back() = O;
@@ -166,7 +178,7 @@ torch::Tensor linear_rows(torch::nn::Linear l, const torch::Tensor& x) {
       default: rows<4>(xp, K, wp, o0, o1, yp, O); break;
     }
   });
-  if (l->bias.defined()) y.add_(l->bias);
+  if (bias.defined()) y.add_(bias);
   return y;
 }
 

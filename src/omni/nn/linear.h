@@ -19,8 +19,25 @@ namespace omni::nn {
 
 // == l->forward(x); takes the row loop for 1..4 rows of fp32 on the CPU without autograd.
 // For an int8 `l` (decoder_linear under Int8LinearBuild, or quantize_linears_int8):
-// x @ (q * scale)^T + b, in x's dtype.
+// x @ (q * scale)^T + b, in x's dtype. For a weight stored narrower than x (a bf16 lm_head under
+// --dtype int8's fp32 compute): x @ W.to(x's dtype)^T + b, without a widened copy of W.
 torch::Tensor linear_rows(torch::nn::Linear l, const torch::Tensor& x);
+// The same over a bare weight (a tied lm_head: the embedding matrix); `scale` only for int8 W.
+torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& scale,
+                          const torch::Tensor& bias);
+
+// x @ (W * scale[:, None])^T (+ b) in x's dtype for a W stored in a narrower dtype (int8 with its
+// per-row scale, or bf16 with an undefined scale): W is widened one block of output rows at a
+// time into a reused buffer of a few MB and each block is one GEMM into its columns of y. Whole-
+// matrix widened temporaries (271 MB per BAGEL-7B MLP weight) are above glibc's mmap threshold,
+// so every call page-faulted fresh memory: BAGEL-7B's int8 prefill spent a third of its time
+// there. With autograd or off the CPU, the whole weight is widened and torch::linear used.
+torch::Tensor linear_widened(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& scale,
+                             const torch::Tensor& bias);
+
+// An embedding lookup in `dtype`: the rows of a table stored narrower than the compute dtype
+// (bf16 under --dtype int8) are widened after the gather, so only the looked-up rows are.
+torch::Tensor embed_rows(const torch::nn::Embedding& table, const torch::Tensor& ids, c10::ScalarType dtype);
 
 // --dtype int8 asks for int8 decoder-layer linears over fp32 compute: the dtype the rest of the
 // model is built and run in.
@@ -42,6 +59,9 @@ torch::Tensor dequantize_rows_int8(const torch::Tensor& q, const torch::Tensor& 
 // checkpoint's float weight (io/module_loader_torch.h), so no float copy of the decoder ever
 // exists. Otherwise a plain torch::nn::Linear in the default dtype.
 torch::nn::Linear decoder_linear(int64_t in, int64_t out, bool bias);
+// Inside the scope nn::head_linear and nn::embedding_table (uninitialised.h) build bf16 weights:
+// vocabulary-sized tables that int8 would hurt most (the logits) and fp32 would double (BAGEL-7B:
+// 4.4 GB for the two in fp32, 2.2 in bf16); linear_rows and embed_rows compute with them in fp32.
 class Int8LinearBuild {
  public:
   explicit Int8LinearBuild(bool on);
@@ -52,6 +72,7 @@ class Int8LinearBuild {
  private:
   bool prev_;
 };
+bool int8_build();  // inside an Int8LinearBuild(true) scope on this thread
 
 // Quantizes, in place, the weight of every torch::nn::Linear whose dotted name starts with
 // `prefix` (e.g. "language_model.model.layers."); their forward must go through linear_rows.

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -28,28 +29,35 @@ inline float widen(bf16 h) {
   return f;
 }
 
-// The output: fp32 sum + bias, rounded once to bf16 (round to nearest even, as c10 does).
+inline float widen(float f) { return f; }
+
+// The output: fp32 sum + bias, rounded once to bf16 (round to nearest even, as c10 does), or
+// stored as is for fp32 activations.
 inline void store(bf16* y, float s) {
   const c10::BFloat16 b(s);
   std::memcpy(y, &b, sizeof *y);
 }
+inline void store(float* y, float s) { *y = s; }
 
+// A: the activations' type (x and y), bf16 or float; the weights are always bf16.
+template <class A>
 struct Args {
-  const bf16* x;
+  const A* x;
   int64_t K;
   const bf16* w;
   const float* bias;  // fp32 copy, or null
-  bf16* y;
+  A* y;
   int64_t O;
 };
 
-inline float tail(const Args& a, int r, int64_t o, int64_t k, float s) {
+template <class A>
+inline float tail(const Args<A>& a, int r, int64_t o, int64_t k, float s) {
   for (; k < a.K; ++k) s += widen(a.w[o * a.K + k]) * widen(a.x[r * a.K + k]);
   return s + (a.bias ? a.bias[o] : 0.f);
 }
 
-template <int R>
-void rows_generic(const Args& a, int64_t o0, int64_t o1) {
+template <int R, class A>
+void rows_generic(const Args<A>& a, int64_t o0, int64_t o1) {
   for (int64_t o = o0; o < o1; ++o)
     for (int r = 0; r < R; ++r) store(a.y + r * a.O + o, tail(a, r, o, 0, 0.f));
 }
@@ -67,10 +75,12 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 widen16(const bf
   return _mm512_castsi512_ps(
       _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
 }
+__attribute__((target("avx2"), always_inline)) inline __m256 widen8(const float* p) { return _mm256_loadu_ps(p); }
+__attribute__((target("avx512f"), always_inline)) inline __m512 widen16(const float* p) { return _mm512_loadu_ps(p); }
 
 // AVX2: 8 weights per step, widened by a 16-bit shift; OT output rows x R input rows of accumulators.
-template <int R, int OT>
-__attribute__((target("avx2,fma"), always_inline)) inline void tile_avx2(const Args& a, int64_t o) {
+template <int R, int OT, class A>
+__attribute__((target("avx2,fma"), always_inline)) inline void tile_avx2(const Args<A>& a, int64_t o) {
   __m256 acc[OT][R];
   for (int t = 0; t < OT; ++t)
     for (int r = 0; r < R; ++r) acc[t][r] = _mm256_setzero_ps();
@@ -93,8 +103,8 @@ __attribute__((target("avx2,fma"), always_inline)) inline void tile_avx2(const A
 }
 
 // AVX-512F: 16 weights per step, widened by a shift.
-template <int R, int OT>
-__attribute__((target("avx512f"), always_inline)) inline void tile_avx512(const Args& a, int64_t o) {
+template <int R, int OT, class A>
+__attribute__((target("avx512f"), always_inline)) inline void tile_avx512(const Args<A>& a, int64_t o) {
   __m512 acc[OT][R];
   for (int t = 0; t < OT; ++t)
     for (int r = 0; r < R; ++r) acc[t][r] = _mm512_setzero_ps();
@@ -111,9 +121,10 @@ __attribute__((target("avx512f"), always_inline)) inline void tile_avx512(const 
     for (int r = 0; r < R; ++r) store(a.y + r * a.O + o + t, tail(a, r, o + t, k, _mm512_reduce_add_ps(acc[t][r])));
 }
 
-// AVX512-BF16: 32 weights per step, vdpbf16ps (pairs of bf16 products summed into fp32 lanes).
-template <int R, int OT>
-__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_avx512bf16(const Args& a, int64_t o) {
+// AVX512-BF16: 32 weights per step, vdpbf16ps (pairs of bf16 products summed into fp32 lanes);
+// bf16 activations only.
+template <int R, int OT, class A>
+__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_avx512bf16(const Args<A>& a, int64_t o) {
   __m512 acc[OT][R];
   for (int t = 0; t < OT; ++t)
     for (int r = 0; r < R; ++r) acc[t][r] = _mm512_setzero_ps();
@@ -132,11 +143,11 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_av
 
 // OT weight rows per pass over x: AVX2 has 16 registers (8 accumulators), AVX-512 32 (16).
 #define OMNI_BF16_ROWS(NAME, TILE, TARGET, OT)                                        \
-  template <int R>                                                                    \
-  __attribute__((target(TARGET))) void NAME(const Args& a, int64_t o0, int64_t o1) { \
-    int64_t o = o0;                                                                   \
-    for (; o + OT <= o1; o += OT) TILE<R, OT>(a, o);                                  \
-    for (; o < o1; ++o) TILE<R, 1>(a, o);                                             \
+  template <int R, class A>                                                              \
+  __attribute__((target(TARGET))) void NAME(const Args<A>& a, int64_t o0, int64_t o1) { \
+    int64_t o = o0;                                                                      \
+    for (; o + OT <= o1; o += OT) TILE<R, OT>(a, o);                                     \
+    for (; o < o1; ++o) TILE<R, 1>(a, o);                                                \
   }
 OMNI_BF16_ROWS(rows_avx2, tile_avx2, "avx2,fma", 4)
 OMNI_BF16_ROWS(rows_avx512, tile_avx512, "avx512f", 8)
@@ -154,11 +165,13 @@ Isa isa() {
 }
 #endif
 
-template <int R>
-void rows(const Args& a, int64_t o0, int64_t o1) {
+template <int R, class A>
+void rows(const Args<A>& a, int64_t o0, int64_t o1) {
 #if defined(__GNUC__) && defined(__x86_64__)
   switch (isa()) {
-    case Isa::avx512bf16: return rows_avx512bf16<R>(a, o0, o1);
+    case Isa::avx512bf16:
+      if constexpr (std::is_same_v<A, bf16>) return rows_avx512bf16<R>(a, o0, o1);
+      return rows_avx512<R>(a, o0, o1);  // fp32 activations: widen the weights
     case Isa::avx512: return rows_avx512<R>(a, o0, o1);
     case Isa::avx2: return rows_avx2<R>(a, o0, o1);
     case Isa::generic: break;
@@ -167,27 +180,34 @@ void rows(const Args& a, int64_t o0, int64_t o1) {
   rows_generic<R>(a, o0, o1);
 }
 
-}  // namespace
-
-torch::Tensor linear_bf16_rows(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& bias) {
-  if (W.dim() != 2 || x.dim() < 1) return {};
+template <class A>
+torch::Tensor run(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& bias, int64_t R) {
   const int64_t O = W.size(0), K = W.size(1);
-  const int64_t R = x.size(-1) == K ? x.numel() / K : 0;
-  if (R < 1 || R > 2 || !x.device().is_cpu() || !W.device().is_cpu() || x.scalar_type() != torch::kBFloat16 ||
-      W.scalar_type() != torch::kBFloat16 || !W.is_contiguous())
-    return {};
   auto xc = x.contiguous();
   auto sizes = x.sizes().vec();
   sizes.back() = O;
   auto y = torch::empty(sizes, x.options());
   torch::Tensor b32 = bias.defined() ? bias.to(torch::kFloat32).contiguous() : torch::Tensor();
-  Args a{reinterpret_cast<const bf16*>(xc.data_ptr()), K, reinterpret_cast<const bf16*>(W.data_ptr()),
-         b32.defined() ? b32.data_ptr<float>() : nullptr, reinterpret_cast<bf16*>(y.data_ptr()), O};
+  Args<A> a{reinterpret_cast<const A*>(xc.data_ptr()), K, reinterpret_cast<const bf16*>(W.data_ptr()),
+            b32.defined() ? b32.data_ptr<float>() : nullptr, reinterpret_cast<A*>(y.data_ptr()), O};
   at::parallel_for(0, O, std::max<int64_t>(4, 16384 / K), [&](int64_t o0, int64_t o1) {
     if (R == 1) rows<1>(a, o0, o1);
     else rows<2>(a, o0, o1);
   });
   return y;
+}
+
+}  // namespace
+
+torch::Tensor linear_bf16_rows(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& bias) {
+  if (W.dim() != 2 || x.dim() < 1) return {};
+  const int64_t K = W.size(1);
+  const int64_t R = x.size(-1) == K ? x.numel() / K : 0;
+  const auto xt = x.scalar_type();
+  if (R < 1 || R > 2 || !x.device().is_cpu() || !W.device().is_cpu() || W.scalar_type() != torch::kBFloat16 ||
+      !W.is_contiguous() || (xt != torch::kBFloat16 && xt != torch::kFloat32))
+    return {};
+  return xt == torch::kFloat32 ? run<float>(x, W, bias, R) : run<bf16>(x, W, bias, R);
 }
 
 }  // namespace omni::nn

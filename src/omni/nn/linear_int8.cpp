@@ -1,5 +1,6 @@
-// Weight-only int8 linears (--dtype int8): per-channel quantization and the few-row kernel that
-// reads the int8 rows directly. See linear.h.
+// Weight-only int8 linears (--dtype int8): per-channel quantization, the few-row kernel that
+// reads the int8 rows directly, and the block-widened GEMM for weights narrower than the
+// activations (int8 for larger batches, the bf16 heads). See linear.h.
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -172,7 +173,7 @@ torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& q, const 
   const int64_t R = x.dim() >= 1 && x.size(-1) == K ? x.numel() / K : 0;
   if (R < 1 || R > 4 || !x.device().is_cpu() || x.scalar_type() != torch::kFloat32 || !q.is_contiguous() ||
       x.requires_grad())
-    return torch::linear(x, dequantize_rows_int8(q, scale, x.scalar_type()), bias.defined() ? bias.to(x.scalar_type()) : bias);
+    return linear_widened(x, q, scale, bias);
   auto xc = x.contiguous();
   auto sizes = x.sizes().vec();
   sizes.back() = O;
@@ -193,12 +194,48 @@ torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& q, const 
   return y;
 }
 
+torch::Tensor linear_widened(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& scale,
+                             const torch::Tensor& bias) {
+  const auto dt = x.scalar_type();
+  const torch::Tensor b = bias.defined() ? bias.to(dt) : bias;
+  const int64_t O = W.size(0), K = W.size(1);
+  const bool autograd = torch::GradMode::is_enabled() && (x.requires_grad() || W.requires_grad());
+  if (autograd || !x.device().is_cpu() || !W.is_contiguous() || x.dim() < 1 || x.size(-1) != K || x.numel() == 0) {
+    auto w = scale.defined() ? dequantize_rows_int8(W, scale, dt) : W.to(dt);
+    return torch::linear(x, w, b);
+  }
+  auto x2 = x.reshape({-1, K}).contiguous();
+  auto y = torch::empty({x2.size(0), O}, x.options());
+  // 4 Mi weights per block (16 MB in fp32): GEMM-shaped for a prefill (K = 3584 -> 1170 output
+  // rows, K = 18944 -> 221), small enough to be reused from the heap instead of mapped anew.
+  const int64_t block = std::min<int64_t>(O, std::max<int64_t>(64, (int64_t{1} << 22) / K));
+  auto buf = torch::empty({block, K}, x.options());
+  for (int64_t o0 = 0; o0 < O; o0 += block) {
+    const int64_t n = std::min(block, O - o0);
+    auto w = buf.narrow(0, 0, n);
+    w.copy_(W.narrow(0, o0, n));
+    if (scale.defined()) w.mul_(scale.narrow(0, o0, n).unsqueeze(1));
+    auto yv = y.narrow(1, o0, n);  // rows of stride O: BLAS writes them in place (ldc = O)
+    if (b.defined()) at::addmm_out(yv, b.narrow(0, o0, n), x2, w.t());
+    else at::mm_out(yv, x2, w.t());
+  }
+  auto sizes = x.sizes().vec();
+  sizes.back() = O;
+  return y.view(sizes);
+}
+
+torch::Tensor embed_rows(const torch::nn::Embedding& table, const torch::Tensor& ids, c10::ScalarType dtype) {
+  auto e = torch::embedding(table->weight, ids);  // == forward: no max_norm on these tables
+  return e.scalar_type() == dtype ? e : e.to(dtype);
+}
+
 namespace {
 thread_local bool g_int8_build = false;
 }
 
 Int8LinearBuild::Int8LinearBuild(bool on) : prev_(g_int8_build) { g_int8_build = on; }
 Int8LinearBuild::~Int8LinearBuild() { g_int8_build = prev_; }
+bool int8_build() { return g_int8_build; }
 
 torch::nn::Linear decoder_linear(int64_t in, int64_t out, bool bias) {
   if (!g_int8_build) return head_linear(in, out, bias);  // initialised unless in an UninitialisedBuild

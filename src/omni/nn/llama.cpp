@@ -151,7 +151,7 @@ LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c) : cfg(c) {
 }
 
 KVCache LlamaModelImpl::make_cache(int64_t batch, int64_t capacity) const {
-  auto w = embed_tokens->weight;
+  auto w = norm->weight;  // the compute dtype (the embedding table may be narrower)
   return KVCache::allocate(cfg.num_hidden_layers, batch, cfg.num_key_value_heads, capacity, cfg.head_dim,
                            torch::TensorOptions().dtype(w.scalar_type()).device(w.device()));
 }

@@ -16,6 +16,7 @@
 #include "omni/io/hf_config.h"
 #include "omni/nn/kv_cache.h"
 #include "omni/nn/layer_runner.h"
+#include "omni/nn/linear.h"
 #include "omni/nn/rope.h"
 
 namespace omni::nn {
@@ -95,7 +96,8 @@ torch::Tensor causal_mask(int64_t T, int64_t past, const torch::Tensor& attentio
 class LlamaModelImpl : public torch::nn::Module {
  public:
   explicit LlamaModelImpl(const LlamaConfig& c);
-  torch::Tensor embed(const torch::Tensor& ids) { return embed_tokens->forward(ids); }
+  // In the compute dtype (the norm's): the table may be narrower (bf16 under --dtype int8).
+  torch::Tensor embed(const torch::Tensor& ids) { return embed_rows(embed_tokens, ids, norm->weight.scalar_type()); }
   // inputs_embeds [B, T, C] -> last_hidden_state (after the final norm) [B, T, C].
   // cache: when given, positions continue from cache->length and cache->length advances by T.
   // position_ids: undefined = arange(past, past+T); else int64 [T] or [B, T].
@@ -126,7 +128,7 @@ class LlamaForCausalLMImpl : public torch::nn::Module {
   explicit LlamaForCausalLMImpl(const LlamaConfig& c);
   // hidden [.., C] -> logits [.., vocab]; with tie_word_embeddings the embedding matrix is used.
   torch::Tensor logits(const torch::Tensor& hidden) {
-    return lm_head ? lm_head->forward(hidden) : torch::linear(hidden, model->embed_tokens->weight);
+    return lm_head ? linear_rows(lm_head, hidden) : linear_rows(hidden, model->embed_tokens->weight, {}, {});
   }
   LlamaConfig cfg;
   LlamaModel model{nullptr};

@@ -89,7 +89,8 @@ TORCH_MODULE(MoTDecoderLayer);
 class MoTModelImpl : public torch::nn::Module {
  public:
   explicit MoTModelImpl(const Qwen2MoTConfig& c);
-  torch::Tensor embed(const torch::Tensor& ids) { return embed_tokens->forward(ids); }
+  // In the compute dtype (the norm's): the table may be narrower (bf16 under --dtype int8).
+  torch::Tensor embed(const torch::Tensor& ids) { return embed_rows(embed_tokens, ids, norm->weight.scalar_type()); }
   // The official forward_inference for one sequence: x [T, C] packed query rows at RoPE positions
   // `positions` [T], attending to ctx's cached rows plus the block (causal or full). With
   // `update`, the block's K/V are appended to ctx (ctx.length += T; ctx.rope is the caller's).

@@ -29,15 +29,17 @@ torch::nn::Linear linear_over_empty(int64_t in, int64_t out, bool bias, torch::S
 }
 
 torch::nn::Linear head_linear(int64_t in, int64_t out, bool bias) {
+  if (int8_build()) return linear_over_empty(in, out, bias, torch::kBFloat16);
   if (!g_uninitialised) return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
   return linear_over_empty(in, out, bias, default_dtype());
 }
 
 torch::nn::Embedding embedding_table(int64_t n, int64_t dim) {
-  if (!g_uninitialised) return torch::nn::Embedding(n, dim);
+  const bool narrow = int8_build();
+  if (!g_uninitialised && !narrow) return torch::nn::Embedding(n, dim);
   torch::nn::Embedding e(torch::nn::EmbeddingOptions(1, dim));
   torch::NoGradGuard no_grad;
-  e->weight.set_data(torch::empty({n, dim}, e->weight.options()));
+  e->weight.set_data(torch::empty({n, dim}, e->weight.options().dtype(narrow ? torch::kBFloat16 : default_dtype())));
   e->options.num_embeddings(n);
   return e;
 }

@@ -24,9 +24,10 @@ class UninitialisedBuild {
 bool uninitialised_build();  // inside a scope on this thread
 
 // torch::nn::Linear(in, out, bias) in the default dtype: an output head (lm_head) or any linear
-// that is never int8.
+// that is never int8. Inside an nn::Int8LinearBuild: uninitialised bf16 (linear.h).
 torch::nn::Linear head_linear(int64_t in, int64_t out, bool bias);
-// torch::nn::Embedding(n, dim) in the default dtype.
+// torch::nn::Embedding(n, dim) in the default dtype; inside an nn::Int8LinearBuild, uninitialised
+// bf16, looked up through nn::embed_rows.
 torch::nn::Embedding embedding_table(int64_t n, int64_t dim);
 
 // A Linear whose `weight` is uninitialised [out, in] storage of `weight_dtype` (and an

@@ -120,9 +120,9 @@ void JanusModel::load_weights(const io::Checkpoint& ckpt) {
 
 void JanusModel::to(torch::Device device, torch::ScalarType dtype) { net_->to(device, dtype); }
 
-torch::Device JanusModel::device() const { return net_->language_model->model->embed_tokens->weight.device(); }
+torch::Device JanusModel::device() const { return net_->language_model->model->norm->weight.device(); }
 torch::ScalarType JanusModel::dtype() const {
-  return net_->language_model->model->embed_tokens->weight.scalar_type();
+  return net_->language_model->model->norm->weight.scalar_type();  // the embedding table may be narrower
 }
 
 // ---- understanding ---------------------------------------------------------------------------

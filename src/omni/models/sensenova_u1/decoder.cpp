@@ -211,7 +211,7 @@ Qwen3MoTForCausalLMImpl::Qwen3MoTForCausalLMImpl(const LlmConfig& c) {
 }
 
 torch::Tensor Qwen3MoTForCausalLMImpl::logits(const torch::Tensor& hidden) {
-  return lm_head ? nn::linear_rows(lm_head, hidden) : torch::linear(hidden, model->embed_tokens->weight);
+  return lm_head ? nn::linear_rows(lm_head, hidden) : nn::linear_rows(hidden, model->embed_tokens->weight, {}, {});
 }
 
 }  // namespace omni::sensenova_u1

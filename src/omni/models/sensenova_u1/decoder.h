@@ -73,7 +73,8 @@ TORCH_MODULE(Qwen3MoTDecoderLayer);
 class Qwen3MoTModelImpl : public torch::nn::Module {
  public:
   explicit Qwen3MoTModelImpl(const LlmConfig& c);
-  torch::Tensor embed(const torch::Tensor& ids) { return embed_tokens->forward(ids); }
+  // In the compute dtype (the norm's): the table may be narrower (bf16 under --dtype int8).
+  torch::Tensor embed(const torch::Tensor& ids) { return nn::embed_rows(embed_tokens, ids, norm->weight.scalar_type()); }
   AxisRope rope(const torch::Tensor& indexes, const torch::Tensor& like) const;  // indexes int64 [3, T]
   // x [T, C] at `indexes` [3, T] -> final-normed hidden [T, C] (norm / norm_mot_gen by route).
   // mask: dense additive [T, S], a packed layout, or none (every row sees every key).

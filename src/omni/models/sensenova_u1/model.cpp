@@ -162,8 +162,9 @@ std::shared_ptr<NeoChatImpl> NeoChatImpl::load(const U1Config& c, torch::Device 
   return m;
 }
 
-torch::Device NeoChatImpl::device() const { return language_model->model->embed_tokens->weight.device(); }
-torch::ScalarType NeoChatImpl::dtype() const { return language_model->model->embed_tokens->weight.scalar_type(); }
+torch::Device NeoChatImpl::device() const { return language_model->model->norm->weight.device(); }
+// The norm's: the embedding table may be narrower (bf16 under --dtype int8).
+torch::ScalarType NeoChatImpl::dtype() const { return language_model->model->norm->weight.scalar_type(); }
 
 torch::Tensor NeoChatImpl::vision_embeds(const torch::Tensor& pixel_values, const std::vector<GridHW>& grids) {
   return vision_model->forward(pixel_values.to(device()), grids);
