@@ -3,6 +3,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <sched.h>
+
+#include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -467,4 +471,30 @@ TEST(ModelContract, RunModeChecksCapabilitiesInOnePlace) {
   EXPECT_EQ(lo.resolved_dtype(), torch::kFloat32);  // CPU default
   lo.device = torch::Device(torch::kCUDA, 0);
   EXPECT_EQ(lo.resolved_dtype(), torch::kBFloat16);  // CUDA default, as the official code runs
+}
+
+// Intra-op threads: --threads, else OMP_NUM_THREADS, else every CPU this process may run on (shared
+// among a node's processes) -- not libtorch's physical-core count, which reads 1 on 2-vCPU VMs.
+TEST(Threads, FlagThenEnvironmentThenTheCpusThisProcessMayUse) {
+  const char* saved = std::getenv("OMP_NUM_THREADS");
+  const std::string keep = saved ? saved : "";
+  const int before = at::get_num_threads();
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  ASSERT_EQ(sched_getaffinity(0, sizeof set, &set), 0);
+  const int cpus = CPU_COUNT(&set);
+  EXPECT_EQ(models::set_threads(3), 3);
+  EXPECT_EQ(at::get_num_threads(), 3);
+  setenv("OMP_NUM_THREADS", "2", 1);
+  EXPECT_EQ(models::set_threads(0), 2);
+  EXPECT_EQ(models::set_threads(1), 1);  // the flag wins
+  setenv("OMP_NUM_THREADS", "none", 1);  // not a number: ignored
+  EXPECT_EQ(models::set_threads(0), cpus);
+  unsetenv("OMP_NUM_THREADS");
+  EXPECT_EQ(models::set_threads(0), cpus);
+  EXPECT_EQ(at::get_num_threads(), cpus);
+  EXPECT_EQ(models::set_threads(0, 2 * cpus), 1);         // more local processes than CPUs: 1 each
+  EXPECT_EQ(models::set_threads(0, 2), std::max(1, cpus / 2));
+  if (saved) setenv("OMP_NUM_THREADS", keep.c_str(), 1);
+  at::set_num_threads(before);
 }

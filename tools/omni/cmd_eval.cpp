@@ -57,7 +57,7 @@ void add_eval_command(CLI::App& app, Runner& run) {
   cmd->add_flag("--allow_absolute_paths", a->allow_absolute, "accept absolute image paths and '..' in the data file");
   cmd->add_option("--device", a->device, "cpu | cuda | cuda:N")->default_str("cpu");
   cmd->add_option("--dtype", a->dtype, "fp32 | bf16 | fp16 | int8 (int8: decoder-layer linear weights, fp32 compute; default: fp32 on cpu, bf16 on cuda)");
-  cmd->add_option("--threads", a->threads, "intra-op CPU threads (default: libtorch's)");
+  cmd->add_option("--threads", a->threads, "intra-op CPU threads (default: OMP_NUM_THREADS, else every CPU this process may use)");
 
   cmd->callback([&run, a] {
     run = [a]() -> int {
@@ -109,7 +109,7 @@ void add_eval_command(CLI::App& app, Runner& run) {
       lo.device = models::parse_device(a->device);
       if (!a->dtype.empty()) lo.dtype = models::parse_dtype(a->dtype);
       lo.threads = a->threads;
-      if (lo.threads > 0) torch::set_num_threads(lo.threads);
+      lo.threads = models::set_threads(lo.threads);
       auto model = family.load(lo);
       if (a->task == "shapes") {
         Progress bar("eval", static_cast<int64_t>(drawings.size()), "picture");

@@ -100,7 +100,7 @@ void add_infer_command(CLI::App& app, Runner& run) {
   optional_flag(cmd, "--seed", a->seed, "seed of the request's random generator");
   cmd->add_option("--device", a->device, "cpu | cuda | cuda:N")->default_str("cpu");
   cmd->add_option("--dtype", a->dtype, "fp32 | bf16 | fp16 | int8 (int8: decoder-layer linear weights, fp32 compute; default: fp32 on cpu, bf16 on cuda)");
-  cmd->add_option("--threads", a->threads, "intra-op CPU threads (default: libtorch's)");
+  cmd->add_option("--threads", a->threads, "intra-op CPU threads (default: OMP_NUM_THREADS, else every CPU this process may use)");
   // text sampling
   optional_flag(cmd, "--max_new_tokens", a->text.max_new_tokens, "text tokens to generate at most (default: the family's)");
   optional_flag(cmd, "--temperature", a->text.temperature, "sampling temperature (0 = greedy)");
@@ -179,7 +179,7 @@ void add_infer_command(CLI::App& app, Runner& run) {
       if (std::filesystem::is_directory(output) || output.back() == '/')
         throw Error(output, "is a directory; --output names the PNG file to write");
 
-      if (lo.threads > 0) torch::set_num_threads(lo.threads);
+      lo.threads = models::set_threads(lo.threads);
       log_debug("model type ", family.name, " (", a->model_path, ")");
       auto model = family.load(lo);
       log_info(family.name, " on ", lo.device.str(), " in ", models::dtype_name(lo.resolved_dtype() == c10::ScalarType::Char ? c10::ScalarType::Char : model->dtype()));

@@ -2,6 +2,9 @@
 
 #include <torch/torch.h>
 
+#include <sched.h>
+
+#include <algorithm>
 #include <cstdlib>
 
 #include "omni/core/error.h"
@@ -32,6 +35,22 @@ c10::ScalarType parse_dtype(const std::string& s) {
   if (s == "fp16" || s == "float16" || s == "half") return c10::ScalarType::Half;
   if (s == "int8") return c10::ScalarType::Char;  // int8 decoder-layer weights, fp32 compute (nn/linear.h)
   throw Error("--dtype " + s, "expected fp32, bf16, fp16 or int8");
+}
+
+int set_threads(int threads, int local_processes) {
+  int n = threads;
+  if (n <= 0) {
+    const char* env = std::getenv("OMP_NUM_THREADS");
+    if (env && std::atoi(env) > 0) n = std::atoi(env);
+  }
+  if (n <= 0) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    const int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    n = std::max(1, cpus / std::max(1, local_processes));
+  }
+  torch::set_num_threads(n);
+  return n;
 }
 
 std::string dtype_name(c10::ScalarType t) {

@@ -25,12 +25,20 @@ struct LoadOptions {
   c10::Device device = c10::kCPU;
   // Compute / weight dtype; unset: float32 on CPU, bfloat16 on CUDA (as the official code runs).
   std::optional<c10::ScalarType> dtype;
-  int threads = 0;  // intra-op threads; 0 = libtorch's default
+  int threads = 0;  // intra-op threads; 0 = set_threads's default
 
   c10::ScalarType resolved_dtype() const {
     return dtype ? *dtype : (device.is_cpu() ? c10::ScalarType::Float : c10::ScalarType::BFloat16);
   }
 };
+
+// Sets libtorch's intra-op threads for a run (omni infer / eval / train) and returns the count:
+// `threads` when > 0; else OMP_NUM_THREADS when it holds a positive number; else the CPUs this
+// process may run on (sched_getaffinity), shared among `local_processes` (LOCAL_WORLD_SIZE under
+// omni launch / torchrun), at least 1. Why not libtorch's default: it counts physical cores through
+// cpuinfo, which finds 1 on this 2-vCPU VM (lscpu: 2 cores, 1 thread each), so every run used one
+// core (a 2048^3 GEMM: 72 GFLOP/s on one thread, 161 on two).
+int set_threads(int threads, int local_processes = 1);
 
 // omni init: a freshly initialised model for a config.json (no checkpoint to start from).
 struct InitOptions {

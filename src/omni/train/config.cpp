@@ -203,7 +203,7 @@ const std::vector<Key>& schema() {
     k.push_back(make_key("train", "dtype", &C::train, &T::dtype, "parameter (compute) dtype: fp32 | bf16 [fp32]"));
     k.push_back(make_key("train", "master_dtype", &C::train, &T::master_dtype,
                          "what AdamW steps under bf16: fp32 (master weights) | same (the bf16 parameters) [fp32]"));
-    k.push_back(make_key("train", "threads", &C::train, &T::threads, "intra-op threads (0 = libtorch's default) [0]"));
+    k.push_back(make_key("train", "threads", &C::train, &T::threads, "intra-op threads (0 = OMP_NUM_THREADS, else the CPUs shared among the node's processes) [0]"));
     k.push_back(make_key("train", "data_parallel_mode", &C::train, &T::data_parallel_mode,
                          "with several processes: fsdp (parameters, gradients and AdamW state 1/N per process) | "
                          "ddp (replicated, summed gradients) [fsdp]"));

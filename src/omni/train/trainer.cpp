@@ -132,8 +132,7 @@ TrainResult run_training(const Config& cfg) {
   lo.path = cfg.model.model_path;
   lo.device = models::parse_device(tc.device);
   lo.dtype = tc.dtype.empty() ? c10::ScalarType::Float : models::parse_dtype(tc.dtype);
-  lo.threads = static_cast<int>(tc.threads);
-  if (lo.threads > 0) torch::set_num_threads(lo.threads);
+  lo.threads = models::set_threads(static_cast<int>(tc.threads), world.local_world);
   log_info("loading ", family.name, " from ", lo.path, " on ", lo.device.str(), " in ", models::dtype_name(*lo.dtype));
   auto model = family.load(lo);
   std::unique_ptr<dist::ProcessGroup> group;
