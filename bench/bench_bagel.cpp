@@ -8,8 +8,10 @@
 //     lm_head, the KV cache it reads) / the memory-copy rate of a 1 GiB fp32 copy_ (read + written).
 // The bounds are measured before and again after the stages (the cores may be shared with other
 // jobs); the table uses the better of the two.
-//   bench_bagel [--threads 2] [--quick] [--no_malloc_reuse] [--no_vae1024] [--device cpu|cuda] [--dtype fp32|bf16]
-// (--dtype is the MoT/ViT weights' dtype; the VAE stays fp32, as in the engine.)
+//   bench_bagel [--threads 2] [--quick] [--no_malloc_reuse] [--no_vae1024] [--device cpu|cuda] [--dtype fp32|bf16|int8]
+// (--dtype is the MoT/ViT weights' dtype; the VAE stays fp32, as in the engine. int8 as the CLI:
+// the MoT layer's linears quantized per channel, the embedding and lm_head bf16, everything else
+// and the compute fp32; byte counts (bounds, weights) are of the tensors as stored.)
 //
 // ONE decoder layer. The whole BAGEL tree is 14.6 B parameters (the MoT LLM 14.1 B) = 58 GB in
 // fp32, which does not fit the 24 GB machine this was written on, so the LLM is built with
@@ -75,7 +77,8 @@ namespace {
 // The device and the weights' dtype under test (--device / --dtype).
 torch::Device g_dev = torch::kCPU;
 torch::ScalarType g_dt = torch::kFloat32;
-double g_es = 4.0;  // bytes per weight / cache element
+double g_es = 4.0;  // bytes per weight / cache element of the compute dtype
+bool g_int8 = false;  // --dtype int8: int8 MoT linears, bf16 vocabulary tables, fp32 compute
 torch::TensorOptions fopts() { return torch::TensorOptions().device(g_dev).dtype(g_dt); }  // activations
 torch::TensorOptions f32() { return torch::TensorOptions().device(g_dev).dtype(torch::kFloat32); }
 torch::TensorOptions lopts() { return torch::TensorOptions().device(g_dev).dtype(torch::kLong); }
@@ -121,6 +124,7 @@ int64_t linear_numel(torch::nn::Module& m) {
 // The und (plain) and gen (_moe_gen) halves of one MoT layer: Linear weights and all parameters.
 struct ExpertSizes {
   int64_t und_linear = 0, gen_linear = 0, und_params = 0, gen_params = 0;
+  int64_t und_bytes = 0, gen_bytes = 0;  // as stored (int8 linears: 1 byte per weight)
 };
 ExpertSizes expert_sizes(torch::nn::Module& layer) {
   ExpertSizes s;
@@ -128,6 +132,7 @@ ExpertSizes expert_sizes(torch::nn::Module& layer) {
     const bool gen = p.key().find("moe_gen") != std::string::npos;
     const bool lin = p.value().dim() == 2;  // Linear weights (norms and biases are 1-D)
     (gen ? s.gen_params : s.und_params) += p.value().numel();
+    (gen ? s.gen_bytes : s.und_bytes) += p.value().numel() * static_cast<int64_t>(p.value().element_size());
     if (lin) (gen ? s.gen_linear : s.und_linear) += p.value().numel();
   }
   return s;
@@ -247,6 +252,8 @@ int main(int argc, char** argv) {
     omni::keep_freed_memory_for_reuse();
   }
   torch::set_num_threads(std::max(1, threads));
+  g_int8 = onn::is_int8(g_dt);
+  g_dt = onn::compute_dtype(g_dt);
   g_es = static_cast<double>(c10::elementSize(g_dt));
   c10::InferenceMode guard;
   torch::manual_seed(0);
@@ -389,6 +396,11 @@ int main(int argc, char** argv) {
   }
   if (g_dev != torch::Device(torch::kCPU)) model->to(g_dev);
   model->eval();
+  if (g_int8) {  // as --dtype int8 loads: int8 decoder-layer linears, bf16 vocabulary tables
+    onn::quantize_linears_int8(*model, "language_model.model.layers.");
+    for (auto* w : {&model->language_model->lm_head->weight, &model->language_model->model->embed_tokens->weight})
+      w->set_data(w->to(torch::kBFloat16));
+  }
   const double build_s = secs(t_build);
   // Qwen2.5 ids of <|im_start|>, <|im_end|>, <|vision_start|>, <|vision_end|> (in range for --quick too).
   if (quick) model->ids = {vocab - 10, vocab - 9, vocab - 8, vocab - 7};
@@ -398,13 +410,17 @@ int main(int argc, char** argv) {
   auto& layer = mot->layer_ptrs.at(0);
   const int64_t C = cfg.hidden_size();
   const int64_t n_params = numel_of(*model);
+  const double n_bytes = static_cast<double>(bytes_of(*model));  // as stored
   const ExpertSizes es = expert_sizes(*layer);
   const int64_t layer_params = es.und_params + es.gen_params;
   const int64_t full_params = n_params + (kLayersReal - 1) * layer_params + (quick ? (152064 - vocab) * 2 * C : 0);
+  const double head_es = static_cast<double>(lm->lm_head->weight.element_size());
+  const double full_bytes = n_bytes + (kLayersReal - 1.0) * (es.und_bytes + es.gen_bytes) +
+                            (quick ? (152064.0 - vocab) * 2 * C * head_es : 0.0);
   const double att_hidden = static_cast<double>(cfg.llm.llm.num_attention_heads * cfg.llm.llm.head_dim);
   const double rss_model = static_cast<double>(current_rss_bytes());
   say(strf("BAGEL tree built with 1 MoT layer (%lld parameters, %.2f GB) in %.1f s", (long long)n_params,
-           n_params * g_es / 1e9, build_s));
+           n_bytes / 1e9, build_s));
 
   // ---- 1. ViT + connector + vit_pos_embed (the rows of add_vit_block) ----
   {
@@ -441,7 +457,7 @@ int main(int argc, char** argv) {
     v.push_back(model->ids.eos);
     return v;
   };
-  const double und_layer_bytes = es.und_params * g_es;
+  const double und_layer_bytes = static_cast<double>(es.und_bytes);
   {
     {  // warm-up
       auto ctx = model->make_context();
@@ -604,7 +620,7 @@ int main(int argc, char** argv) {
     const double per_layer = std::max(1e-9, t_fwd - t_norm);
     const double S = decode_ctx + 2 + decode_steps / 2.0;
     const double kv_bytes = 2.0 * S * cfg.llm.llm.num_key_value_heads * cfg.llm.llm.head_dim * g_es;
-    const double head_bytes = lm->lm_head->weight.numel() * g_es + C * g_es;
+    const double head_bytes = lm->lm_head->weight.numel() * head_es + C * g_es;
     // Where the layer's time goes: each und Linear alone on 1 row (linear_rows, as the layer runs it).
     std::string lin_note;
     {
@@ -618,7 +634,8 @@ int main(int argc, char** argv) {
         onn::linear_rows(l, xin);
         const double s = best_of(3, [&] { auto y = onn::linear_rows(l, xin); });
         sum += s;
-        lin_note += strf("%s%s %.1f", lin_note.empty() ? "" : ", ", name, l->weight.numel() * g_es / s / 1e9);
+        lin_note += strf("%s%s %.1f", lin_note.empty() ? "" : ", ", name,
+                         l->weight.numel() * static_cast<double>(l->weight.element_size()) / s / 1e9);
       }
       lin_note = strf("1-row linear_rows GB/s: %s; the 7 alone %.4f s", lin_note.c_str(), sum);
       std::fprintf(stderr, "  decode: %s\n", lin_note.c_str());
@@ -655,14 +672,14 @@ int main(int argc, char** argv) {
 
   // ---- 5. peak RSS (before the closing bound measurement, which allocates 2 GiB) ----
   const double rss = static_cast<double>(omni::peak_rss_bytes());
-  const double wbytes = n_params * g_es;
+  const double wbytes = n_bytes;
   {
     Row r;
     r.stage = "peak RSS (GiB; bound = the weights of the 1-layer BAGEL tree; the VAE is freed before it is built)";
     r.fixed = {fmt("%.2f", rss / kGiB), fmt("%.2f", wbytes / kGiB), fmt("%.2f", rss / wbytes)};
     r.note = strf("VAE phase peak %.2f GiB; after building the tree %.2f GiB; the full 28-layer model would hold "
                   "%.1f GB of weights (VAE fp32)",
-                  rss_vae_phase / kGiB, rss_model / kGiB, (full_params * g_es + vae_params * 4.0) / 1e9);
+                  rss_vae_phase / kGiB, rss_model / kGiB, (full_bytes + vae_params * 4.0) / 1e9);
     add(r);
   }
 
@@ -674,13 +691,13 @@ int main(int argc, char** argv) {
   const double read_bps = std::max(b0.read, b1.read);
 
   std::printf("\nBAGEL-7B-MoT at the real dimensions, random %s weights, %s, %d threads%s\n",
-              omni::models::dtype_name(g_dt).c_str(), g_dev.str().c_str(), threads,
+              g_int8 ? "int8 (MoT linears; fp32 compute)" : omni::models::dtype_name(g_dt).c_str(), g_dev.str().c_str(), threads,
               quick ? " [--quick: vocab 8192, small sizes, 1 rep]" : "");
   std::printf("LLM built with ONE MoT decoder layer (und + _moe_gen twins, %lld parameters); every LLM stage is\n"
               "extrapolated as once-per-forward parts + 28 x (1-layer forward - those parts), each part timed on its own.\n"
               "Built: %lld parameters (%.2f GB); the real tree: %lld parameters (%.1f GB) + VAE %lld.\n",
-              (long long)layer_params, (long long)n_params, n_params * g_es / 1e9, (long long)full_params,
-              full_params * g_es / 1e9, (long long)vae_params);
+              (long long)layer_params, (long long)n_params, n_bytes / 1e9, (long long)full_params,
+              full_bytes / 1e9, (long long)vae_params);
   std::printf(malloc_reuse ? "[malloc reuse as the CLI: blocks under 256 MiB stay in the heap for reuse (omni/core/memory.h)]\n"
                            : "[--no_malloc_reuse: glibc defaults, blocks over 32 MB are munmapped on free]\n");
   std::printf("bounds (better of start / end): GEMM %.1f GFLOP/s (start %s; end %s GFLOP/s);\n"
