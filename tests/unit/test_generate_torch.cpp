@@ -1,6 +1,7 @@
 // The shared generation parts (src/omni/generate/, nn/attention, nn/kv_cache) and the model
 // contract's one capability check (run_mode), independent of any family.
 #include <gtest/gtest.h>
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <sched.h>
@@ -10,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <mutex>
+#include <set>
 
 #include "omni/core/error.h"
 #include "omni/generate/flow.h"
@@ -485,6 +488,15 @@ TEST(Threads, FlagThenEnvironmentThenTheCpusThisProcessMayUse) {
   const int cpus = CPU_COUNT(&set);
   EXPECT_EQ(models::set_threads(3), 3);
   EXPECT_EQ(at::get_num_threads(), 3);
+  {  // and our own at::parallel_for calls use them (an OpenMP libtorch needs our code built with OpenMP)
+    std::mutex m;
+    std::set<int> used;
+    at::parallel_for(0, 64, 1, [&](int64_t, int64_t) {
+      std::lock_guard<std::mutex> lock(m);
+      used.insert(at::get_thread_num());
+    });
+    EXPECT_EQ(used.size(), 3u);
+  }
   setenv("OMP_NUM_THREADS", "2", 1);
   EXPECT_EQ(models::set_threads(0), 2);
   EXPECT_EQ(models::set_threads(1), 1);  // the flag wins
