@@ -7,7 +7,7 @@
 // Weight-only int8 (--dtype int8): a quantized Linear keeps its `weight` as int8 [O, K] and a
 // `weight_scale` buffer [O] (per output channel, symmetric: W ~= q * scale, |q| <= 127); the
 // activations and the accumulation stay fp32. linear_rows reads the int8 rows directly for 1..4
-// input rows and dequantizes the weight for larger batches (a prefill's GEMM dwarfs that copy).
+// input rows and widens the weight block by block for larger batches (linear_widened).
 // One row x 4096x12288 on 2 cores: int8 2.9-3.1 ms against oneDNN bf16's 3.9-4.6 ms; the loop is
 // bound by widening (~15 G weights/s), and 64-byte loads or an int16 step measured no faster.
 #pragma once
