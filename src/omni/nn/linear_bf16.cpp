@@ -6,67 +6,23 @@
 // against 12-26), so those stay with it.
 #include "omni/nn/linear_bf16.h"
 
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "omni/nn/row_kernel.h"
 
 namespace omni::nn {
 namespace {
 
 using bf16 = uint16_t;  // raw bits: the upper half of an fp32
 
-inline float widen(bf16 h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-inline float widen(float f) { return f; }
-
-// The output: fp32 sum + bias, rounded once to bf16 (round to nearest even, as c10 does), or
-// stored as is for fp32 activations.
-inline void store(bf16* y, float s) {
-  const c10::BFloat16 b(s);
-  std::memcpy(y, &b, sizeof *y);
-}
-inline void store(float* y, float s) { *y = s; }
-
-// A: the activations' type (x and y), bf16 or float; the weights are always bf16.
-template <class A>
-struct Args {
-  const A* x;
-  int64_t K;
-  const bf16* w;
-  const float* bias;  // fp32 copy, or null
-  A* y;
-  int64_t O;
-};
-
-template <class A>
-inline float tail(const Args<A>& a, int r, int64_t o, int64_t k, float s) {
-  for (; k < a.K; ++k) s += widen(a.w[o * a.K + k]) * widen(a.x[r * a.K + k]);
-  return s + (a.bias ? a.bias[o] : 0.f);
-}
-
-template <int R, class A>
-void rows_generic(const Args<A>& a, int64_t o0, int64_t o1) {
-  for (int64_t o = o0; o < o1; ++o)
-    for (int r = 0; r < R; ++r) store(a.y + r * a.O + o, tail(a, r, o, 0, 0.f));
-}
-
 #if defined(__GNUC__) && defined(__x86_64__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // the intrinsics' own undefined operands
 #pragma GCC diagnostic ignored "-Wpsabi"  // vector values never cross a non-inlined call
-
+// bf16 -> fp32 is a 16-bit shift into the upper half.
 __attribute__((target("avx2"), always_inline)) inline __m256 widen8(const bf16* p) {
   return _mm256_castsi256_ps(
       _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
@@ -77,54 +33,55 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 widen16(const bf
 }
 __attribute__((target("avx2"), always_inline)) inline __m256 widen8(const float* p) { return _mm256_loadu_ps(p); }
 __attribute__((target("avx512f"), always_inline)) inline __m512 widen16(const float* p) { return _mm512_loadu_ps(p); }
+#pragma GCC diagnostic pop
+#endif
 
-// AVX2: 8 weights per step, widened by a 16-bit shift; OT output rows x R input rows of accumulators.
-template <int R, int OT, class A>
-__attribute__((target("avx2,fma"), always_inline)) inline void tile_avx2(const Args<A>& a, int64_t o) {
-  __m256 acc[OT][R];
-  for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) acc[t][r] = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + 8 <= a.K; k += 8) {
-    __m256 xv[R];
-    for (int r = 0; r < R; ++r) xv[r] = widen8(a.x + r * a.K + k);
-    for (int t = 0; t < OT; ++t) {
-      const __m256 wv = widen8(a.w + (o + t) * a.K + k);
-      for (int r = 0; r < R; ++r) acc[t][r] = _mm256_fmadd_ps(wv, xv[r], acc[t][r]);
+// bf16 weights for row_kernel; A: the activations' type (x and y), bf16 or float. The epilogue
+// adds the fp32 bias to the fp32 sum and rounds once to bf16 (round to nearest even, as c10
+// does), or stores fp32 activations as they are.
+template <class A_>
+struct Bf16Rows {
+  using W = bf16;
+  using A = A_;
+  const A* x;
+  const bf16* w;
+  int64_t K, O;
+  const float* bias;  // fp32 copy, or null
+  A* y;
+  static constexpr int kAvx512Rows = 8;
+  static float wide(bf16 h) {
+    const uint32_t u = static_cast<uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &u, sizeof f);
+    return f;
+  }
+  static float wide(float f) { return f; }
+#if defined(__GNUC__) && defined(__x86_64__)
+  __attribute__((target("avx2"), always_inline)) static __m256 w8(const bf16* p) { return widen8(p); }
+  __attribute__((target("avx2"), always_inline)) static __m256 x8(const A* p) { return widen8(p); }
+  __attribute__((target("avx512f"), always_inline)) static __m512 w16(const bf16* p) { return widen16(p); }
+  __attribute__((target("avx512f"), always_inline)) static __m512 x16(const A* p) { return widen16(p); }
+#endif
+  void put(int r, int64_t o, float dot) const {
+    const float s = dot + (bias ? bias[o] : 0.f);
+    if constexpr (std::is_same_v<A, float>) {
+      y[r * O + o] = s;
+    } else {
+      const c10::BFloat16 b(s);
+      std::memcpy(y + r * O + o, &b, sizeof(bf16));
     }
   }
-  for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) {
-      alignas(32) float v[8];
-      _mm256_store_ps(v, acc[t][r]);
-      const float s = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
-      store(a.y + r * a.O + o + t, tail(a, r, o + t, k, s));
-    }
-}
+};
 
-// AVX-512F: 16 weights per step, widened by a shift.
-template <int R, int OT, class A>
-__attribute__((target("avx512f"), always_inline)) inline void tile_avx512(const Args<A>& a, int64_t o) {
-  __m512 acc[OT][R];
-  for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) acc[t][r] = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 16 <= a.K; k += 16) {
-    __m512 xv[R];
-    for (int r = 0; r < R; ++r) xv[r] = widen16(a.x + r * a.K + k);
-    for (int t = 0; t < OT; ++t) {
-      const __m512 wv = widen16(a.w + (o + t) * a.K + k);
-      for (int r = 0; r < R; ++r) acc[t][r] = _mm512_fmadd_ps(wv, xv[r], acc[t][r]);
-    }
-  }
-  for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) store(a.y + r * a.O + o + t, tail(a, r, o + t, k, _mm512_reduce_add_ps(acc[t][r])));
-}
-
+#if defined(__GNUC__) && defined(__x86_64__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wpsabi"
 // AVX512-BF16: 32 weights per step, vdpbf16ps (pairs of bf16 products summed into fp32 lanes);
-// bf16 activations only.
-template <int R, int OT, class A>
-__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_avx512bf16(const Args<A>& a, int64_t o) {
+// bf16 activations only, so outside row_kernel's widen-then-FMA tile.
+template <int R, int OT>
+__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_avx512bf16(const Bf16Rows<bf16>& a,
+                                                                                          int64_t o) {
   __m512 acc[OT][R];
   for (int t = 0; t < OT; ++t)
     for (int r = 0; r < R; ++r) acc[t][r] = _mm512_setzero_ps();
@@ -138,46 +95,31 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_av
     }
   }
   for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) store(a.y + r * a.O + o + t, tail(a, r, o + t, k, _mm512_reduce_add_ps(acc[t][r])));
+    for (int r = 0; r < R; ++r)
+      a.put(r, o + t, row_kernel::tail(a, r, o + t, k, _mm512_reduce_add_ps(acc[t][r])));
 }
-
-// OT weight rows per pass over x: AVX2 has 16 registers (8 accumulators), AVX-512 32 (16).
-#define OMNI_BF16_ROWS(NAME, TILE, TARGET, OT)                                        \
-  template <int R, class A>                                                              \
-  __attribute__((target(TARGET))) void NAME(const Args<A>& a, int64_t o0, int64_t o1) { \
-    int64_t o = o0;                                                                      \
-    for (; o + OT <= o1; o += OT) TILE<R, OT>(a, o);                                     \
-    for (; o < o1; ++o) TILE<R, 1>(a, o);                                                \
-  }
-OMNI_BF16_ROWS(rows_avx2, tile_avx2, "avx2,fma", 4)
-OMNI_BF16_ROWS(rows_avx512, tile_avx512, "avx512f", 8)
-OMNI_BF16_ROWS(rows_avx512bf16, tile_avx512bf16, "avx512f,avx512bf16", 8)
-#undef OMNI_BF16_ROWS
+template <int R>
+__attribute__((target("avx512f,avx512bf16"))) void rows_avx512bf16(const Bf16Rows<bf16>& a, int64_t o0, int64_t o1) {
+  constexpr int OT = 8;
+  int64_t o = o0;
+  for (; o + OT <= o1; o += OT) tile_avx512bf16<R, OT>(a, o);
+  for (; o < o1; ++o) tile_avx512bf16<R, 1>(a, o);
+}
 #pragma GCC diagnostic pop
 
-enum class Isa { generic, avx2, avx512, avx512bf16 };
-Isa isa() {
-  static const Isa v = !__builtin_cpu_supports("avx512f")
-                           ? (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::avx2 : Isa::generic)
-                       : __builtin_cpu_supports("avx512bf16") ? Isa::avx512bf16
-                                                              : Isa::avx512;
+bool has_avx512bf16() {
+  static const bool v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
   return v;
 }
 #endif
 
 template <int R, class A>
-void rows(const Args<A>& a, int64_t o0, int64_t o1) {
+void rows(const Bf16Rows<A>& a, int64_t o0, int64_t o1) {
 #if defined(__GNUC__) && defined(__x86_64__)
-  switch (isa()) {
-    case Isa::avx512bf16:
-      if constexpr (std::is_same_v<A, bf16>) return rows_avx512bf16<R>(a, o0, o1);
-      return rows_avx512<R>(a, o0, o1);  // fp32 activations: widen the weights
-    case Isa::avx512: return rows_avx512<R>(a, o0, o1);
-    case Isa::avx2: return rows_avx2<R>(a, o0, o1);
-    case Isa::generic: break;
-  }
+  if constexpr (std::is_same_v<A, bf16>)
+    if (has_avx512bf16()) return rows_avx512bf16<R>(a, o0, o1);
 #endif
-  rows_generic<R>(a, o0, o1);
+  row_kernel::rows<R>(a, o0, o1);  // fp32 activations, or no AVX512-BF16: widen to fp32
 }
 
 template <class A>
@@ -188,8 +130,8 @@ torch::Tensor run(const torch::Tensor& x, const torch::Tensor& W, const torch::T
   sizes.back() = O;
   auto y = torch::empty(sizes, x.options());
   torch::Tensor b32 = bias.defined() ? bias.to(torch::kFloat32).contiguous() : torch::Tensor();
-  Args<A> a{reinterpret_cast<const A*>(xc.data_ptr()), K, reinterpret_cast<const bf16*>(W.data_ptr()),
-            b32.defined() ? b32.data_ptr<float>() : nullptr, reinterpret_cast<A*>(y.data_ptr()), O};
+  Bf16Rows<A> a{reinterpret_cast<const A*>(xc.data_ptr()), reinterpret_cast<const bf16*>(W.data_ptr()), K, O,
+                b32.defined() ? b32.data_ptr<float>() : nullptr, reinterpret_cast<A*>(y.data_ptr())};
   at::parallel_for(0, O, std::max<int64_t>(4, 16384 / K), [&](int64_t o0, int64_t o1) {
     if (R == 1) rows<1>(a, o0, o1);
     else rows<2>(a, o0, o1);

@@ -1,8 +1,6 @@
 // Weight-only int8 linears (--dtype int8): per-channel quantization, the few-row kernel that
 // reads the int8 rows directly, and the block-widened GEMM for weights narrower than the
 // activations (int8 for larger batches, the bf16 heads). See linear.h.
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <cstring>
 
@@ -10,131 +8,41 @@
 #include "omni/core/log.h"
 #include "omni/core/memory.h"
 #include "omni/nn/linear.h"
+#include "omni/nn/row_kernel.h"
 #include "omni/nn/uninitialised.h"
-
-#if defined(__GNUC__) && defined(__x86_64__)
-#include <immintrin.h>
-#endif
 
 namespace omni::nn {
 namespace {
 
-// y[r, o] = scale[o] * <x[r], q[o]>: the scale factors out of the dot product, so each weight is
-// widened int8 -> fp32 and multiplied in fp32 (no rounding of x), one scale multiply per output.
-template <int R>
-void rows_i8_generic(const float* x, int64_t K, const int8_t* w, const float* scale, int64_t o0, int64_t o1,
-                     float* y, int64_t O) {
-  for (int64_t o = o0; o < o1; ++o) {
-    float acc[R] = {};
-    const int8_t* wr = w + o * K;
-    for (int64_t k = 0; k < K; ++k) {
-      const float wv = static_cast<float>(wr[k]);
-      for (int r = 0; r < R; ++r) acc[r] += wv * x[r * K + k];
-    }
-    for (int r = 0; r < R; ++r) y[r * O + o] = acc[r] * scale[o];
-  }
-}
-
+// int8 weights, fp32 activations for row_kernel: y[r, o] = scale[o] * <x[r], q[o]>. The scale
+// factors out of the dot product, so each weight is widened int8 -> fp32 (exact) and multiplied in
+// fp32 (no rounding of x), one scale multiply per output.
+struct Int8Rows {
+  using W = int8_t;
+  using A = float;
+  const float* x;
+  const int8_t* w;
+  int64_t K, O;
+  const float* scale;
+  float* y;
+  static constexpr int kAvx512Rows = 4;  // the widening takes registers too
+  static float wide(int8_t v) { return static_cast<float>(v); }
+  static float wide(float v) { return v; }
 #if defined(__GNUC__) && defined(__x86_64__)
-#pragma GCC diagnostic push
-// GCC 12 flags the intrinsics' own undefined pass-through operands (_mm512_undefined_*) when inlined.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// AVX2: 8 weights per step (vpmovsxbd + vcvtdq2ps), OT output rows x R input rows of accumulators.
-template <int R, int OT>
-__attribute__((target("avx2,fma"), always_inline)) inline void tile_i8_avx2(const float* x, int64_t K,
-                                                                            const int8_t* w, const float* scale,
-                                                                            int64_t o, float* y, int64_t O) {
-  __m256 acc[OT][R];
-  for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) acc[t][r] = _mm256_setzero_ps();
-  int64_t k = 0;
-  for (; k + 8 <= K; k += 8) {
-    __m256 xv[R];
-    for (int r = 0; r < R; ++r) xv[r] = _mm256_loadu_ps(x + r * K + k);
-    for (int t = 0; t < OT; ++t) {
-      int64_t bits;
-      std::memcpy(&bits, w + (o + t) * K + k, 8);
-      const __m256 wv = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bits)));
-      for (int r = 0; r < R; ++r) acc[t][r] = _mm256_fmadd_ps(wv, xv[r], acc[t][r]);
-    }
+  // 8 weights: vpmovsxbd + vcvtdq2ps; 16 on AVX-512.
+  __attribute__((target("avx2"), always_inline)) static __m256 w8(const int8_t* p) {
+    int64_t bits;
+    std::memcpy(&bits, p, 8);
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_cvtsi64_si128(bits)));
   }
-  for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) {
-      alignas(32) float a[8];
-      _mm256_store_ps(a, acc[t][r]);
-      float s = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-      for (int64_t j = k; j < K; ++j) s += static_cast<float>(w[(o + t) * K + j]) * x[r * K + j];
-      y[r * O + o + t] = s * scale[o + t];
-    }
-}
-
-template <int R>
-__attribute__((target("avx2,fma"))) void rows_i8_avx2(const float* x, int64_t K, const int8_t* w, const float* scale,
-                                                      int64_t o0, int64_t o1, float* y, int64_t O) {
-  constexpr int OT = R <= 2 ? 4 : 2;  // <= 8 accumulators
-  int64_t o = o0;
-  for (; o + OT <= o1; o += OT) tile_i8_avx2<R, OT>(x, K, w, scale, o, y, O);
-  for (; o < o1; ++o) tile_i8_avx2<R, 1>(x, K, w, scale, o, y, O);
-}
-
-// AVX-512: 16 weights per step.
-template <int R, int OT>
-__attribute__((target("avx512f"), always_inline)) inline void tile_i8_avx512(const float* x, int64_t K,
-                                                                            const int8_t* w, const float* scale,
-                                                                            int64_t o, float* y, int64_t O) {
-  __m512 acc[OT][R];
-  for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) acc[t][r] = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 16 <= K; k += 16) {
-    __m512 xv[R];
-    for (int r = 0; r < R; ++r) xv[r] = _mm512_loadu_ps(x + r * K + k);
-    for (int t = 0; t < OT; ++t) {
-      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + (o + t) * K + k));
-      const __m512 wv = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(b));
-      for (int r = 0; r < R; ++r) acc[t][r] = _mm512_fmadd_ps(wv, xv[r], acc[t][r]);
-    }
+  __attribute__((target("avx2"), always_inline)) static __m256 x8(const float* p) { return _mm256_loadu_ps(p); }
+  __attribute__((target("avx512f"), always_inline)) static __m512 w16(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
-  for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) {
-      float s = _mm512_reduce_add_ps(acc[t][r]);
-      for (int64_t j = k; j < K; ++j) s += static_cast<float>(w[(o + t) * K + j]) * x[r * K + j];
-      y[r * O + o + t] = s * scale[o + t];
-    }
-}
-
-template <int R>
-__attribute__((target("avx512f"))) void rows_i8_avx512(const float* x, int64_t K, const int8_t* w,
-                                                       const float* scale, int64_t o0, int64_t o1, float* y,
-                                                       int64_t O) {
-  constexpr int OT = R <= 2 ? 4 : 2;
-  int64_t o = o0;
-  for (; o + OT <= o1; o += OT) tile_i8_avx512<R, OT>(x, K, w, scale, o, y, O);
-  for (; o < o1; ++o) tile_i8_avx512<R, 1>(x, K, w, scale, o, y, O);
-}
-
-enum class Isa { generic, avx2, avx512 };
-Isa isa() {
-  static const Isa v = __builtin_cpu_supports("avx512f")                                      ? Isa::avx512
-                       : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? Isa::avx2
-                                                                                          : Isa::generic;
-  return v;
-}
-#pragma GCC diagnostic pop
+  __attribute__((target("avx512f"), always_inline)) static __m512 x16(const float* p) { return _mm512_loadu_ps(p); }
 #endif
-
-template <int R>
-void rows_i8(const float* x, int64_t K, const int8_t* w, const float* scale, int64_t o0, int64_t o1, float* y,
-             int64_t O) {
-#if defined(__GNUC__) && defined(__x86_64__)
-  switch (isa()) {
-    case Isa::avx512: return rows_i8_avx512<R>(x, K, w, scale, o0, o1, y, O);
-    case Isa::avx2: return rows_i8_avx2<R>(x, K, w, scale, o0, o1, y, O);
-    case Isa::generic: break;
-  }
-#endif
-  rows_i8_generic<R>(x, K, w, scale, o0, o1, y, O);
-}
+  void put(int r, int64_t o, float dot) const { y[r * O + o] = dot * scale[o]; }
+};
 
 }  // namespace
 
@@ -178,18 +86,7 @@ torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& q, const 
   auto sizes = x.sizes().vec();
   sizes.back() = O;
   auto y = torch::empty(sizes, x.options());
-  const float* xp = xc.data_ptr<float>();
-  const int8_t* wp = q.data_ptr<int8_t>();
-  const float* sp = scale.data_ptr<float>();
-  float* yp = y.data_ptr<float>();
-  at::parallel_for(0, O, std::max<int64_t>(4, 16384 / K), [&](int64_t o0, int64_t o1) {
-    switch (R) {
-      case 1: rows_i8<1>(xp, K, wp, sp, o0, o1, yp, O); break;
-      case 2: rows_i8<2>(xp, K, wp, sp, o0, o1, yp, O); break;
-      case 3: rows_i8<3>(xp, K, wp, sp, o0, o1, yp, O); break;
-      default: rows_i8<4>(xp, K, wp, sp, o0, o1, yp, O); break;
-    }
-  });
+  row_kernel::run(Int8Rows{xc.data_ptr<float>(), q.data_ptr<int8_t>(), K, O, scale.data_ptr<float>(), y.data_ptr<float>()}, R);
   if (bias.defined()) y.add_(bias);
   return y;
 }
