@@ -24,10 +24,6 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
-// lm->logits(h) for the few rows of a decode step, through the streaming linear.
-torch::Tensor head_logits(nn::LlamaForCausalLM& lm, const torch::Tensor& h) {
-  return lm->lm_head ? nn::linear_rows(lm->lm_head, h) : lm->logits(h);
-}
 
 }  // namespace
 
@@ -213,7 +209,7 @@ TextGenResult JanusModel::understand(const torch::Tensor& inputs_embeds, const T
 
   auto t0 = std::chrono::steady_clock::now();
   auto h = lm->model->forward(inputs_embeds.to(dev, dtype()), &cache, positions_for(T, T), mask_for(T));
-  auto logits = head_logits(lm, h.select(1, T - 1)).to(torch::kFloat32);  // [1, V]
+  auto logits = lm->logits(h.select(1, T - 1)).to(torch::kFloat32);  // [1, V]
   trace("logits_last", logits);  // [1, V]: the last prefill position
   r.prefill_seconds = seconds_since(t0);
   t0 = std::chrono::steady_clock::now();
@@ -234,7 +230,7 @@ TextGenResult JanusModel::understand(const torch::Tensor& inputs_embeds, const T
     if (step + 1 == o.max_new_tokens) break;
     const int64_t len = cache.length + 1;
     h = lm->model->forward(lm->model->embed(next.view({1, 1})), &cache, positions_for(len, 1), mask_for(len));
-    logits = head_logits(lm, h.select(1, 0)).to(torch::kFloat32);
+    logits = lm->logits(h.select(1, 0)).to(torch::kFloat32);
   }
   r.logits_last = logits[0];
   if (o.keep_step_logits) r.step_logits = r.step_logits.narrow(0, 0, static_cast<int64_t>(r.tokens.size()));
