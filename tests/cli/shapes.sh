@@ -66,6 +66,21 @@ out=$("$omni" shapes --output "$tmp/two" --train 3 --heldout 1 --seed 4 --two_sh
 n=$(grep '"id":"train-[0-9]*-caption"' "$tmp/two/train.jsonl" | grep -c ' and a ')
 [ "$n" -eq 3 ] || fail "3 two-shape captions expected, got $n"
 [ -f "$tmp/two/images/train_00002_edit2.png" ] || fail "no second edit picture"
+# edits answered with a plan first (the edited scene's caption in a think block): the plan is a
+# text target of the edit sample, where a plain edit has none
+"$omni" shapes --output "$tmp/plan" --train 2 --heldout 1 --seed 5 --two_shapes 10 --edit_plan > /dev/null
+n=$(grep '"id":"train-[0-9]*-edit"' "$tmp/plan/train.jsonl" |
+    grep -c '"value":"<think>\\nA [a-z ]* and a [a-z ]*\.\\n</think>\\n\\n<image>"')
+[ "$n" -eq 2 ] || fail "2 planned two-shape edits expected, got $n"
+for d in plan two; do
+  grep -- '-edit"' "$tmp/$d/train.jsonl" | head -2 > "$tmp/$d/edits.jsonl"
+  "$omni" --log warn train examples/train/u1_tiny.yaml --data.train_path "$tmp/$d/edits.jsonl" \
+    --data.image_root "$tmp/$d" --train.max_steps 1 --train.micro_batch_size 2 --train.global_batch_size 2 \
+    --data.cfg_txt_uncond_drop_prob 0 --data.cfg_img_uncond_drop_prob 0 --data.cfg_txtimg_uncond_drop_prob 0 \
+    --train.save_hf_weights false --train.output_dir "$tmp/run-$d" > /dev/null
+done
+grep -q '"ce_tokens":[1-9]' "$tmp/run-plan/metrics.jsonl" || fail "the plans were not trained: $(cat "$tmp/run-plan/metrics.jsonl")"
+grep -q '"ce_tokens":0,' "$tmp/run-two/metrics.jsonl" || fail "plain edits have text targets: $(cat "$tmp/run-two/metrics.jsonl")"
 expect_error "--two_shapes: must be in \[0, 10\]" "$omni" shapes --output "$tmp/x" --two_shapes 11
 expect_error "--edit_place: must be in \[0, 10\]" "$omni" shapes --output "$tmp/x" --edit_place 11
 expect_error "--edits: must be in \[1, 4\]" "$omni" shapes --output "$tmp/x" --edits 0

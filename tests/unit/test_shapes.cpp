@@ -197,6 +197,20 @@ std::map<std::string, std::multiset<int>> checked_edits(const fs::path& folder, 
         kinds[m[1]].insert(want.shapes[k].kind);
       }
     EXPECT_EQ(changed, 1) << id << ": a new colour for the named shape: " << prompt;
+    const std::string answer = j["conversations"][1]["value"];
+    if (answer != "<image>") {  // --edit_plan: a think block with the edited scene's caption first
+      const std::string open = "<think>\n", close = "\n</think>\n\n<image>";
+      Scene planned;
+      const bool framed = answer.size() > open.size() + close.size() && answer.rfind(open, 0) == 0 &&
+                          answer.compare(answer.size() - close.size(), close.size(), close) == 0;
+      EXPECT_TRUE(framed && parse_caption(answer.substr(open.size(), answer.size() - open.size() - close.size()), planned) &&
+                  planned.shapes.size() == want.shapes.size())
+          << id << ": " << answer;
+      for (size_t k = 0; k < planned.shapes.size() && k < want.shapes.size(); ++k) {
+        const Shape &a = planned.shapes[k], &b = want.shapes[k];
+        EXPECT_TRUE(a.kind == b.kind && a.colour == b.colour && a.place == b.place && a.size == b.size) << id << ": " << answer;
+      }
+    }
     EXPECT_TRUE(shows(io::read_image((folder / j["images"][1].get<std::string>()).string()), want, true)) << id;
     ++edits;
   }
@@ -231,6 +245,13 @@ TEST(Shapes, TwoShapeScenesAreEditedAtBothShapes) {
   checked_edits(scratch("where"), std::regex("<image>\nMake the [a-z]+ (on|at|in) the [a-z]+ [a-z]+\\."), edits);
   EXPECT_EQ(edits, 12);
   o.edit_place = 0;
+  o.edit_plan = true;  // each edit answered with the edited scene's caption, then the picture
+  o.output = scratch("plan").string();
+  write_shapes_dataset(o);
+  checked_edits(scratch("plan"), std::regex("<image>\nMake the [a-z]+ [a-z]+\\."), edits);
+  EXPECT_EQ(edits, 12);
+  EXPECT_EQ(slurp(scratch("plan") / "train.jsonl").find("\"<image>\"}],\"id\":\"train-0-edit"), std::string::npos);
+  o.edit_plan = false;
   o.two_shapes = 0;  // and none: one shape a scene
   o.edits = 1;
   o.output = scratch("one").string();

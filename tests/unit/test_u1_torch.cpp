@@ -90,6 +90,7 @@ TEST(U1Config, ReadsEverySizeFromTheFile) {
 TEST(U1Config, OmniSettingsAreOptionalAndChecked) {
   EXPECT_FALSE(u1::U1Config::from_dir(u1_dir()).omni.image_pixels.has_value());
   EXPECT_FALSE(u1::U1Config::from_dir(u1_dir()).omni.enable_thinking.has_value());
+  EXPECT_FALSE(u1::U1Config::from_dir(u1_dir()).omni.think_before_edit);
   EXPECT_EQ(u1::system_message_for_gen(u1::U1Config::from_dir(u1_dir())), u1::kSystemMessageForGen);
   std::ifstream in(u1_dir() + "/config.json");
   auto j = nlohmann::json::parse(in);
@@ -104,7 +105,8 @@ TEST(U1Config, OmniSettingsAreOptionalAndChecked) {
   const auto c = read_with({{"image_pixels", {4096, 9216}},
                             {"image_size", {64, 96}},
                             {"system_message_for_gen", ""},
-                            {"enable_thinking", false}});
+                            {"enable_thinking", false},
+                            {"think_before_edit", true}});
   ASSERT_TRUE(c.omni.image_pixels.has_value());
   EXPECT_EQ(c.omni.image_pixels->first, 4096);
   EXPECT_EQ(c.omni.image_pixels->second, 9216);
@@ -113,6 +115,7 @@ TEST(U1Config, OmniSettingsAreOptionalAndChecked) {
   EXPECT_EQ(u1::system_message_for_gen(c), "");
   ASSERT_TRUE(c.omni.enable_thinking.has_value());
   EXPECT_FALSE(*c.omni.enable_thinking);
+  EXPECT_TRUE(c.omni.think_before_edit);
   auto error_of = [&](const nlohmann::json& omni) -> std::string {
     try {
       read_with(omni);

@@ -22,6 +22,8 @@ void add_shapes_command(CLI::App& app, Runner& run) {
       ->default_str("letter");
   cmd->add_option("--edits", o->edits, "edit samples per scene (1-4; a two-shape scene's take the shapes in turn)")->default_str("1");
   cmd->add_option("--edit_place", o->edit_place, "edits in ten that also name the shape's place (0-10)")->default_str("0");
+  cmd->add_flag("--edit_plan", o->edit_plan,
+               "answer each edit with a plan first: a think block with the edited scene's caption, then the picture");
   cmd->add_option("--two_shapes", o->two_shapes, "scenes in ten with two shapes (0-10)")->default_str("3");
   cmd->callback([&run, o] {
     run = [o]() -> int {

@@ -302,7 +302,7 @@ std::vector<int64_t> write_shapes_dataset(const ShapesOptions& o) {
                                "<image>\nMake the " + shape_names()[static_cast<size_t>(target.kind)] + " " +
                                    (where ? place_phrase(target.place) + " " : "") +
                                    colour_names()[static_cast<size_t>(target.colour)] + ".",
-                               "<image>"));
+                               o.edit_plan ? "<think>\n" + capitalised(caption(e)) + ".\n</think>\n\n<image>" : "<image>"));
       }
       for (const auto& l : lines) out << l.dump() << "\n";
       counts[static_cast<size_t>(split)] += static_cast<int64_t>(lines.size());

@@ -82,6 +82,10 @@ struct ShapesOptions {
   // Edits in ten (0..10) that also name the shape's place ("Make the square on the left
   // yellow."): the recolouring at a named place, a step on the way to finding the named shape.
   int edit_place = 0;
+  // Edits answered with a plan first: a think block holding the edited scene's caption, then the
+  // picture ("<think>\nA green circle on the left and ...\n</think>\n\n" + image). The plan names
+  // every shape with its colour and place, so drawing it is text-to-image with a picture to copy.
+  bool edit_plan = false;
 };
 
 // Writes images/*.png, train.jsonl and heldout.jsonl (per scene: a caption, a free-form answer,

@@ -18,7 +18,7 @@ using json = nlohmann::json;
 
 class PictureSink final : public models::OutputSink {
  public:
-  void text(const std::string&) override {}
+  void text(const std::string& piece) override { said += piece; }  // a plan written before drawing
   std::string image(const io::Image& img) override {
     last = img;
     ++count;
@@ -26,6 +26,7 @@ class PictureSink final : public models::OutputSink {
   }
   io::Image last;
   int count = 0;
+  std::string said;
 };
 
 std::vector<DrawTask> read_tasks(const std::string& file, const DrawingOptions& o) {  // the samples, unchecked
@@ -122,15 +123,16 @@ DrawingResult evaluate_drawing(models::Model& model, const std::vector<DrawTask>
     const bool right = demo::shows(sink.last, t.expected, false);
     (edit ? r.edited : r.generated) += 1;
     (edit ? r.edited_right : r.generated_right) += right;
-    if (preds)
-      preds << json{{"id", t.id},
-                    {"task", edit ? "edit" : "generate"},
-                    {"asked", demo::caption(t.expected)},
-                    {"drawn", demo::caption(scene_of(demo::find_shapes(sink.last)))},
-                    {"right", right}}
-                   .dump()
-            << "\n"
-            << std::flush;
+    if (preds) {
+      json p{{"id", t.id},
+             {"task", edit ? "edit" : "generate"},
+             {"asked", demo::caption(t.expected)},
+             {"drawn", demo::caption(scene_of(demo::find_shapes(sink.last)))},
+             {"right", right}};
+      const auto end = sink.said.find_last_not_of(" \n");
+      if (end != std::string::npos) p["thought"] = sink.said.substr(0, end + 1);  // --think / think_before_edit
+      preds << p.dump() << "\n" << std::flush;
+    }
     if (on_item) on_item(r);
   }
   return r;

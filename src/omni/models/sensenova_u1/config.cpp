@@ -61,6 +61,7 @@ OmniSettings read_omni_settings(const io::HfConfig& o, int64_t token_pixels) {
   }
   if (o.has("system_message_for_gen")) s.system_message_for_gen = o.get<std::string>("system_message_for_gen");
   if (o.has("enable_thinking")) s.enable_thinking = o.get<bool>("enable_thinking");
+  if (o.has("think_before_edit")) s.think_before_edit = o.get<bool>("think_before_edit");
   return s;
 }
 

@@ -38,12 +38,15 @@ struct VisionConfig {
 //                               generation samples (official SYSTEM_MESSAGE_FOR_GEN; "" drops it);
 //   "enable_thinking": false    understanding queries end with an empty think block, as Qwen3's
 //                               chat template does for enable_thinking=False: the opening the
-//                               official training puts before every answer (official chat(): none).
+//                               official training puts before every answer (official chat(): none);
+//   "think_before_edit": true   edit queries open a think block the model fills before drawing
+//                               (as --think): for a model trained to plan its edits in words.
 struct OmniSettings {
   std::optional<std::pair<int64_t, int64_t>> image_pixels;
   std::optional<std::pair<int, int>> image_size;
   std::optional<std::string> system_message_for_gen;
   std::optional<bool> enable_thinking;
+  bool think_before_edit = false;
 };
 
 struct U1Config {

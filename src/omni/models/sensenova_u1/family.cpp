@@ -217,7 +217,7 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     // the editing example: the first input's aspect ratio at 2048^2 pixels
     const auto target = cfg_.omni.image_pixels ? cfg_.omni.image_pixels->second : kEditTargetPixels;
     const auto [W, H] = output_size(r, target, target, 0, 0);
-    const bool think = r.extra.get_bool("--think");
+    const bool think = r.extra.get_bool("--think") || cfg_.omni.think_before_edit;
     Branches b;
     std::string images_only;
     for (size_t i = 0; i < n; ++i) images_only += "<image>";
