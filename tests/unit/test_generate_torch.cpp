@@ -144,6 +144,48 @@ TEST(LinearRows, EqualsTheModuleForFp32AndBf16) {
 // --dtype int8: per-channel symmetric quantization, the int8 row loop against the dequantized
 // weight (K = 203 leaves a tail after the 16- and 8-wide steps), and quantize_linears_int8 on a
 // module tree: only the linears under the prefix change, and they still compute the layer.
+// linear_rows_shared (a layer's q/k/v or gate/up in one pass) gives each linear exactly what
+// linear_rows gives it: fp32, int8 (1..4 rows in one pass), bf16 weights with bf16 or fp32 rows
+// (1..2), and every other case through linear_rows itself (more rows, mixed widths, grad mode).
+TEST(LinearRows, SharedInputEqualsEachLinearBitForBit) {
+  torch::manual_seed(5);
+  auto make = [](int64_t in, int64_t out, bool bias) { return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias)); };
+  for (const char* kind : {"fp32", "int8", "bf16", "bf16 weights, fp32 rows"}) {
+    const std::string k = kind;
+    // odd sizes: tiles and the scalar tail; 9 + 5 + 13 rows split unevenly across the threads
+    std::vector<torch::nn::Linear> ls{make(203, 9, true), make(203, 5, false), make(203, 13, true)};
+    for (auto& l : ls) {
+      if (k == "int8") {
+        auto [q, scale] = omni::nn::quantize_rows_int8(l->weight.detach());
+        l->weight.requires_grad_(false);
+        l->weight.set_data(q);
+        l->register_buffer("weight_scale", scale);
+      }
+      if (k.rfind("bf16", 0) == 0) l->to(torch::kBFloat16);
+    }
+    const auto xt = k == "bf16" ? torch::kBFloat16 : torch::kFloat32;
+    for (int64_t rows : {1, 2, 3, 4, 5}) {
+      c10::InferenceMode guard;
+      const auto x = torch::randn({rows, 203}).to(xt);
+      const auto got = omni::nn::linear_rows_shared(x, ls);
+      ASSERT_EQ(got.size(), ls.size());
+      for (size_t i = 0; i < ls.size(); ++i)
+        EXPECT_TRUE(got[i].equal(omni::nn::linear_rows(ls[i], x))) << kind << ", " << rows << " rows, linear " << i;
+    }
+  }
+  // weights of different dtypes, and autograd: linear_rows on each
+  auto a = make(16, 4, true), b = make(16, 3, false);
+  const auto x = torch::randn({1, 16});
+  const auto y = omni::nn::linear_rows_shared(x, {a, b});
+  ASSERT_TRUE(y[0].requires_grad());
+  EXPECT_TRUE(y[0].equal(a->forward(x)) && y[1].equal(b->forward(x)));
+  b->to(torch::kBFloat16);
+  c10::InferenceMode guard;
+  const auto z = omni::nn::linear_rows_shared(x, {a, b});
+  EXPECT_TRUE(z[0].equal(omni::nn::linear_rows(a, x)) && z[1].equal(omni::nn::linear_rows(b, x)));
+  EXPECT_EQ(z[1].scalar_type(), torch::kFloat32);
+}
+
 TEST(LinearInt8, QuantizesPerChannelAndTheRowLoopEqualsTheDequantizedGemm) {
   torch::manual_seed(4);
   auto w = torch::randn({37, 203});

@@ -25,6 +25,11 @@ torch::Tensor linear_rows(torch::nn::Linear l, const torch::Tensor& x);
 // The same over a bare weight (a tied lm_head: the embedding matrix); `scale` only for int8 W.
 torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& scale,
                           const torch::Tensor& bias);
+// linear_rows of several linears on the same x (a layer's q, k and v; gate and up): where each
+// would take a few-row kernel, their weights are one range of output rows, read in one pass with
+// one fork and join instead of one a linear; otherwise linear_rows on each. Equal to linear_rows
+// on each, bit for bit.
+std::vector<torch::Tensor> linear_rows_shared(const torch::Tensor& x, const std::vector<torch::nn::Linear>& ls);
 
 // x @ (W * scale[:, None])^T (+ b) in x's dtype for a W stored in a narrower dtype (int8 with its
 // per-row scale, or bf16 with an undefined scale): W is widened one block of output rows at a
@@ -88,6 +93,8 @@ Int8Report quantize_linears_int8(torch::nn::Module& root, const std::string& pre
 // CPU (reads 1 byte per weight), a dequantized GEMM otherwise.
 torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& scale,
                           const torch::Tensor& bias);
+// linear_rows_shared's int8 case: int8 linears of one K on 1..4 fp32 rows, in one pass.
+std::vector<torch::Tensor> linear_int8_rows_shared(const torch::Tensor& x, const std::vector<torch::nn::Linear>& ls);
 
 // The int8 weight's per-channel scales, or an undefined tensor for a float Linear.
 torch::Tensor int8_scale(const torch::nn::LinearImpl& l);

@@ -113,43 +113,56 @@ bool has_avx512bf16() {
 }
 #endif
 
-template <int R, class A>
-void rows(const Bf16Rows<A>& a, int64_t o0, int64_t o1) {
+// row_kernel's loop for this policy: vdpbf16ps for bf16 activations where the CPU has it.
+template <class A>
+struct Bf16Dispatch {
+  template <int R>
+  static void run(const Bf16Rows<A>& a, int64_t o0, int64_t o1) {
 #if defined(__GNUC__) && defined(__x86_64__)
-  if constexpr (std::is_same_v<A, bf16>)
-    if (has_avx512bf16()) return rows_avx512bf16<R>(a, o0, o1);
+    if constexpr (std::is_same_v<A, bf16>)
+      if (has_avx512bf16()) return rows_avx512bf16<R>(a, o0, o1);
 #endif
-  row_kernel::rows<R>(a, o0, o1);  // fp32 activations, or no AVX512-BF16: widen to fp32
-}
+    row_kernel::rows<R>(a, o0, o1);  // fp32 activations, or no AVX512-BF16: widen to fp32
+  }
+};
 
 template <class A>
-torch::Tensor run(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& bias, int64_t R) {
-  const int64_t O = W.size(0), K = W.size(1);
+std::vector<torch::Tensor> run(const torch::Tensor& x, const std::vector<torch::Tensor>& Ws,
+                               const std::vector<torch::Tensor>& biases, int64_t R) {
   auto xc = x.contiguous();
-  auto sizes = x.sizes().vec();
-  sizes.back() = O;
-  auto y = torch::empty(sizes, x.options());
-  torch::Tensor b32 = bias.defined() ? bias.to(torch::kFloat32).contiguous() : torch::Tensor();
-  Bf16Rows<A> a{reinterpret_cast<const A*>(xc.data_ptr()), reinterpret_cast<const bf16*>(W.data_ptr()), K, O,
-                b32.defined() ? b32.data_ptr<float>() : nullptr, reinterpret_cast<A*>(y.data_ptr())};
-  at::parallel_for(0, O, std::max<int64_t>(4, 16384 / K), [&](int64_t o0, int64_t o1) {
-    if (R == 1) rows<1>(a, o0, o1);
-    else rows<2>(a, o0, o1);
-  });
-  return y;
+  std::vector<torch::Tensor> ys, b32s;
+  std::vector<Bf16Rows<A>> ps;
+  for (size_t i = 0; i < Ws.size(); ++i) {
+    auto sizes = x.sizes().vec();
+    sizes.back() = Ws[i].size(0);
+    ys.push_back(torch::empty(sizes, x.options()));
+    b32s.push_back(biases[i].defined() ? biases[i].to(torch::kFloat32).contiguous() : torch::Tensor());
+    ps.push_back(Bf16Rows<A>{reinterpret_cast<const A*>(xc.data_ptr()), reinterpret_cast<const bf16*>(Ws[i].data_ptr()),
+                             Ws[i].size(1), Ws[i].size(0), b32s.back().defined() ? b32s.back().data_ptr<float>() : nullptr,
+                             reinterpret_cast<A*>(ys.back().data_ptr())});
+  }
+  row_kernel::run_many<Bf16Rows<A>, Bf16Dispatch<A>>(ps.data(), ps.size(), R);
+  return ys;
 }
 
 }  // namespace
 
-torch::Tensor linear_bf16_rows(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& bias) {
-  if (W.dim() != 2 || x.dim() < 1) return {};
-  const int64_t K = W.size(1);
+std::vector<torch::Tensor> linear_bf16_rows_shared(const torch::Tensor& x, const std::vector<torch::Tensor>& Ws,
+                                                   const std::vector<torch::Tensor>& biases) {
+  if (Ws.empty() || Ws[0].dim() != 2 || x.dim() < 1) return {};
+  const int64_t K = Ws[0].size(1);
   const int64_t R = x.size(-1) == K ? x.numel() / K : 0;
   const auto xt = x.scalar_type();
-  if (R < 1 || R > 2 || !x.device().is_cpu() || !W.device().is_cpu() || W.scalar_type() != torch::kBFloat16 ||
-      !W.is_contiguous() || (xt != torch::kBFloat16 && xt != torch::kFloat32))
-    return {};
-  return xt == torch::kFloat32 ? run<float>(x, W, bias, R) : run<bf16>(x, W, bias, R);
+  if (R < 1 || R > 2 || !x.device().is_cpu() || (xt != torch::kBFloat16 && xt != torch::kFloat32)) return {};
+  for (const auto& W : Ws)
+    if (W.dim() != 2 || W.size(1) != K || !W.device().is_cpu() || W.scalar_type() != torch::kBFloat16 || !W.is_contiguous())
+      return {};
+  return xt == torch::kFloat32 ? run<float>(x, Ws, biases, R) : run<bf16>(x, Ws, biases, R);
+}
+
+torch::Tensor linear_bf16_rows(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& bias) {
+  auto ys = linear_bf16_rows_shared(x, {W}, {bias});
+  return ys.empty() ? torch::Tensor() : ys[0];
 }
 
 }  // namespace omni::nn

@@ -14,5 +14,9 @@ namespace omni::nn {
 //   fp32 (== x @ W.float()^T up to summation order).
 // Returns an undefined tensor when the arguments are outside these cases.
 torch::Tensor linear_bf16_rows(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& bias);
+// The same for several weights of one K on the same x (linear_rows_shared), in one pass; empty
+// when the arguments are outside these cases.
+std::vector<torch::Tensor> linear_bf16_rows_shared(const torch::Tensor& x, const std::vector<torch::Tensor>& Ws,
+                                                   const std::vector<torch::Tensor>& biases);
 
 }  // namespace omni::nn

@@ -44,6 +44,26 @@ struct Int8Rows {
   void put(int r, int64_t o, float dot) const { y[r * O + o] = dot * scale[o]; }
 };
 
+// y_i = x @ (q_i * s_i)^T (+ b_i) for int8 weights of x's width and 1..4 fp32 rows, in one pass.
+std::vector<torch::Tensor> int8_rows(const torch::Tensor& x, const std::vector<torch::Tensor>& qs,
+                                     const std::vector<torch::Tensor>& scales, const std::vector<torch::Tensor>& biases,
+                                     int64_t R) {
+  auto xc = x.contiguous();
+  std::vector<torch::Tensor> ys;
+  std::vector<Int8Rows> ps;
+  for (size_t i = 0; i < qs.size(); ++i) {
+    auto sizes = x.sizes().vec();
+    sizes.back() = qs[i].size(0);
+    ys.push_back(torch::empty(sizes, x.options()));
+    ps.push_back(Int8Rows{xc.data_ptr<float>(), qs[i].data_ptr<int8_t>(), qs[i].size(1), qs[i].size(0),
+                          scales[i].data_ptr<float>(), ys.back().data_ptr<float>()});
+  }
+  row_kernel::run_many(ps.data(), ps.size(), R);
+  for (size_t i = 0; i < ys.size(); ++i)
+    if (biases[i].defined()) ys[i].add_(biases[i]);
+  return ys;
+}
+
 }  // namespace
 
 void quantize_rows_int8_into(const torch::Tensor& w, torch::Tensor q, torch::Tensor scale) {
@@ -77,18 +97,22 @@ torch::Tensor dequantize_rows_int8(const torch::Tensor& q, const torch::Tensor& 
 
 torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& scale,
                           const torch::Tensor& bias) {
-  const int64_t K = q.size(1), O = q.size(0);
+  const int64_t K = q.size(1);
   const int64_t R = x.dim() >= 1 && x.size(-1) == K ? x.numel() / K : 0;
   if (R < 1 || R > 4 || !x.device().is_cpu() || x.scalar_type() != torch::kFloat32 || !q.is_contiguous() ||
       x.requires_grad())
     return linear_widened(x, q, scale, bias);
-  auto xc = x.contiguous();
-  auto sizes = x.sizes().vec();
-  sizes.back() = O;
-  auto y = torch::empty(sizes, x.options());
-  row_kernel::run(Int8Rows{xc.data_ptr<float>(), q.data_ptr<int8_t>(), K, O, scale.data_ptr<float>(), y.data_ptr<float>()}, R);
-  if (bias.defined()) y.add_(bias);
-  return y;
+  return int8_rows(x, {q}, {scale}, {bias}, R)[0];
+}
+
+std::vector<torch::Tensor> linear_int8_rows_shared(const torch::Tensor& x, const std::vector<torch::nn::Linear>& ls) {
+  std::vector<torch::Tensor> qs, scales, biases;
+  for (const auto& l : ls) {
+    qs.push_back(l->weight);
+    scales.push_back(int8_scale(*l));
+    biases.push_back(l->bias);
+  }
+  return int8_rows(x, qs, scales, biases, x.numel() / x.size(-1));
 }
 
 torch::Tensor linear_widened(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& scale,

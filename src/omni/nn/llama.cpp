@@ -67,9 +67,10 @@ LlamaAttentionImpl::LlamaAttentionImpl(const LlamaConfig& c)
 torch::Tensor LlamaAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin& rope, const AttentionMask& mask,
                                           KVCache* cache, int64_t layer) {
   const int64_t B = x.size(0), T = x.size(1);
-  auto q = linear_rows(q_proj, x).view({B, T, heads, head_dim}).transpose(1, 2);
-  auto k = linear_rows(k_proj, x).view({B, T, kv_heads, head_dim}).transpose(1, 2);
-  auto v = linear_rows(v_proj, x).view({B, T, kv_heads, head_dim}).transpose(1, 2);
+  const auto qkv = linear_rows_shared(x, {q_proj, k_proj, v_proj});  // one pass over the three weights
+  auto q = qkv[0].view({B, T, heads, head_dim}).transpose(1, 2);
+  auto k = qkv[1].view({B, T, kv_heads, head_dim}).transpose(1, 2);
+  auto v = qkv[2].view({B, T, kv_heads, head_dim}).transpose(1, 2);
   q = apply_rope(q, rope);
   k = apply_rope(k, rope);
 
@@ -95,7 +96,8 @@ LlamaMLPImpl::LlamaMLPImpl(const LlamaConfig& c) {
 }
 
 torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
-  return linear_rows(down_proj, torch::silu(linear_rows(gate_proj, x)) * linear_rows(up_proj, x));
+  const auto gate_up = linear_rows_shared(x, {gate_proj, up_proj});
+  return linear_rows(down_proj, torch::silu(gate_up[0]) * gate_up[1]);
 }
 
 // ---------------------------------------------------------------------------------------------

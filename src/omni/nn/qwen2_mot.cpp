@@ -87,9 +87,10 @@ torch::Tensor MoTAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin
                  bool detach) {
     return [=](const torch::Tensor& rows) mutable {
       const int64_t n = rows.size(0);
-      auto q = linear_rows(qp, rows).view({n, heads, head_dim});
-      auto k = linear_rows(kp, rows).view({n, kv_heads, head_dim});
-      auto v = linear_rows(vp, rows);
+      const auto qkv = linear_rows_shared(rows, {qp, kp, vp});
+      auto q = qkv[0].view({n, heads, head_dim});
+      auto k = qkv[1].view({n, kv_heads, head_dim});
+      auto v = qkv[2];
       if (qn) {
         q = qn->forward(q);
         k = kn->forward(k);

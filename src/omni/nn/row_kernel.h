@@ -126,16 +126,33 @@ void rows(const P& p, int64_t o0, int64_t o1) {
   rows_generic<R>(p, o0, o1);
 }
 
-// Every output row for R = 1..4 input rows, split across the threads (grain: at least 4 rows
-// and about 16 Ki weights per task).
+// The loop a policy runs for R input rows: rows<R> unless the policy brings a tile of its own.
 template <class P>
-void run(const P& p, int64_t R) {
-  at::parallel_for(0, p.O, std::max<int64_t>(4, 16384 / p.K), [&](int64_t o0, int64_t o1) {
-    switch (R) {
-      case 1: rows<1>(p, o0, o1); break;
-      case 2: rows<2>(p, o0, o1); break;
-      case 3: rows<3>(p, o0, o1); break;
-      default: rows<4>(p, o0, o1); break;
+struct WidenedRows {
+  template <int R>
+  static void run(const P& p, int64_t o0, int64_t o1) {
+    rows<R>(p, o0, o1);
+  }
+};
+
+// Every output row of n weights that read the same x (a layer's q, k and v; gate and up) for
+// R = 1..4 input rows, as one range of rows split across the threads: one fork and join, and
+// each thread's share balanced over all of them (grain: at least 4 rows, ~16 Ki weights a task).
+template <class P, class Rows = WidenedRows<P>>
+void run_many(const P* ps, size_t n, int64_t R) {
+  int64_t total = 0;
+  for (size_t i = 0; i < n; ++i) total += ps[i].O;
+  at::parallel_for(0, total, std::max<int64_t>(4, 16384 / ps[0].K), [&](int64_t o0, int64_t o1) {
+    int64_t base = 0;
+    for (size_t i = 0; i < n; base += ps[i].O, ++i) {
+      const int64_t lo = std::max(o0, base) - base, hi = std::min(o1, base + ps[i].O) - base;
+      if (lo >= hi) continue;
+      switch (R) {
+        case 1: Rows::template run<1>(ps[i], lo, hi); break;
+        case 2: Rows::template run<2>(ps[i], lo, hi); break;
+        case 3: Rows::template run<3>(ps[i], lo, hi); break;
+        default: Rows::template run<4>(ps[i], lo, hi); break;
+      }
     }
   });
 }

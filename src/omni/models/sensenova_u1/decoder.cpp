@@ -62,9 +62,10 @@ torch::Tensor Qwen3MoTAttentionImpl::forward(const torch::Tensor& x, const AxisR
         return torch::cat({a->forward(v.narrow(-1, 0, half)), b->forward(v.narrow(-1, half, half))}, -1)
             .reshape({n, h * D});
       };
-      auto q = norm_halves(nn::linear_rows(qp, rows), heads, qn, qn_hw);
-      auto k = norm_halves(nn::linear_rows(kp, rows), kv_heads, kn, kn_hw);
-      return torch::cat({q, k, nn::linear_rows(vp, rows)}, 1);
+      const auto qkv = nn::linear_rows_shared(rows, {qp, kp, vp});
+      auto q = norm_halves(qkv[0], heads, qn, qn_hw);
+      auto k = norm_halves(qkv[1], kv_heads, kn, kn_hw);
+      return torch::cat({q, k, qkv[2]}, 1);
     };
   };
   auto packed = routed(
