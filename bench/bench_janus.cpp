@@ -13,6 +13,8 @@
 // blocks under 256 MiB stay in the heap for reuse) before anything else. --no_malloc_reuse keeps
 // glibc's defaults, which give every block over 32 MB back to the OS on free so the next one
 // page-faults fresh zeroed pages (ViT, VQ decode: seconds of system time).
+// Prefill + decode run twice after a short warm-up and the better of the two is reported (unless
+// --quick); the first (cold) prefill time is printed on stderr.
 // --image_tokens N times the CFG loop over the first ceil(sqrt(N))^2 image tokens (an image of
 // 16*ceil(sqrt(N)) pixels: the same per-token work as a 384^2 image, apart from the attention
 // over a shorter KV cache) and extrapolates to the 576 tokens of a 384^2 image.
@@ -307,7 +309,15 @@ int main(int argc, char** argv) {
     say("LM warm-up done");
 
     o.max_new_tokens = tokens + 1;  // the first token comes from the prefill logits
+    // Best of two runs, as the bounds are warm best-of-N rates: the first prefill of a process also
+    // faults in its activations and KV cache (~7 us a page on this VM), printed as "cold" below.
     auto r = model.understand(embeds, o);
+    const double cold_prefill = r.prefill_seconds;
+    if (!quick) {
+      auto again = model.understand(embeds, o);
+      r.prefill_seconds = std::min(r.prefill_seconds, again.prefill_seconds);
+      r.decode_seconds = std::min(r.decode_seconds, again.decode_seconds);
+    }
     if (!finite(r.logits_last)) std::fprintf(stderr, "warning: non-finite LM logits\n");
     const int64_t T = prefill;
     const double pf_flops = 2.0 * T * lm_layer_numel + Lyr * 4.0 * T * T * D + 2.0 * lm_head_numel;
@@ -318,8 +328,8 @@ int main(int argc, char** argv) {
     const bool same_as_official = T == 628;
     add({name, fmt("%.1f", pf_tps), fmt("%.1f", pf_bound_tps), fmt("%.2f", pf_tps / pf_bound_tps),
          same_as_official ? "37.2 (16.9 s)" : "-", same_as_official ? fmt("%.2fx", pf_tps / (628 / 16.9)) : "-"});
-    std::fprintf(stderr, "  prefill %.3f s, %.1f GFLOP, %.1f GFLOP/s\n", r.prefill_seconds, pf_flops / 1e9,
-                 pf_flops / r.prefill_seconds / 1e9);
+    std::fprintf(stderr, "  prefill %.3f s (cold, first run: %.3f s), %.1f GFLOP, %.1f GFLOP/s\n", r.prefill_seconds,
+                 cold_prefill, pf_flops / 1e9, pf_flops / r.prefill_seconds / 1e9);
 
     const int steps = static_cast<int>(r.tokens.size()) - 1;  // forwards in decode_seconds
     const double kv_bytes = 2.0 * Lyr * D * es * (T + 1 + steps / 2.0);  // K+V read per step, mean length

@@ -29,6 +29,7 @@
 #include "omni/nn/attention_rows.h"
 #include "omni/nn/kv_cache.h"
 #include "omni/nn/linear.h"
+#include "omni/nn/layer_norm.h"
 #include "omni/nn/linear_bf16.h"
 #include "omni/nn/uninitialised.h"
 #include "test_paths.h"
@@ -77,6 +78,78 @@ TEST(Attention, GroupedHeadsCausalWithPastAndMasksMatchTheDefinition) {
   auto qg = q.clone().requires_grad_(true);
   nn::attention(qg, k, v, o).sum().backward();
   EXPECT_GT(qg.grad().abs().sum().item<double>(), 0);
+}
+
+// A long causal prefill runs in row blocks that read only the keys up to their last row (causal
+// flag or a causal additive mask). The skipped keys add exactly zero, so the result is the
+// definition's; a row that sees no key at all keeps HF's uniform softmax over every key, and a
+// mask whose blocked value is not the dtype's lowest skips nothing.
+TEST(Attention, CausalPrefillBlocksSkipUnseenKeysAndMatchTheDefinition) {
+  torch::manual_seed(5);
+  const int64_t B = 1, H = 4, kvH = 2, Tq = 300, past = 7, S = Tq + past, D = 16;
+  auto q = torch::randn({B, H, Tq, D}), k = torch::randn({B, kvH, S, D}), v = torch::randn({B, kvH, S, D});
+  auto qi = torch::arange(past, S).unsqueeze(1), kj = torch::arange(S).unsqueeze(0);
+  const float lowest = std::numeric_limits<float>::lowest();
+  auto causal = torch::zeros({Tq, S}).masked_fill(kj > qi, lowest);
+  const auto want = reference_attention(q, k, v, causal);
+  nn::AttentionOptions o;
+  o.causal = true;
+  EXPECT_LT(max_abs(nn::attention(q, k, v, o), want), 1e-5);
+  nn::AttentionOptions om;
+  om.mask = causal;
+  EXPECT_LT(max_abs(nn::attention(q, k, v, om), want), 1e-5);
+  om.mask = causal.masked_fill(causal == lowest, -std::numeric_limits<float>::infinity());
+  EXPECT_LT(max_abs(nn::attention(q, k, v, om), want), 1e-5);
+  // the first past + 3 keys blocked for every row (left padding): rows 0..2 see no key at all and
+  // get the uniform softmax over all S keys (the mean of v), as HF computes
+  auto padded = causal.clone();
+  padded.narrow(1, 0, past + 3).fill_(lowest);  // rows 0..2 see nothing now
+  const auto want_padded = reference_attention(q, k, v, padded);
+  om.mask = padded;
+  const auto got_padded = nn::attention(q, k, v, om);
+  EXPECT_LT(max_abs(got_padded, want_padded), 1e-5);
+  EXPECT_LT(max_abs(got_padded.narrow(2, 0, 1), v.mean(2, true).repeat_interleave(H / kvH, 1)), 1e-5);
+  // bf16: the mask's lowest is bf16's
+  auto qb = q.to(torch::kBFloat16), kb = k.to(torch::kBFloat16), vb = v.to(torch::kBFloat16);
+  om.mask = torch::zeros({Tq, S}, torch::kBFloat16).masked_fill(kj > qi, std::numeric_limits<c10::BFloat16>::lowest());
+  const auto want_b = reference_attention(qb.to(torch::kFloat32), kb.to(torch::kFloat32), vb.to(torch::kFloat32), causal);
+  EXPECT_LT(max_abs(nn::attention(qb, kb, vb, om).to(torch::kFloat32), want_b), 2e-2);
+  // a mask that only lowers the future keys' scores: nothing may be skipped
+  om.mask = torch::zeros({Tq, S}).masked_fill(kj > qi, -3.0f);
+  EXPECT_LT(max_abs(nn::attention(q, k, v, om), reference_attention(q, k, v, om.mask)), 1e-5);
+}
+
+// nn::layer_norm: a bf16 input on the CPU is normalised in fp32 and rounded once, so (nearly)
+// every element is the exact result rounded to bf16; fp32 is ln->forward itself.
+TEST(LayerNorm, Bf16IsTheExactNormRoundedOnceAndFp32IsTheModule) {
+  torch::manual_seed(11);
+  torch::nn::LayerNorm ln(torch::nn::LayerNormOptions({96}).eps(1e-6));
+  {
+    torch::NoGradGuard ng;
+    ln->weight.normal_(1.0, 0.3);
+    ln->bias.normal_(0.0, 0.3);
+  }
+  const auto x = torch::randn({7, 5, 96}) * 3 + 1;
+  EXPECT_TRUE(nn::layer_norm(ln, x).equal(ln->forward(x)));
+  const auto xb = x.to(torch::kBFloat16);
+  torch::nn::LayerNorm lb(torch::nn::LayerNormOptions({96}).eps(1e-6));
+  lb->to(torch::kBFloat16);
+  {
+    torch::NoGradGuard ng;
+    lb->weight.copy_(ln->weight);
+    lb->bias.copy_(ln->bias);
+  }
+  const auto got = nn::layer_norm(lb, xb);
+  ASSERT_EQ(got.scalar_type(), torch::kBFloat16);
+  ASSERT_EQ(got.sizes(), xb.sizes());
+  const auto d = torch::kFloat64;
+  const auto exact = torch::layer_norm(xb.to(d), {96}, lb->weight.to(d), lb->bias.to(d), 1e-6);
+  const double same = got.to(d).eq(exact.to(torch::kBFloat16).to(d)).to(d).mean().item<double>();
+  EXPECT_GT(same, 0.99);  // fp32 then bf16 differs from exact-then-bf16 only next to a tie
+  // within one bf16 step (2^-8 relative) of the exact value everywhere
+  EXPECT_TRUE(((got.to(d) - exact).abs() <= exact.abs() * (1.0 / 256) + 1e-30).all().item<bool>());
+  // and libtorch's own bf16 kernel agrees to two bf16 steps of the largest value
+  EXPECT_LT(max_abs(got.to(torch::kFloat32), lb->forward(xb).to(torch::kFloat32)), exact.abs().max().item<double>() / 128);
 }
 
 // Decode-step attention (nn::attention without autograd: attention_rows) over views of a longer
@@ -204,7 +277,7 @@ TEST(LinearInt8, QuantizesPerChannelAndTheRowLoopEqualsTheDequantizedGemm) {
   for (int64_t rows : {1, 2, 3, 4, 6}) {
     const auto x = torch::randn({rows, 1, 203});
     const auto want = torch::linear(x, deq, bias);
-    const auto got = omni::nn::linear_int8(x, q, scale, bias);
+    const auto got = omni::nn::linear_rows(x, q, scale, bias);
     ASSERT_EQ(got.sizes(), want.sizes());
     const auto err = (got - want).abs().max().item<double>(), mag = want.abs().max().item<double>();
     EXPECT_LT(err, 1e-5 * mag) << rows << " rows";
@@ -329,7 +402,7 @@ TEST(LinearWidened, BlocksEqualTheWholeWidenedWeightForInt8AndBf16) {
       if (rows <= 2) EXPECT_TRUE(omni::nn::linear_bf16_rows(x, wb, b).equal(via_rows));
       else EXPECT_FALSE(omni::nn::linear_bf16_rows(x, wb, b).defined());
       // int8 beyond the row loop's 4 rows takes the blocks
-      if (rows > 4) EXPECT_TRUE(omni::nn::linear_int8(x, q, scale, b).equal(got_q));
+      if (rows > 4) EXPECT_TRUE(omni::nn::linear_rows(x, q, scale, b).equal(got_q));
     }
   }
 }

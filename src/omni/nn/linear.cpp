@@ -3,6 +3,7 @@
 #include "omni/nn/linear.h"
 
 #include "omni/nn/linear_bf16.h"
+#include "omni/nn/linear_int8.h"
 #include "omni/nn/row_kernel.h"
 
 namespace omni::nn {
@@ -50,60 +51,60 @@ std::vector<torch::Tensor> fp32_rows(const torch::Tensor& x, const std::vector<t
     if (biases[i].defined()) ys[i].add_(biases[i]);
   return ys;
 }
+
+// y_i = x @ (W_i [* scale_i])^T (+ b_i) through the few-row kernel of the weights' dtype, all
+// weights in one pass, where one takes these arguments; empty otherwise. The one place that decides:
+// no autograd graph wanted; x on the CPU; the weights of one dtype and width K, contiguous on the
+// CPU; fp32 W: 1..4 fp32 rows; int8 W (with fp32 scales): 1..4 fp32 rows; bf16 W: 1..2 rows of
+// bf16 or fp32 (linear_bf16.h).
+std::vector<torch::Tensor> few_rows(const torch::Tensor& x, const std::vector<torch::Tensor>& Ws,
+                                    const std::vector<torch::Tensor>& scales, const std::vector<torch::Tensor>& biases) {
+  if (Ws.empty() || !x.device().is_cpu() || x.dim() < 1 || Ws[0].dim() != 2) return {};
+  const auto wt = Ws[0].scalar_type(), xt = x.scalar_type();
+  const int64_t K = Ws[0].size(1);
+  bool autograd = torch::GradMode::is_enabled() && x.requires_grad();
+  for (size_t i = 0; i < Ws.size(); ++i) {
+    const auto& W = Ws[i];
+    if (W.dim() != 2 || W.size(1) != K || W.scalar_type() != wt || !W.is_contiguous() || !W.device().is_cpu()) return {};
+    if (wt == torch::kChar && !(scales[i].defined() && scales[i].scalar_type() == torch::kFloat32)) return {};
+    autograd = autograd || (torch::GradMode::is_enabled() && W.requires_grad());
+  }
+  const int64_t R = x.size(-1) == K ? x.numel() / K : 0;
+  if (autograd || R < 1) return {};
+  if (wt == torch::kBFloat16) return linear_bf16_rows_shared(x, Ws, biases);  // empty outside 1..2 rows
+  if (R > 4 || xt != torch::kFloat32) return {};
+  if (wt == torch::kFloat32) return fp32_rows(x, Ws, biases, R);
+  if (wt == torch::kChar) return int8_rows(x, Ws, scales, biases, R);
+  return {};
+}
 }  // namespace
 
-// linear_rows(l, x) == l->forward(x), through the loop above when x has 1..4 rows of fp32 on the
-// CPU with grad mode off (inference only: autograd is bypassed); bf16 weights and rows through
-// linear_bf16_rows, int8 weights through linear_int8, weights narrower than x through
-// linear_bf16_rows (1..2 rows) or linear_widened.
+// linear_rows(l, x) == l->forward(x): a few-row kernel where few_rows takes the arguments, else
+// the block-widened GEMM for a weight narrower than x (int8, or a bf16 head under fp32 compute),
+// else torch's linear.
 torch::Tensor linear_rows(torch::nn::Linear l, const torch::Tensor& x) {
   return linear_rows(x, l->weight, int8_scale(*l), l->bias);
 }
 
 torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& scale,
                           const torch::Tensor& bias) {
-  if (W.scalar_type() == torch::kChar) return linear_int8(x, W, scale, bias);
-  if (W.scalar_type() != x.scalar_type()) {
-    if (!torch::GradMode::is_enabled()) {
-      auto y = linear_bf16_rows(x, W, bias);  // bf16 W, fp32 x: 1..2 rows
-      if (y.defined()) return y;
-    }
-    return linear_widened(x, W, {}, bias);
-  }
-  if (W.scalar_type() == torch::kBFloat16 && !torch::GradMode::is_enabled()) {
-    auto y = linear_bf16_rows(x, W, bias);  // undefined outside its 1..2-row CPU case
-    if (y.defined()) return y;
-  }
-  const int64_t K = W.size(1);
-  const int64_t R = x.dim() >= 1 && x.size(-1) == K ? x.numel() / K : 0;
-  if (R < 1 || R > 4 || torch::GradMode::is_enabled() || !x.device().is_cpu() || x.scalar_type() != torch::kFloat32 ||
-      W.scalar_type() != torch::kFloat32 || !W.is_contiguous())
-    return torch::nn::functional::linear(x, W, bias);  // what Linear::forward calls (not at::linear)
-  return fp32_rows(x, {W}, {bias}, R)[0];
+  auto ys = few_rows(x, {W}, {scale}, {bias});
+  if (!ys.empty()) return ys[0];
+  if (W.scalar_type() == torch::kChar) return linear_widened(x, W, scale, bias);
+  if (W.scalar_type() != x.scalar_type()) return linear_widened(x, W, {}, bias);
+  return torch::nn::functional::linear(x, W, bias);  // what Linear::forward calls (not at::linear)
 }
 
 std::vector<torch::Tensor> linear_rows_shared(const torch::Tensor& x, const std::vector<torch::nn::Linear>& ls) {
-  std::vector<torch::Tensor> ys;
-  if (ls.size() > 1 && !torch::GradMode::is_enabled() && !x.requires_grad() && x.device().is_cpu() && x.dim() >= 1) {
-    const auto& W0 = ls[0]->weight;
-    const int64_t K = W0.dim() == 2 ? W0.size(1) : -1;
-    std::vector<torch::Tensor> Ws, biases;
-    bool alike = K > 0;  // one dtype, one K, contiguous on the CPU: one range of rows
-    for (const auto& l : ls) {
-      const auto& W = l->weight;
-      alike = alike && W.scalar_type() == W0.scalar_type() && W.dim() == 2 && W.size(1) == K && W.is_contiguous() &&
-              W.device().is_cpu();
-      Ws.push_back(W);
-      biases.push_back(l->bias);
-    }
-    const int64_t R = alike && x.size(-1) == K ? x.numel() / K : 0;
-    const auto wt = W0.scalar_type(), xt = x.scalar_type();
-    if (R >= 1 && R <= 4 && xt == torch::kFloat32 && wt == torch::kFloat32) ys = fp32_rows(x, Ws, biases, R);
-    else if (R >= 1 && R <= 4 && xt == torch::kFloat32 && wt == torch::kChar) ys = linear_int8_rows_shared(x, ls);
-    else if (R >= 1 && wt == torch::kBFloat16) ys = linear_bf16_rows_shared(x, Ws, biases);  // empty outside 1..2 rows
+  std::vector<torch::Tensor> Ws, scales, biases, ys;
+  for (const auto& l : ls) {
+    Ws.push_back(l->weight);
+    scales.push_back(int8_scale(*l));
+    biases.push_back(l->bias);
   }
+  if (ls.size() > 1) ys = few_rows(x, Ws, scales, biases);
   if (ys.empty())
-    for (const auto& l : ls) ys.push_back(linear_rows(l, x));
+    for (size_t i = 0; i < ls.size(); ++i) ys.push_back(linear_rows(x, Ws[i], scales[i], biases[i]));
   return ys;
 }
 

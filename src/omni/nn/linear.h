@@ -89,13 +89,6 @@ struct Int8Report {
 };
 Int8Report quantize_linears_int8(torch::nn::Module& root, const std::string& prefix);
 
-// x @ (q * scale[:, None])^T (+ bias) in x's dtype: the int8 row loop for 1..4 rows of fp32 on the
-// CPU (reads 1 byte per weight), a dequantized GEMM otherwise.
-torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& scale,
-                          const torch::Tensor& bias);
-// linear_rows_shared's int8 case: int8 linears of one K on 1..4 fp32 rows, in one pass.
-std::vector<torch::Tensor> linear_int8_rows_shared(const torch::Tensor& x, const std::vector<torch::nn::Linear>& ls);
-
 // The int8 weight's per-channel scales, or an undefined tensor for a float Linear.
 torch::Tensor int8_scale(const torch::nn::LinearImpl& l);
 

@@ -8,6 +8,7 @@
 #include "omni/core/log.h"
 #include "omni/core/memory.h"
 #include "omni/nn/linear.h"
+#include "omni/nn/linear_int8.h"
 #include "omni/nn/row_kernel.h"
 #include "omni/nn/uninitialised.h"
 
@@ -44,7 +45,8 @@ struct Int8Rows {
   void put(int r, int64_t o, float dot) const { y[r * O + o] = dot * scale[o]; }
 };
 
-// y_i = x @ (q_i * s_i)^T (+ b_i) for int8 weights of x's width and 1..4 fp32 rows, in one pass.
+}  // namespace
+
 std::vector<torch::Tensor> int8_rows(const torch::Tensor& x, const std::vector<torch::Tensor>& qs,
                                      const std::vector<torch::Tensor>& scales, const std::vector<torch::Tensor>& biases,
                                      int64_t R) {
@@ -63,8 +65,6 @@ std::vector<torch::Tensor> int8_rows(const torch::Tensor& x, const std::vector<t
     if (biases[i].defined()) ys[i].add_(biases[i]);
   return ys;
 }
-
-}  // namespace
 
 void quantize_rows_int8_into(const torch::Tensor& w, torch::Tensor q, torch::Tensor scale) {
   check(w.dim() == 2 && c10::isFloatingType(w.scalar_type()), "int8 quantization", "expects a float [O, K] weight");
@@ -93,26 +93,6 @@ std::pair<torch::Tensor, torch::Tensor> quantize_rows_int8(const torch::Tensor& 
 
 torch::Tensor dequantize_rows_int8(const torch::Tensor& q, const torch::Tensor& scale, c10::ScalarType dtype) {
   return (q.to(torch::kFloat32) * scale.unsqueeze(1)).to(dtype);
-}
-
-torch::Tensor linear_int8(const torch::Tensor& x, const torch::Tensor& q, const torch::Tensor& scale,
-                          const torch::Tensor& bias) {
-  const int64_t K = q.size(1);
-  const int64_t R = x.dim() >= 1 && x.size(-1) == K ? x.numel() / K : 0;
-  if (R < 1 || R > 4 || !x.device().is_cpu() || x.scalar_type() != torch::kFloat32 || !q.is_contiguous() ||
-      x.requires_grad())
-    return linear_widened(x, q, scale, bias);
-  return int8_rows(x, {q}, {scale}, {bias}, R)[0];
-}
-
-std::vector<torch::Tensor> linear_int8_rows_shared(const torch::Tensor& x, const std::vector<torch::nn::Linear>& ls) {
-  std::vector<torch::Tensor> qs, scales, biases;
-  for (const auto& l : ls) {
-    qs.push_back(l->weight);
-    scales.push_back(int8_scale(*l));
-    biases.push_back(l->bias);
-  }
-  return int8_rows(x, qs, scales, biases, x.numel() / x.size(-1));
 }
 
 torch::Tensor linear_widened(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& scale,

@@ -4,6 +4,7 @@
 
 #include "omni/core/error.h"
 #include "omni/nn/attention.h"
+#include "omni/nn/layer_norm.h"
 
 namespace omni::nn {
 
@@ -173,8 +174,8 @@ SiglipEncoderLayerImpl::SiglipEncoderLayerImpl(const SiglipVisionConfig& c) {
 }
 
 torch::Tensor SiglipEncoderLayerImpl::forward(const torch::Tensor& x, const std::vector<int64_t>& seqlens) {
-  auto h = x + self_attn->forward(layer_norm1->forward(x), seqlens);
-  return h + mlp->forward(layer_norm2->forward(h));
+  auto h = x + self_attn->forward(layer_norm(layer_norm1, x), seqlens);
+  return h + mlp->forward(layer_norm(layer_norm2, h));
 }
 
 SiglipEncoderImpl::SiglipEncoderImpl(const SiglipVisionConfig& c) {
@@ -204,7 +205,7 @@ torch::Tensor SiglipVisionTransformerImpl::forward(const torch::Tensor& pixels, 
                                                    const std::vector<int64_t>& seqlens) {
   auto h = embeddings->forward(pixels, pos_ids);
   h = encoder->forward(h, seqlens);
-  return post_layernorm->forward(h);
+  return layer_norm(post_layernorm, h);
 }
 
 SiglipVisionModelImpl::SiglipVisionModelImpl(const SiglipVisionConfig& c) {

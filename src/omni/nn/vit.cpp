@@ -2,6 +2,7 @@
 
 #include "omni/core/error.h"
 #include "omni/nn/attention.h"
+#include "omni/nn/layer_norm.h"
 #include "omni/nn/linear.h"
 
 namespace omni::nn {
@@ -38,8 +39,8 @@ ViTBlockImpl::ViTBlockImpl(const ViTConfig& c) {
 }
 
 torch::Tensor ViTBlockImpl::forward(const torch::Tensor& x) {
-  auto h = x + attn->forward(norm1->forward(x));
-  return h + mlp->forward(norm2->forward(h));
+  auto h = x + attn->forward(layer_norm(norm1, x));
+  return h + mlp->forward(layer_norm(norm2, h));
 }
 
 PatchEmbedImpl::PatchEmbedImpl(int64_t in_chans, int64_t width, int64_t patch) {
@@ -67,7 +68,7 @@ torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& pixels) {
         "expects pixels [B, 3, " + std::to_string(cfg.image_size) + ", " + std::to_string(cfg.image_size) + "]");
   auto x = patch_embed->forward(pixels) + pos_embed;
   for (auto& b : block_ptrs) x = b->forward(x);
-  return norm ? norm->forward(x) : x;
+  return norm ? layer_norm(norm, x) : x;
 }
 
 MlpProjectorImpl::MlpProjectorImpl(const std::string& type_, int64_t input_dim, int64_t n_embed, int64_t depth)
