@@ -284,6 +284,16 @@ TEST_F(BagelVit, ActivationNames) {
   auto x = torch::linspace(-3, 3, 13);
   EXPECT_TRUE(torch::allclose(nn::hf_activation("gelu_pytorch_tanh", x),
                               0.5 * x * (1 + torch::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x.pow(3)))), 1e-6, 1e-6));
+  // bf16: the exact tanh-GELU of the bf16 input rounded once to bf16 (as on a GPU), up to the
+  // rare element where fp32 then bf16 rounds apart from exact then bf16 (|x| <= 3: no fp32
+  // cancellation in 1 + tanh worth a bf16 step)
+  const auto xb = (torch::randn({4096}) * 1.5).clamp(-3, 3).to(torch::kBFloat16);
+  const auto xd = xb.to(torch::kDouble);
+  const auto exact = 0.5 * xd * (1 + torch::tanh(std::sqrt(2.0 / M_PI) * (xd + 0.044715 * xd.pow(3))));
+  const auto got = nn::hf_activation("gelu_new", xb);
+  ASSERT_EQ(got.scalar_type(), torch::kBFloat16);
+  EXPECT_GT(got.eq(exact.to(torch::kBFloat16)).to(torch::kDouble).mean().item<double>(), 0.99);
+  EXPECT_TRUE(((got.to(torch::kDouble) - exact).abs() <= exact.abs() / 256 + 1e-30).all().item<bool>());
   EXPECT_THROW(nn::check_hf_activation("nope", "test"), Error);
   EXPECT_THROW(bagel::MLPconnector(4, 4, "nope"), Error);
 }
