@@ -5,7 +5,7 @@
 namespace omni::nn {
 
 // y = x @ W^T (+ b) for x with 1 or 2 rows and a contiguous bf16 W [O, K] on the CPU, for
-// callers without autograd (linear_rows checks grad mode; no graph is recorded here): each
+// callers without autograd (linear.cpp's few_rows checks; no graph is recorded here): each
 // weight row is read once for all rows, products accumulated in fp32, bias added in fp32.
 // - bf16 x: one rounding to bf16 at the end (what torch::linear computes for bf16, in another
 //   summation order); AVX512-BF16 dot products where the CPU has them, else the weights and x
