@@ -7,6 +7,7 @@
 
 #include "omni/core/error.h"
 #include "omni/nn/attention_rows.h"
+#include "omni/nn/mask_value.h"
 #include "omni/nn/sequence_parallel.h"
 
 #if defined(TORCH_VERSION_MAJOR) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
@@ -27,12 +28,7 @@ constexpr int64_t kMaxSkipBlocks = 5;
 // uniform softmax over every key, so then all S are kept.
 int64_t keys_seen(const torch::Tensor& mask_block) {
   const int64_t S = mask_block.size(-1);
-  double lowest = std::numeric_limits<float>::lowest();
-  const auto st = mask_block.scalar_type();
-  if (st == torch::kBFloat16) lowest = static_cast<float>(std::numeric_limits<c10::BFloat16>::lowest());
-  else if (st == torch::kHalf) lowest = static_cast<float>(std::numeric_limits<c10::Half>::lowest());
-  else if (st == torch::kDouble) lowest = std::numeric_limits<double>::lowest();
-  auto seen = mask_block.gt(lowest);                // [B|1, 1, n, S]
+  auto seen = mask_block.gt(finfo_lowest(mask_block.scalar_type()));  // [B|1, 1, n, S]
   if (!seen.any(-1).all().item<bool>()) return S;  // a row that sees nothing
   auto cols = seen.flatten(0, 2).any(0);            // [S]: seen by some row
   return cols.nonzero().max().item<int64_t>() + 1;

@@ -37,16 +37,9 @@ struct Fp32Rows {
 // y_i = x @ W_i^T (+ b_i) for fp32 weights of x's width, in one pass (row_kernel::run_many).
 std::vector<torch::Tensor> fp32_rows(const torch::Tensor& x, const std::vector<torch::Tensor>& Ws,
                                      const std::vector<torch::Tensor>& biases, int64_t R) {
-  auto xc = x.contiguous();
-  std::vector<torch::Tensor> ys;
-  std::vector<Fp32Rows> ps;
-  for (const auto& W : Ws) {
-    auto sizes = x.sizes().vec();
-    sizes.back() = W.size(0);
-    ys.push_back(torch::empty(sizes, x.options()));
-    ps.push_back(Fp32Rows{xc.data_ptr<float>(), W.data_ptr<float>(), W.size(1), W.size(0), ys.back().data_ptr<float>()});
-  }
-  row_kernel::run_many(ps.data(), ps.size(), R);
+  auto ys = row_kernel::run_weights<Fp32Rows>(x, Ws, R, [&](size_t i, const torch::Tensor& xc, const torch::Tensor& y) {
+    return Fp32Rows{xc.data_ptr<float>(), Ws[i].data_ptr<float>(), Ws[i].size(1), Ws[i].size(0), y.data_ptr<float>()};
+  });
   for (size_t i = 0; i < ys.size(); ++i)
     if (biases[i].defined()) ys[i].add_(biases[i]);
   return ys;

@@ -129,20 +129,14 @@ struct Bf16Dispatch {
 template <class A>
 std::vector<torch::Tensor> run(const torch::Tensor& x, const std::vector<torch::Tensor>& Ws,
                                const std::vector<torch::Tensor>& biases, int64_t R) {
-  auto xc = x.contiguous();
-  std::vector<torch::Tensor> ys, b32s;
-  std::vector<Bf16Rows<A>> ps;
-  for (size_t i = 0; i < Ws.size(); ++i) {
-    auto sizes = x.sizes().vec();
-    sizes.back() = Ws[i].size(0);
-    ys.push_back(torch::empty(sizes, x.options()));
-    b32s.push_back(biases[i].defined() ? biases[i].to(torch::kFloat32).contiguous() : torch::Tensor());
-    ps.push_back(Bf16Rows<A>{reinterpret_cast<const A*>(xc.data_ptr()), reinterpret_cast<const bf16*>(Ws[i].data_ptr()),
-                             Ws[i].size(1), Ws[i].size(0), b32s.back().defined() ? b32s.back().data_ptr<float>() : nullptr,
-                             reinterpret_cast<A*>(ys.back().data_ptr())});
-  }
-  row_kernel::run_many<Bf16Rows<A>, Bf16Dispatch<A>>(ps.data(), ps.size(), R);
-  return ys;
+  std::vector<torch::Tensor> b32s;  // the bias goes into the epilogue in fp32
+  for (const auto& b : biases) b32s.push_back(b.defined() ? b.to(torch::kFloat32).contiguous() : torch::Tensor());
+  return row_kernel::run_weights<Bf16Rows<A>, Bf16Dispatch<A>>(
+      x, Ws, R, [&](size_t i, const torch::Tensor& xc, const torch::Tensor& y) {
+        return Bf16Rows<A>{reinterpret_cast<const A*>(xc.data_ptr()), reinterpret_cast<const bf16*>(Ws[i].data_ptr()),
+                           Ws[i].size(1), Ws[i].size(0), b32s[i].defined() ? b32s[i].data_ptr<float>() : nullptr,
+                           reinterpret_cast<A*>(y.data_ptr())};
+      });
 }
 
 }  // namespace

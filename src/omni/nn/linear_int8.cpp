@@ -50,17 +50,10 @@ struct Int8Rows {
 std::vector<torch::Tensor> int8_rows(const torch::Tensor& x, const std::vector<torch::Tensor>& qs,
                                      const std::vector<torch::Tensor>& scales, const std::vector<torch::Tensor>& biases,
                                      int64_t R) {
-  auto xc = x.contiguous();
-  std::vector<torch::Tensor> ys;
-  std::vector<Int8Rows> ps;
-  for (size_t i = 0; i < qs.size(); ++i) {
-    auto sizes = x.sizes().vec();
-    sizes.back() = qs[i].size(0);
-    ys.push_back(torch::empty(sizes, x.options()));
-    ps.push_back(Int8Rows{xc.data_ptr<float>(), qs[i].data_ptr<int8_t>(), qs[i].size(1), qs[i].size(0),
-                          scales[i].data_ptr<float>(), ys.back().data_ptr<float>()});
-  }
-  row_kernel::run_many(ps.data(), ps.size(), R);
+  auto ys = row_kernel::run_weights<Int8Rows>(x, qs, R, [&](size_t i, const torch::Tensor& xc, const torch::Tensor& y) {
+    return Int8Rows{xc.data_ptr<float>(), qs[i].data_ptr<int8_t>(), qs[i].size(1), qs[i].size(0),
+                    scales[i].data_ptr<float>(), y.data_ptr<float>()};
+  });
   for (size_t i = 0; i < ys.size(); ++i)
     if (biases[i].defined()) ys[i].add_(biases[i]);
   return ys;

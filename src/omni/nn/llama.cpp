@@ -1,6 +1,7 @@
 #include "omni/nn/llama.h"
 #include "omni/nn/attention.h"
 #include "omni/nn/linear.h"
+#include "omni/nn/mask_value.h"
 #include "omni/nn/sequence_parallel.h"
 #include "omni/nn/uninitialised.h"
 
@@ -130,13 +131,7 @@ torch::Tensor causal_mask(int64_t T, int64_t past, const torch::Tensor& attentio
     blocked = blocked | (attention_mask.to(dev) == 0).view({attention_mask.size(0), 1, S});
   }
   auto m = torch::zeros(blocked.sizes(), opts);
-  // HF: torch.finfo(dtype).min of the activation dtype.
-  double lowest = std::numeric_limits<float>::lowest();
-  const auto st = c10::typeMetaToScalarType(opts.dtype());
-  if (st == torch::kBFloat16) lowest = static_cast<float>(std::numeric_limits<c10::BFloat16>::lowest());
-  else if (st == torch::kFloat16) lowest = static_cast<float>(std::numeric_limits<c10::Half>::lowest());
-  else if (st == torch::kFloat64) lowest = std::numeric_limits<double>::lowest();
-  m.masked_fill_(blocked, lowest);
+  m.masked_fill_(blocked, finfo_lowest(c10::typeMetaToScalarType(opts.dtype())));  // HF: of the activation dtype
   return m.unsqueeze(1);  // [B|1, 1, T, S]
 }
 

@@ -12,10 +12,12 @@
 //   void put(int r, int64_t o, float dot) const          the epilogue: scale, bias, store
 // Internal to src/omni/nn: include only from a kernel's .cpp.
 #pragma once
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <vector>
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -155,6 +157,23 @@ void run_many(const P* ps, size_t n, int64_t R) {
       }
     }
   });
+}
+
+// y_i = x @ W_i^T through run_many: one output [..., O_i] in x's options per weight, and
+// make(i, x contiguous, y_i) builds weight i's policy. Biases are the caller's.
+template <class P, class Rows = WidenedRows<P>, class MakePolicy>
+std::vector<at::Tensor> run_weights(const at::Tensor& x, const std::vector<at::Tensor>& Ws, int64_t R, MakePolicy make) {
+  const auto xc = x.contiguous();
+  std::vector<at::Tensor> ys;
+  std::vector<P> ps;
+  for (size_t i = 0; i < Ws.size(); ++i) {
+    auto sizes = x.sizes().vec();
+    sizes.back() = Ws[i].size(0);
+    ys.push_back(at::empty(sizes, x.options()));
+    ps.push_back(make(i, xc, ys.back()));
+  }
+  run_many<P, Rows>(ps.data(), ps.size(), R);
+  return ys;
 }
 
 #pragma GCC diagnostic pop
