@@ -119,6 +119,48 @@ TEST(Attention, CausalPrefillBlocksSkipUnseenKeysAndMatchTheDefinition) {
   EXPECT_LT(max_abs(nn::attention(q, k, v, om), reference_attention(q, k, v, om.mask)), 1e-5);
 }
 
+// bf16 on the CPU: one bf16 softmax pass (fp32 inside, one rounding) over scores of the prescaled
+// q, in blocks of at most 32 MiB of scores. Its error against the exact attention is that of the
+// fp32-softmax route it replaces (scores * scale, fp32 softmax, rounded probabilities), for a
+// full, a causal and a masked case; the blocks change no row beyond rounding.
+TEST(Attention, Bf16SoftmaxInOnePassIsAsCloseAsTheFp32Route) {
+  torch::manual_seed(17);
+  const int64_t B = 1, H = 4, kvH = 2, Tq = 300, S = 300, D = 72;
+  auto qb = (torch::randn({B, H, Tq, D}) * 2).to(torch::kBFloat16), kb = torch::randn({B, kvH, S, D}).to(torch::kBFloat16);
+  auto vb = torch::randn({B, kvH, S, D}).to(torch::kBFloat16);
+  auto f64 = [](const torch::Tensor& t) { return t.to(torch::kFloat64); };
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  auto qi = torch::arange(Tq).unsqueeze(1), kj = torch::arange(S).unsqueeze(0);
+  const auto causal = torch::zeros({Tq, S}).masked_fill(kj > qi, -std::numeric_limits<float>::infinity());
+  auto masked = torch::randn({Tq, S});
+  masked.narrow(1, 10, 20).fill_(std::numeric_limits<float>::lowest());
+  for (int which = 0; which < 3; ++which) {
+    nn::AttentionOptions o;
+    torch::Tensor m;  // fp32 mask of the definition
+    if (which == 1) {
+      o.causal = true;
+      m = causal;
+    } else if (which == 2) {
+      m = masked;
+      o.mask = masked.to(torch::kBFloat16);
+    }
+    const auto mref = which == 2 ? o.mask.to(torch::kFloat32) : m;
+    const auto exact = reference_attention(f64(qb), f64(kb), f64(vb), mref.defined() ? f64(mref) : torch::Tensor());
+    // the route before: bf16 scores * scale, fp32 softmax, probabilities rounded to bf16
+    auto kk = kb.repeat_interleave(H / kvH, 1), vv = vb.repeat_interleave(H / kvH, 1);
+    auto s = torch::matmul(qb, kk.transpose(2, 3)).mul_(scale);
+    if (mref.defined()) s = s + mref.to(torch::kBFloat16);
+    const auto before = torch::matmul(torch::softmax(s, -1, torch::kFloat32).to(torch::kBFloat16), vv);
+    const auto got = nn::attention(qb, kb, vb, o);
+    ASSERT_EQ(got.scalar_type(), torch::kBFloat16);
+    const double err_before = max_abs(f64(before), exact), err = max_abs(f64(got), exact);
+    EXPECT_LT(err, exact.abs().max().item<double>() / 32) << which;  // a few bf16 steps of the output
+    EXPECT_LT(err, 1.5 * err_before + 4e-3) << which << ": " << err << " against " << err_before;
+    o.max_score_bytes = 50 * H * S * 2;  // blocks of 50 rows
+    EXPECT_LT(max_abs(f64(nn::attention(qb, kb, vb, o)), f64(got)), 8e-3) << which;
+  }
+}
+
 // nn::layer_norm: a bf16 input on the CPU is normalised in fp32 and rounded once, so (nearly)
 // every element is the exact result rounded to bf16; fp32 is ln->forward itself.
 TEST(LayerNorm, Bf16IsTheExactNormRoundedOnceAndFp32IsTheModule) {
@@ -184,6 +226,36 @@ TEST(Attention, FewRowsOverACacheViewMatchTheDefinitionInFp32AndBf16) {
       EXPECT_FALSE(nn::attention_rows(torch::randn({B, H, 9, D}).to(dt), k, v, 0.5, false, {}).defined());
       EXPECT_FALSE(nn::attention_rows(q, k.transpose(2, 3), v, 0.5, false, {}).defined());
     }
+}
+
+// bf16 inference linears from 512 rows run on rows zero-padded to a multiple of 16 (oneDNN's slow
+// row counts, linear.cpp): the result is the first M rows of the padded product, of x's leading
+// shape, and equals the module's forward within rounding; with autograd nothing is padded.
+TEST(LinearRows, Bf16RowsPaddedToSixteenEqualTheModule) {
+  torch::manual_seed(9);
+  torch::nn::Linear l(torch::nn::LinearOptions(96, 40).bias(true));
+  l->to(torch::kBFloat16);
+  const auto x = torch::randn({1, 1369, 96}).to(torch::kBFloat16);
+  torch::Tensor got, want;
+  {
+    c10::InferenceMode guard;
+    got = nn::linear_rows(l, x);
+    want = l->forward(x);
+    ASSERT_EQ(got.sizes(), want.sizes());
+    EXPECT_TRUE(got.is_contiguous());
+    EXPECT_EQ(got.storage().nbytes(), 1376u * 40 * 2);  // computed on 1376 rows
+    const auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat64); };
+    const double diff = (f(got) - f(want)).abs().max().item<double>(), top = f(want).abs().max().item<double>();
+    EXPECT_LE(diff, top / 128) << "max diff " << diff << " of outputs up to " << top << ", equal " << got.eq(want).to(torch::kFloat).mean().item<float>();
+    // a multiple of 16, or fewer than 512 rows: torch's linear as it is
+    EXPECT_EQ(nn::linear_rows(l, x.narrow(1, 0, 1360)).storage().nbytes(), 1360u * 40 * 2);
+    EXPECT_EQ(nn::linear_rows(l, x.narrow(1, 0, 500)).storage().nbytes(), 500u * 40 * 2);
+  }
+  const auto xg = x.clone().requires_grad_(true);
+  const auto yg = nn::linear_rows(l, xg);
+  EXPECT_EQ(yg.storage().nbytes(), 1369u * 40 * 2);
+  yg.sum().backward();
+  EXPECT_TRUE(xg.grad().defined());
 }
 
 // The few-row linear (decode steps, CFG pairs) equals the module's forward: for 1..4 fp32 rows its

@@ -5,6 +5,7 @@
 #include "omni/core/error.h"
 #include "omni/nn/attention.h"
 #include "omni/nn/layer_norm.h"
+#include "omni/nn/linear.h"
 
 namespace omni::nn {
 
@@ -158,11 +159,11 @@ SiglipAttentionImpl::SiglipAttentionImpl(const SiglipVisionConfig& c)
 
 torch::Tensor SiglipAttentionImpl::forward(const torch::Tensor& x, const std::vector<int64_t>& seqlens) {
   const int64_t N = x.size(0);
-  auto q = q_proj->forward(x).view({N, heads, head_dim});
-  auto k = k_proj->forward(x).view({N, heads, head_dim});
-  auto v = v_proj->forward(x).view({N, heads, head_dim});
+  auto q = linear_rows(q_proj, x).view({N, heads, head_dim});
+  auto k = linear_rows(k_proj, x).view({N, heads, head_dim});
+  auto v = linear_rows(v_proj, x).view({N, heads, head_dim});
   auto o = varlen_full_attention(q, k, v, seqlens);
-  return out_proj->forward(o.reshape({N, heads * head_dim}));
+  return linear_rows(out_proj, o.reshape({N, heads * head_dim}));
 }
 
 SiglipMLPImpl::SiglipMLPImpl(const SiglipVisionConfig& c) : act(c.hidden_act) {
@@ -171,7 +172,9 @@ SiglipMLPImpl::SiglipMLPImpl(const SiglipVisionConfig& c) : act(c.hidden_act) {
   fc2 = register_module("fc2", torch::nn::Linear(c.intermediate_size, c.hidden_size));
 }
 
-torch::Tensor SiglipMLPImpl::forward(const torch::Tensor& x) { return fc2->forward(hf_activation(act, fc1->forward(x))); }
+torch::Tensor SiglipMLPImpl::forward(const torch::Tensor& x) {
+  return linear_rows(fc2, hf_activation(act, linear_rows(fc1, x)));
+}
 
 SiglipEncoderLayerImpl::SiglipEncoderLayerImpl(const SiglipVisionConfig& c) {
   auto ln = [&] { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.hidden_size}).eps(c.layer_norm_eps)); };

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "omni/core/error.h"
+#include "omni/nn/linear.h"
 
 namespace omni::bagel {
 
@@ -13,7 +14,7 @@ MLPconnectorImpl::MLPconnectorImpl(int64_t in_dim, int64_t out_dim, const std::s
 }
 
 torch::Tensor MLPconnectorImpl::forward(const torch::Tensor& x) {
-  return fc2->forward(nn::hf_activation(act, fc1->forward(x)));
+  return nn::linear_rows(fc2, nn::hf_activation(act, nn::linear_rows(fc1, x)));
 }
 
 torch::Tensor patchify(const torch::Tensor& img, int64_t p) {
