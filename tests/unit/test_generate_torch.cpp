@@ -31,6 +31,7 @@
 #include "omni/nn/linear.h"
 #include "omni/nn/layer_norm.h"
 #include "omni/nn/linear_bf16.h"
+#include "omni/nn/softmax_bf16.h"
 #include "omni/nn/uninitialised.h"
 #include "test_paths.h"
 
@@ -159,6 +160,41 @@ TEST(Attention, Bf16SoftmaxInOnePassIsAsCloseAsTheFp32Route) {
     o.max_score_bytes = 50 * H * S * 2;  // blocks of 50 rows
     EXPECT_LT(max_abs(f64(nn::attention(qb, kb, vb, o)), f64(got)), 8e-3) << which;
   }
+}
+
+// The one-pass bf16 softmax (nn/softmax_bf16.h) is libtorch's bf16 softmax: fp32 arithmetic and
+// one rounding. Against the exact softmax rounded to bf16 it differs in at most a few elements a
+// thousand and never by more than one bf16 step; blocked keys (-inf, bf16's lowest) get 0, a row
+// with every key at -inf NaN (as torch), rows of any length (the 16-wide loop's tails).
+TEST(SoftmaxBf16, OnePassEqualsTheExactSoftmaxRoundedOnce) {
+  torch::manual_seed(23);
+  for (int64_t S : {1, 7, 16, 33, 100, 1369}) {
+    auto x = (torch::randn({3, 5, S}) * 4).to(torch::kBFloat16);
+    if (S > 10) {
+      x.select(2, 2).fill_(-std::numeric_limits<float>::infinity());
+      x.select(2, 5).fill_(std::numeric_limits<c10::BFloat16>::lowest());
+    }
+    auto y = x.clone();
+    if (!nn::softmax_lastdim_bf16_(y)) GTEST_SKIP() << "no AVX-512F on this CPU: libtorch's softmax runs instead";
+    const auto exact = torch::softmax(x.to(torch::kFloat64), -1).to(torch::kBFloat16);
+    const auto ulps = (y.view(torch::kInt16).to(torch::kInt32) - exact.view(torch::kInt16).to(torch::kInt32)).abs();
+    EXPECT_LE(ulps.max().item<int>(), 1) << S;
+    EXPECT_LE(ulps.gt(0).sum().item<int64_t>(), std::max<int64_t>(1, x.numel() / 200)) << S;
+    if (S > 10) {
+      EXPECT_EQ(y.select(2, 2).abs().max().item<float>(), 0.f);
+      EXPECT_EQ(y.select(2, 5).abs().max().item<float>(), 0.f);
+    }
+    EXPECT_LT((y.to(torch::kFloat64).sum(-1) - 1).abs().max().item<double>(), S * 4e-3) << S;
+  }
+  auto blocked = torch::full({2, 9}, -std::numeric_limits<float>::infinity()).to(torch::kBFloat16);
+  blocked[1].fill_(0);
+  ASSERT_TRUE(nn::softmax_lastdim_bf16_(blocked));
+  EXPECT_TRUE(blocked[0].isnan().all().item<bool>());
+  EXPECT_NEAR(blocked[1][0].item<float>(), 1.0 / 9, 1e-3);
+  auto f32 = torch::randn({4, 8});
+  EXPECT_FALSE(nn::softmax_lastdim_bf16_(f32));
+  auto strided = torch::randn({8, 4}).to(torch::kBFloat16).t();
+  EXPECT_FALSE(nn::softmax_lastdim_bf16_(strided));
 }
 
 // nn::layer_norm: a bf16 input on the CPU is normalised in fp32 and rounded once, so (nearly)

@@ -9,6 +9,7 @@
 #include "omni/nn/attention_rows.h"
 #include "omni/nn/mask_value.h"
 #include "omni/nn/sequence_parallel.h"
+#include "omni/nn/softmax_bf16.h"
 
 #if defined(TORCH_VERSION_MAJOR) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
 #define OMNI_HAVE_SDPA 1
@@ -74,9 +75,10 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
                                             0.0, o.causal && !mask.defined(), scale);
   }
 #endif
-  // bf16 on the CPU: libtorch's bf16 softmax computes in fp32 and rounds once, the same values as
-  // an fp32 softmax rounded to bf16 (all but ~1 in 40k elements, by one bf16 step) in one pass
-  // over bf16 scores instead of three (widen, softmax, narrow). The scale goes on q, as the
+  // bf16 on the CPU: the softmax computes in fp32 and rounds once, the same values as an fp32
+  // softmax rounded to bf16 (all but ~1 in 40k elements, by one bf16 step) in one pass over bf16
+  // scores instead of three (widen, softmax, narrow): in place for inference (softmax_bf16.h),
+  // libtorch's bf16 softmax under autograd. The scale goes on q, as the
   // scores are the larger tensor; both orders round twice in bf16 (exact for power-of-4 D). The
   // score block is capped at 32 MiB of bf16: NaViT's 16 x 1369 x 1369 attention 56 -> 40 ms,
   // 4900 patches 707 -> 522 ms, SigLIP-L's 576 patches 7.7 -> 6.0 ms (2 threads).
@@ -109,8 +111,10 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
       auto kj = torch::arange(Sc, li).unsqueeze(0);
       scores.masked_fill_(kj > qi, -std::numeric_limits<float>::infinity());
     }
-    auto probs = (bf16_cpu ? torch::softmax(scores, -1) : torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type()))
-                     .view({B, kvH, G * n, Sc});
+    torch::Tensor probs = scores;  // bf16 inference: in place, one pass (softmax_bf16.h)
+    if (!bf16_cpu || scores.requires_grad() || !softmax_lastdim_bf16_(probs))
+      probs = bf16_cpu ? torch::softmax(scores, -1) : torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
+    probs = probs.view({B, kvH, G * n, Sc});
     auto oc = torch::matmul(probs, Sc < S ? v.narrow(2, 0, Sc) : v).view({B, kvH, G, n, D});
     if (n == Tq) return oc.view({B, H, Tq, D});
     if (!out.defined()) out = torch::empty({B, kvH, G, Tq, D}, q.options());
