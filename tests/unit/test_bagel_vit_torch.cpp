@@ -294,6 +294,12 @@ TEST_F(BagelVit, ActivationNames) {
   ASSERT_EQ(got.scalar_type(), torch::kBFloat16);
   EXPECT_GT(got.eq(exact.to(torch::kBFloat16)).to(torch::kDouble).mean().item<double>(), 0.99);
   EXPECT_TRUE(((got.to(torch::kDouble) - exact).abs() <= exact.abs() / 256 + 1e-30).all().item<bool>());
+  // SiLU of bf16 likewise (libtorch 1.13's bf16 kernel rounded 29% of these otherwise); the
+  // Llama / MoT MLP takes the same route (LlamaMlp.Bf16SiluIsRoundedOnce)
+  const auto silu_exact = (xd / (1 + torch::exp(-xd))).to(torch::kBFloat16);
+  const auto silu = nn::hf_activation("silu", xb);
+  ASSERT_EQ(silu.scalar_type(), torch::kBFloat16);
+  EXPECT_GT(silu.eq(silu_exact).to(torch::kDouble).mean().item<double>(), 0.99);
   EXPECT_THROW(nn::check_hf_activation("nope", "test"), Error);
   EXPECT_THROW(bagel::MLPconnector(4, 4, "nope"), Error);
 }

@@ -31,6 +31,7 @@
 #include "omni/nn/linear.h"
 #include "omni/nn/layer_norm.h"
 #include "omni/nn/linear_bf16.h"
+#include "omni/nn/llama.h"
 #include "omni/nn/softmax_bf16.h"
 #include "omni/nn/uninitialised.h"
 #include "test_paths.h"
@@ -195,6 +196,22 @@ TEST(SoftmaxBf16, OnePassEqualsTheExactSoftmaxRoundedOnce) {
   EXPECT_FALSE(nn::softmax_lastdim_bf16_(f32));
   auto strided = torch::randn({8, 4}).to(torch::kBFloat16).t();
   EXPECT_FALSE(nn::softmax_lastdim_bf16_(strided));
+}
+
+// The Llama / MoT MLP in bf16 on the CPU: SiLU computed in fp32 and rounded once (as the official
+// bf16 runs on a GPU), then the bf16 product with up, then down: exactly these three steps.
+TEST(LlamaMlp, Bf16SiluIsRoundedOnce) {
+  torch::manual_seed(29);
+  nn::LlamaConfig c;
+  c.hidden_size = 64;
+  c.intermediate_size = 96;
+  nn::LlamaMLP mlp(c);
+  mlp->to(torch::kBFloat16);
+  c10::InferenceMode guard;
+  const auto x = (torch::randn({3, 64}) * 2).to(torch::kBFloat16);
+  const auto g = torch::linear(x, mlp->gate_proj->weight), u = torch::linear(x, mlp->up_proj->weight);
+  const auto want = torch::linear(torch::silu(g.to(torch::kFloat32)).to(torch::kBFloat16) * u, mlp->down_proj->weight);
+  EXPECT_TRUE(torch::equal(mlp->forward(x), want));
 }
 
 // nn::layer_norm: a bf16 input on the CPU is normalised in fp32 and rounded once, so (nearly)

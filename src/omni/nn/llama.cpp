@@ -1,5 +1,6 @@
 #include "omni/nn/llama.h"
 #include "omni/nn/attention.h"
+#include "omni/nn/fp32_math.h"
 #include "omni/nn/linear.h"
 #include "omni/nn/mask_value.h"
 #include "omni/nn/sequence_parallel.h"
@@ -98,7 +99,8 @@ LlamaMLPImpl::LlamaMLPImpl(const LlamaConfig& c) {
 
 torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
   const auto gate_up = linear_rows_shared(x, {gate_proj, up_proj});
-  return linear_rows(down_proj, torch::silu(gate_up[0]) * gate_up[1]);
+  const auto act = in_fp32_on_cpu(gate_up[0], [](const torch::Tensor& t) { return torch::silu(t); });
+  return linear_rows(down_proj, act * gate_up[1]);
 }
 
 // ---------------------------------------------------------------------------------------------

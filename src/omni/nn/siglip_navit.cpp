@@ -4,6 +4,7 @@
 
 #include "omni/core/error.h"
 #include "omni/nn/attention.h"
+#include "omni/nn/fp32_math.h"
 #include "omni/nn/layer_norm.h"
 #include "omni/nn/linear.h"
 
@@ -21,18 +22,12 @@ void check_hf_activation(const std::string& name, const std::string& where) {
 }
 
 torch::Tensor hf_activation(const std::string& n, const torch::Tensor& x) {
-  if (n == "gelu_pytorch_tanh" || n == "gelu_new" || n == "gelu_fast") {
-    // A bf16 / fp16 input on the CPU is computed in fp32 and rounded once, as a GPU computes it (the
-    // official bf16 runs): libtorch 1.13's CPU bf16 kernel rounds differently in ~45% of the elements
-    // and is 2x slower (1369 x 4304, 2 threads: 16.2 against 8.8 ms; BAGEL's NaViT MLP).
-    const auto dt = x.scalar_type();
-    if (x.device().is_cpu() && (dt == torch::kBFloat16 || dt == torch::kHalf))
-      return torch::gelu(x.to(torch::kFloat32), "tanh").to(dt);
-    return torch::gelu(x, "tanh");
-  }
+  // bf16 / fp16 on the CPU through fp32, rounded once (fp32_math.h)
+  if (n == "gelu_pytorch_tanh" || n == "gelu_new" || n == "gelu_fast")
+    return in_fp32_on_cpu(x, [](const torch::Tensor& t) { return torch::gelu(t, "tanh"); });
   if (n == "gelu") return torch::gelu(x);
   if (n == "quick_gelu") return x * torch::sigmoid(1.702 * x);
-  if (n == "silu" || n == "swish") return torch::silu(x);
+  if (n == "silu" || n == "swish") return in_fp32_on_cpu(x, [](const torch::Tensor& t) { return torch::silu(t); });
   if (n == "relu") return torch::relu(x);
   check_hf_activation(n, "activation");
   return x;  // unreachable
