@@ -166,7 +166,8 @@ TEST(Attention, Bf16SoftmaxInOnePassIsAsCloseAsTheFp32Route) {
 // The one-pass bf16 softmax (nn/softmax_bf16.h) is libtorch's bf16 softmax: fp32 arithmetic and
 // one rounding. Against the exact softmax rounded to bf16 it differs in at most a few elements a
 // thousand and never by more than one bf16 step; blocked keys (-inf, bf16's lowest) get 0, a row
-// with every key at -inf NaN (as torch), rows of any length (the 16-wide loop's tails).
+// with every key at -inf or any NaN score is NaN (as torch), rows of any length (the 16-wide
+// loop's tails).
 TEST(SoftmaxBf16, OnePassEqualsTheExactSoftmaxRoundedOnce) {
   torch::manual_seed(23);
   for (int64_t S : {1, 7, 16, 33, 100, 1369}) {
@@ -187,11 +188,19 @@ TEST(SoftmaxBf16, OnePassEqualsTheExactSoftmaxRoundedOnce) {
     }
     EXPECT_LT((y.to(torch::kFloat64).sum(-1) - 1).abs().max().item<double>(), S * 4e-3) << S;
   }
-  auto blocked = torch::full({2, 9}, -std::numeric_limits<float>::infinity()).to(torch::kBFloat16);
+  auto blocked = torch::full({4, 40}, -std::numeric_limits<float>::infinity()).to(torch::kBFloat16);
   blocked[1].fill_(0);
+  blocked[2].fill_(0);
+  blocked[2][3] = std::numeric_limits<float>::quiet_NaN();  // in the 16-wide loop
+  blocked[3].fill_(0);
+  blocked[3][38] = std::numeric_limits<float>::quiet_NaN();  // in the tail
   ASSERT_TRUE(nn::softmax_lastdim_bf16_(blocked));
   EXPECT_TRUE(blocked[0].isnan().all().item<bool>());
-  EXPECT_NEAR(blocked[1][0].item<float>(), 1.0 / 9, 1e-3);
+  EXPECT_NEAR(blocked[1][0].item<float>(), 1.0 / 40, 1e-4);
+  EXPECT_TRUE(blocked[2].isnan().all().item<bool>());
+  EXPECT_TRUE(blocked[3].isnan().all().item<bool>());
+  auto torch_nan = torch::softmax(blocked[2].clone().fill_(0).index_put_({3}, NAN), -1);
+  EXPECT_TRUE(torch_nan.isnan().all().item<bool>());  // what torch does with a NaN score
   auto f32 = torch::randn({4, 8});
   EXPECT_FALSE(nn::softmax_lastdim_bf16_(f32));
   auto strided = torch::randn({8, 4}).to(torch::kBFloat16).t();

@@ -89,12 +89,22 @@ __attribute__((target("avx512f"))) void rows_avx512(bf16* x, int64_t r0, int64_t
   for (int64_t row = r0; row < r1; ++row) {
     bf16* p = x + row * S;
     __m512 vmax = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-    for (int64_t k = 0; k < S16; k += 16) vmax = _mm512_max_ps(vmax, load16(p + k));
+    __mmask16 nan_lanes = 0;  // max_ps drops NaNs: they are looked for on the way
+    for (int64_t k = 0; k < S16; k += 16) {
+      const __m512 v = load16(p + k);
+      nan_lanes |= _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      vmax = _mm512_max_ps(vmax, v);
+    }
     float m = _mm512_reduce_max_ps(vmax);
-    for (int64_t k = S16; k < S; ++k) m = std::max(m, widen(p[k]));
-    if (m == -std::numeric_limits<float>::infinity()) {  // every key blocked: NaN, as torch's softmax
-      const bf16 nan = 0x7fc0;
-      for (int64_t k = 0; k < S; ++k) p[k] = nan;
+    bool nan = nan_lanes != 0;
+    for (int64_t k = S16; k < S; ++k) {
+      const float v = widen(p[k]);
+      nan = nan || std::isnan(v);
+      m = std::max(m, v);
+    }
+    // A NaN score, or every key blocked (-inf): the row is NaN, as torch's softmax makes it.
+    if (nan || m == -std::numeric_limits<float>::infinity()) {
+      for (int64_t k = 0; k < S; ++k) p[k] = 0x7fc0;
       continue;
     }
     const __m512 vm = _mm512_set1_ps(m);
