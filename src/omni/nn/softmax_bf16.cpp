@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -39,19 +38,9 @@ float exp_poly(float x) {
   return std::ldexp(p, static_cast<int>(n));
 }
 
-float widen(bf16 h) {
-  const uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-bf16 narrow(float f) {  // round to nearest even, as c10::BFloat16 (no NaN reaches here)
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return static_cast<bf16>(u >> 16);
-}
+// The scalar tails widen and round as c10::BFloat16 does (round to nearest even).
+float widen(bf16 h) { return c10::detail::f32_from_bits(h); }
+bf16 narrow(float f) { return c10::detail::round_to_nearest_even(f); }
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #pragma GCC diagnostic push
