@@ -27,6 +27,7 @@
 #include "omni/models/model.h"
 #include "omni/nn/attention.h"
 #include "omni/nn/attention_rows.h"
+#include "omni/nn/attention_tiles.h"
 #include "omni/nn/kv_cache.h"
 #include "omni/nn/linear.h"
 #include "omni/nn/layer_norm.h"
@@ -161,6 +162,67 @@ TEST(Attention, Bf16SoftmaxInOnePassIsAsCloseAsTheFp32Route) {
     o.max_score_bytes = 50 * H * S * 2;  // blocks of 50 rows
     EXPECT_LT(max_abs(f64(nn::attention(qb, kb, vb, o)), f64(got)), 8e-3) << which;
   }
+}
+
+// In inference mode on the CPU, many query rows run in tiles of rows, one tile per thread
+// (nn/attention_tiles.h). Each case equals the batched route that autograd takes (full, grouped
+// heads, causal over a cache, causal and per-batch additive masks with rows that see no key, more
+// keys than rows), in fp32 to rounding and in bf16 to a bf16 step, on two threads (the worker
+// threads must see the inference mode). A NoGradGuard forward (a training run's) stays on the
+// batched route bit for bit, as its recomputation under autograd.
+TEST(Attention, TilesWithoutAutogradEqualTheBatchedRoute) {
+  torch::manual_seed(23);
+  const int saved_threads = at::get_num_threads();
+  at::set_num_threads(2);
+  const int64_t B = 2, H = 6, kvH = 2, D = 16;
+  const float lowest = std::numeric_limits<float>::lowest();
+  struct Case {
+    int64_t Tq, S;
+    int kind;  // 0 full, 1 causal flag, 2 causal mask with padded rows, 3 random per-batch mask
+  };
+  for (const Case c : {Case{300, 300, 0}, Case{300, 307, 1}, Case{300, 307, 2}, Case{130, 700, 3}, Case{70, 70, 1}}) {
+    auto q = torch::randn({B, H, c.Tq, D}), k = torch::randn({B, kvH, c.S, D}), v = torch::randn({B, kvH, c.S, D});
+    nn::AttentionOptions o;
+    o.causal = c.kind == 1;
+    const int64_t past = c.S - c.Tq;
+    auto qi = torch::arange(past, c.S).unsqueeze(1), kj = torch::arange(c.S).unsqueeze(0);
+    if (c.kind == 2) {
+      o.mask = torch::zeros({c.Tq, c.S}).masked_fill(kj > qi, lowest);
+      o.mask.narrow(1, 0, past + 3).fill_(lowest);  // rows 0..2 see nothing: HF's uniform softmax
+    } else if (c.kind == 3) {
+      o.mask = torch::randn({B, 1, c.Tq, c.S});
+      o.mask.narrow(3, 0, 5).fill_(-std::numeric_limits<float>::infinity());
+    }
+    const auto batched = nn::attention(q, k, v, o);  // GradMode on: the batched route
+    const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+    torch::Tensor tiles, no_grad;
+    {
+      c10::InferenceMode guard;
+      tiles = nn::attention_tiles(q, k, v, scale, o.causal, o.mask.defined() ? o.mask.unsqueeze(0).view({-1, 1, c.Tq, c.S}) : torch::Tensor());
+      ASSERT_TRUE(tiles.defined()) << c.kind;
+      EXPECT_LT(max_abs(nn::attention(q, k, v, o), batched), 2e-6) << c.kind;
+    }
+    {
+      torch::NoGradGuard guard;
+      no_grad = nn::attention(q, k, v, o);
+    }
+    EXPECT_LT(max_abs(tiles, batched), 2e-6) << c.kind;
+    EXPECT_TRUE(torch::equal(no_grad, batched)) << c.kind;
+  }
+  // bf16 from 512 rows (fewer decline): the causal flag with grouped heads, 72-wide
+  auto qb = torch::randn({1, 4, 600, 72}).to(torch::kBFloat16), kb = torch::randn({1, 2, 600, 72}).to(torch::kBFloat16);
+  auto vb = torch::randn({1, 2, 600, 72}).to(torch::kBFloat16);
+  nn::AttentionOptions oc;
+  oc.causal = true;
+  const auto batched_b = nn::attention(qb, kb, vb, oc).to(torch::kFloat32);
+  c10::InferenceMode guard;
+  EXPECT_FALSE(nn::attention_tiles(qb.narrow(2, 0, 500), kb, vb, 0.1, false, {}).defined());
+  const auto tiles_b = nn::attention_tiles(qb, kb, vb, 1.0 / std::sqrt(72.0), true, {});
+  ASSERT_TRUE(tiles_b.defined());
+  EXPECT_EQ(tiles_b.scalar_type(), torch::kBFloat16);
+  EXPECT_LT(max_abs(tiles_b.to(torch::kFloat32), batched_b), 1.6e-2);
+  EXPECT_TRUE(torch::equal(nn::attention(qb, kb, vb, oc), tiles_b));
+  at::set_num_threads(saved_threads);
 }
 
 // The one-pass bf16 softmax (nn/softmax_bf16.h) is libtorch's bf16 softmax: fp32 arithmetic and

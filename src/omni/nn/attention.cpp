@@ -7,6 +7,7 @@
 
 #include "omni/core/error.h"
 #include "omni/nn/attention_rows.h"
+#include "omni/nn/attention_tiles.h"
 #include "omni/nn/mask_value.h"
 #include "omni/nn/sequence_parallel.h"
 #include "omni/nn/softmax_bf16.h"
@@ -21,19 +22,6 @@ namespace {
 
 constexpr int64_t kMinSkipBlockRows = 128;  // smaller blocks lose more in GEMM speed than they skip
 constexpr int64_t kMaxSkipBlocks = 5;
-
-// How many leading keys a block of query rows can see through an additive mask [B|1, 1, n, S]:
-// keys after the last one any row sees add exactly zero to every softmax (a blocked score,
-// -inf or the dtype's lowest value as HF writes it, is exp(...) = 0 next to a visible one), so
-// attention over the leading keys alone is the same. A row that sees no key at all gets HF's
-// uniform softmax over every key, so then all S are kept.
-int64_t keys_seen(const torch::Tensor& mask_block) {
-  const int64_t S = mask_block.size(-1);
-  auto seen = mask_block.gt(finfo_lowest(mask_block.scalar_type()));  // [B|1, 1, n, S]
-  if (!seen.any(-1).all().item<bool>()) return S;  // a row that sees nothing
-  auto cols = seen.flatten(0, 2).any(0);            // [S]: seen by some row
-  return cols.nonzero().max().item<int64_t>() + 1;
-}
 
 }  // namespace
 
@@ -75,6 +63,10 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
                                             0.0, o.causal && !mask.defined(), scale);
   }
 #endif
+  if (c10::InferenceMode::is_enabled()) {  // many query rows on the CPU: tiles in cache, one per thread
+    auto tiles = attention_tiles(q, k, v, scale, o.causal, mask);
+    if (tiles.defined()) return tiles;
+  }
   // bf16 on the CPU: the scores stay bf16 and one pass computes their softmax in fp32 and rounds
   // once (the values of an fp32 softmax rounded to bf16, but for ~1 element in 16k by one step),
   // instead of three passes (widen, softmax, narrow): in place for inference (softmax_bf16.h),
