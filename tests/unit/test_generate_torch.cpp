@@ -28,6 +28,7 @@
 #include "omni/nn/attention.h"
 #include "omni/nn/attention_rows.h"
 #include "omni/nn/attention_tiles.h"
+#include "omni/nn/elementwise_cpu.h"
 #include "omni/nn/kv_cache.h"
 #include "omni/nn/linear.h"
 #include "omni/nn/layer_norm.h"
@@ -278,11 +279,69 @@ TEST(LlamaMlp, Bf16SiluIsRoundedOnce) {
   c.intermediate_size = 96;
   nn::LlamaMLP mlp(c);
   mlp->to(torch::kBFloat16);
-  c10::InferenceMode guard;
+  torch::NoGradGuard guard;  // the op chain (InferenceMode fuses SiLU·up: ElementwiseCpu below)
   const auto x = (torch::randn({3, 64}) * 2).to(torch::kBFloat16);
   const auto g = torch::linear(x, mlp->gate_proj->weight), u = torch::linear(x, mlp->up_proj->weight);
   const auto want = torch::linear(torch::silu(g.to(torch::kFloat32)).to(torch::kBFloat16) * u, mlp->down_proj->weight);
   EXPECT_TRUE(torch::equal(mlp->forward(x), want));
+}
+
+// The fused inference kernels for RMSNorm and SiLU(gate)·up (nn/elementwise_cpu.h) against the op
+// chains they replace, which autograd and a training run's no-grad forwards still take: fp32 to
+// the row sum's order (RMSNorm) or bit for bit (SiLU·up, libtorch's own ops in place); bf16 within
+// one bf16 step where the fp32 intermediate rounds the other way, in a handful of elements.
+TEST(ElementwiseCpu, FusedRmsNormAndSiluMulEqualTheOpChains) {
+  if (!__builtin_cpu_supports("avx512f")) GTEST_SKIP() << "the fused kernels need AVX-512F; the op chains run";
+  torch::manual_seed(31);
+  // within one bf16 step of b (2^-7 relative, 2^-8 of the larger binade) and mostly equal
+  auto one_step = [](const torch::Tensor& a, const torch::Tensor& b, double min_equal) {
+    auto af = a.to(torch::kFloat32), bf = b.to(torch::kFloat32);
+    auto d = (af - bf).abs();
+    EXPECT_TRUE(d.le(bf.abs() * (1.0 / 128) + 1e-30).all().item<bool>()) << d.max().item<double>();
+    EXPECT_GE(af.eq(bf).to(torch::kFloat64).mean().item<double>(), min_equal);
+  };
+  for (const int64_t C : {7, 16, 37, 300}) {
+    for (const auto dt : {torch::kFloat32, torch::kBFloat16}) {
+      nn::RMSNorm norm(C, 1e-6);
+      norm->weight.data().uniform_(0.5, 1.5);
+      norm->to(dt);
+      const auto x = (torch::randn({3, 5, C}) * 3).to(dt);
+      torch::Tensor chain, fused, direct;
+      {
+        torch::NoGradGuard guard;
+        chain = norm->forward(x);
+        EXPECT_FALSE(nn::rms_norm_rows(x, norm->weight, 1e-6, direct)) << "outside InferenceMode";
+      }
+      c10::InferenceMode guard;
+      fused = norm->forward(x);
+      ASSERT_TRUE(nn::rms_norm_rows(x, norm->weight, 1e-6, direct));
+      EXPECT_TRUE(torch::equal(direct, fused));
+      EXPECT_EQ(fused.sizes(), x.sizes());
+      if (dt == torch::kFloat32) EXPECT_LT(max_abs(fused, chain), 2e-6 * chain.abs().max().item<double>()) << C;
+      else one_step(fused, chain, 0.97);
+      EXPECT_FALSE(nn::rms_norm_rows(x.transpose(0, 1), norm->weight, 1e-6, direct)) << "not contiguous";
+    }
+  }
+  for (const int64_t n : {5, 16, 16387}) {
+    for (const auto dt : {torch::kFloat32, torch::kBFloat16}) {
+      const auto g = (torch::randn({n}) * 4).to(dt), u = torch::randn({n}).to(dt);
+      torch::Tensor chain;
+      {
+        torch::NoGradGuard guard;
+        chain = (dt == torch::kFloat32 ? torch::silu(g) : torch::silu(g.to(torch::kFloat32)).to(dt)) * u;
+        auto gc = g.clone();
+        EXPECT_FALSE(nn::silu_mul_(gc, u)) << "outside InferenceMode";
+      }
+      c10::InferenceMode guard;
+      auto fused = g.clone();
+      ASSERT_TRUE(nn::silu_mul_(fused, u));
+      if (dt == torch::kFloat32) EXPECT_TRUE(torch::equal(fused, chain)) << n;
+      else one_step(fused, chain, 0.999);
+      auto wide = torch::randn({4, 2 * n}).to(dt);
+      auto view = wide.narrow(1, 0, n);
+      EXPECT_FALSE(nn::silu_mul_(view, u.expand({4, n}).contiguous())) << "not contiguous";
+    }
+  }
 }
 
 // nn::layer_norm: a bf16 input on the CPU is normalised in fp32 and rounded once, so (nearly)

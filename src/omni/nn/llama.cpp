@@ -1,5 +1,6 @@
 #include "omni/nn/llama.h"
 #include "omni/nn/attention.h"
+#include "omni/nn/elementwise_cpu.h"
 #include "omni/nn/fp32_math.h"
 #include "omni/nn/linear.h"
 #include "omni/nn/mask_value.h"
@@ -48,6 +49,8 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+  torch::Tensor fused;  // inference on the CPU: one pass (elementwise_cpu.h)
+  if (rms_norm_rows(x, weight, eps, fused)) return fused;
   const auto dtype = x.scalar_type();
   auto h = x.to(torch::kFloat32);
   auto variance = h.pow(2).mean(-1, /*keepdim=*/true);
@@ -98,7 +101,8 @@ LlamaMLPImpl::LlamaMLPImpl(const LlamaConfig& c) {
 }
 
 torch::Tensor LlamaMLPImpl::forward(const torch::Tensor& x) {
-  const auto gate_up = linear_rows_shared(x, {gate_proj, up_proj});
+  auto gate_up = linear_rows_shared(x, {gate_proj, up_proj});
+  if (silu_mul_(gate_up[0], gate_up[1])) return linear_rows(down_proj, gate_up[0]);  // inference: in place
   const auto act = in_fp32_on_cpu(gate_up[0], [](const torch::Tensor& t) { return torch::silu(t); });
   return linear_rows(down_proj, act * gate_up[1]);
 }

@@ -1,0 +1,147 @@
+// Fused elementwise row kernels for the decoder. See elementwise_cpu.h.
+#include "omni/nn/elementwise_cpu.h"
+
+#include <ATen/Parallel.h>
+#include <c10/core/InferenceMode.h>
+
+#include <cmath>
+
+#include "omni/nn/bf16_simd.h"
+
+namespace omni::nn {
+namespace {
+
+using namespace simd;
+
+#ifdef OMNI_NN_X86_SIMD
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wpsabi"
+template <bool kBf16>
+__attribute__((target("avx512f"), always_inline)) inline __m512 load(const void* p, int64_t k) {
+  if constexpr (kBf16) return load16(static_cast<const bf16*>(p) + k);
+  else return _mm512_loadu_ps(static_cast<const float*>(p) + k);
+}
+
+template <bool kBf16>
+__attribute__((target("avx512f"), always_inline)) inline void store(void* p, int64_t k, __m512 v) {
+  if constexpr (kBf16) store16(static_cast<bf16*>(p) + k, v);
+  else _mm512_storeu_ps(static_cast<float*>(p) + k, v);
+}
+
+// The value the op chain would hold in a tensor of the storage type.
+template <bool kBf16>
+__attribute__((target("avx512f"), always_inline)) inline __m512 held(__m512 v) {
+  if constexpr (kBf16) return round_to_bf16(v);
+  else return v;
+}
+
+template <bool kBf16>
+float scalar_at(const void* p, int64_t k) {
+  if constexpr (kBf16) return widen(static_cast<const bf16*>(p)[k]);
+  else return static_cast<const float*>(p)[k];
+}
+
+template <bool kBf16>
+void scalar_put(void* p, int64_t k, float v) {
+  if constexpr (kBf16) static_cast<bf16*>(p)[k] = narrow(v);
+  else static_cast<float*>(p)[k] = v;
+}
+
+template <bool kBf16>
+float held_scalar(float v) {
+  if constexpr (kBf16) return widen(narrow(v));
+  else return v;
+}
+
+template <bool kBf16>
+__attribute__((target("avx512f"))) void rms_rows(const void* x, const void* w, void* y, int64_t r0, int64_t r1,
+                                                 int64_t C, float eps) {
+  constexpr int64_t es = kBf16 ? 2 : 4;
+  const int64_t C16 = C / 16 * 16;
+  for (int64_t row = r0; row < r1; ++row) {
+    const char* xr = static_cast<const char*>(x) + row * C * es;
+    char* yr = static_cast<char*>(y) + row * C * es;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t k = 0; k < C16; k += 16) {
+      const __m512 v = load<kBf16>(xr, k);
+      acc = _mm512_fmadd_ps(v, v, acc);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    for (int64_t k = C16; k < C; ++k) sum += scalar_at<kBf16>(xr, k) * scalar_at<kBf16>(xr, k);
+    const float r = 1.f / std::sqrt(sum / static_cast<float>(C) + eps);
+    const __m512 vr = _mm512_set1_ps(r);
+    for (int64_t k = 0; k < C16; k += 16)
+      store<kBf16>(yr, k, _mm512_mul_ps(load<kBf16>(w, k), held<kBf16>(_mm512_mul_ps(load<kBf16>(xr, k), vr))));
+    for (int64_t k = C16; k < C; ++k)
+      scalar_put<kBf16>(yr, k, scalar_at<kBf16>(w, k) * held_scalar<kBf16>(scalar_at<kBf16>(xr, k) * r));
+  }
+}
+
+// gate = round(round(silu(g)) * u), 16 at a time; silu(x) = x / (1 + exp(-x)) as libtorch writes it.
+__attribute__((target("avx512f"))) void silu_mul_bf16(bf16* g, const bf16* u, int64_t n0, int64_t n1) {
+  int64_t k = n0;
+  const __m512 one = _mm512_set1_ps(1.f);
+  for (; k + 16 <= n1; k += 16) {
+    const __m512 x = load16(g + k);
+    const __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+    store16(g + k, _mm512_mul_ps(held<true>(s), load16(u + k)));
+  }
+  for (; k < n1; ++k) {
+    const float x = widen(g[k]);
+    g[k] = narrow(widen(narrow(x / (1.f + exp_poly(-x)))) * widen(u[k]));
+  }
+}
+#pragma GCC diagnostic pop
+#endif
+
+bool applies(const at::Tensor& t) {
+  return c10::InferenceMode::is_enabled() && t.device().is_cpu() && t.is_contiguous() && t.dim() >= 1 &&
+         (t.scalar_type() == at::kFloat || t.scalar_type() == at::kBFloat16);
+}
+
+}  // namespace
+
+bool rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps, at::Tensor& out) {
+#ifdef OMNI_NN_X86_SIMD
+  if (!has_avx512f() || !applies(x) || !applies(weight) || weight.scalar_type() != x.scalar_type() ||
+      weight.dim() != 1 || weight.size(0) != x.size(-1) || x.numel() == 0)
+    return false;
+  const int64_t C = x.size(-1), rows = x.numel() / C;
+  out = at::empty_like(x);
+  const bool bf = x.scalar_type() == at::kBFloat16;
+  const void* xp = x.data_ptr();
+  const void* wp = weight.data_ptr();
+  void* yp = out.data_ptr();
+  const float e = static_cast<float>(eps);
+  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / C), [&](int64_t r0, int64_t r1) {
+    if (bf) rms_rows<true>(xp, wp, yp, r0, r1, C, e);
+    else rms_rows<false>(xp, wp, yp, r0, r1, C, e);
+  });
+  return true;
+#else
+  (void)x, (void)weight, (void)eps, (void)out;
+  return false;
+#endif
+}
+
+bool silu_mul_(at::Tensor& gate, const at::Tensor& up) {
+  if (!applies(gate) || !applies(up) || up.scalar_type() != gate.scalar_type() || !up.sizes().equals(gate.sizes()))
+    return false;
+  if (gate.scalar_type() == at::kFloat) {
+    at::silu_(gate);
+    gate.mul_(up);
+    return true;
+  }
+#ifdef OMNI_NN_X86_SIMD
+  if (!has_avx512f()) return false;
+  auto* g = reinterpret_cast<bf16*>(gate.data_ptr());
+  const auto* u = reinterpret_cast<const bf16*>(up.data_ptr());
+  at::parallel_for(0, gate.numel(), 16384, [&](int64_t n0, int64_t n1) { silu_mul_bf16(g, u, n0, n1); });
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace omni::nn
