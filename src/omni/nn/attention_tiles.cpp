@@ -46,8 +46,11 @@ at::Tensor attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::T
     if (mask.defined()) keys[b] = blocks > 1 ? keys_seen(mask.narrow(2, r0, n)) : S;
     else if (causal) keys[b] = past + r0 + n;
   }
-  // bf16: q prescaled, so the scores go from the GEMM straight to the one-pass softmax.
-  const at::Tensor qs = bf16 ? (q * scale).contiguous() : q;
+  // bf16: q prescaled, so the scores go from the GEMM straight to the one-pass softmax. Heads as
+  // contiguous [S, D] blocks: a tile GEMM on a strided head view ([T, H, D] layouts, as NaViT's)
+  // copies it first, once per tile (NaViT 980²: 451 -> 350 ms).
+  const at::Tensor qs = bf16 ? (q * scale).contiguous() : q.contiguous();
+  const at::Tensor kc = k.contiguous(), vc = v.contiguous();
   const at::Tensor upper = causal && !mask.defined()  // [rows, rows]: key past + r0 + j hidden from row i iff j > i
                                ? at::ones({rows, rows}, q.options().dtype(at::kBool)).triu_(1)
                                : at::Tensor();
@@ -60,7 +63,7 @@ at::Tensor attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::T
       const int64_t b = t / (H * blocks), h = (t / blocks) % H, blk = t % blocks;
       const int64_t r0 = blk * rows, n = std::min(rows, Tq - r0), Sc = keys[blk];
       at::Tensor o = out[b][h].narrow(0, r0, n);
-      const at::Tensor kh = k[b][h / G].narrow(0, 0, Sc), vh = v[b][h / G].narrow(0, 0, Sc);
+      const at::Tensor kh = kc[b][h / G].narrow(0, 0, Sc), vh = vc[b][h / G].narrow(0, 0, Sc);
       at::Tensor scores = scores_buf.narrow(0, 0, n * Sc).view({n, Sc});
       at::mm_out(scores, qs[b][h].narrow(0, r0, n), kh.t());
       if (!bf16) scores.mul_(scale);
