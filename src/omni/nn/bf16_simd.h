@@ -11,6 +11,13 @@
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define OMNI_NN_X86_SIMD 1
+// Around a file's AVX-512 kernels: GCC warns of the intrinsics' undefined upper lanes and of the
+// vector ABI, neither of which applies to these inlined loops.
+#define OMNI_NN_SIMD_WARNINGS_OFF                                        \
+  _Pragma("GCC diagnostic push")                                         \
+  _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")            \
+  _Pragma("GCC diagnostic ignored \"-Wpsabi\"")
+#define OMNI_NN_SIMD_WARNINGS_ON _Pragma("GCC diagnostic pop")
 #endif
 
 namespace omni::nn::simd {
@@ -43,9 +50,7 @@ inline float widen(bf16 h) { return c10::detail::f32_from_bits(h); }
 inline bf16 narrow(float f) { return c10::detail::round_to_nearest_even(f); }
 
 #ifdef OMNI_NN_X86_SIMD
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wpsabi"
+OMNI_NN_SIMD_WARNINGS_OFF
 __attribute__((target("avx512f"), always_inline)) inline __m512 load16(const bf16* p) {
   return _mm512_castsi512_ps(
       _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
@@ -78,7 +83,7 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 exp16(__m512 x) 
   p = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.f));
   return _mm512_scalef_ps(p, n);
 }
-#pragma GCC diagnostic pop
+OMNI_NN_SIMD_WARNINGS_ON
 
 inline bool has_avx512f() {
   static const bool v = __builtin_cpu_supports("avx512f");

@@ -14,9 +14,7 @@ namespace {
 using namespace simd;
 
 #ifdef OMNI_NN_X86_SIMD
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wpsabi"
+OMNI_NN_SIMD_WARNINGS_OFF
 template <bool kBf16>
 __attribute__((target("avx512f"), always_inline)) inline __m512 load(const void* p, int64_t k) {
   if constexpr (kBf16) return load16(static_cast<const bf16*>(p) + k);
@@ -92,7 +90,7 @@ __attribute__((target("avx512f"))) void silu_mul_bf16(bf16* g, const bf16* u, in
     g[k] = narrow(widen(narrow(x / (1.f + exp_poly(-x)))) * widen(u[k]));
   }
 }
-#pragma GCC diagnostic pop
+OMNI_NN_SIMD_WARNINGS_ON
 #endif
 
 bool applies(const at::Tensor& t) {

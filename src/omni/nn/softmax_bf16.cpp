@@ -16,9 +16,7 @@ namespace {
 using namespace simd;
 
 #ifdef OMNI_NN_X86_SIMD
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wpsabi"
+OMNI_NN_SIMD_WARNINGS_OFF
 // Rows [r0, r1) of S each: max, then exp(x - max) into `e` with its sum, then e / sum rounded once.
 __attribute__((target("avx512f"))) void rows_avx512(bf16* x, int64_t r0, int64_t r1, int64_t S, float* e) {
   const int64_t S16 = S / 16 * 16;
@@ -58,7 +56,7 @@ __attribute__((target("avx512f"))) void rows_avx512(bf16* x, int64_t r0, int64_t
     for (int64_t k = S16; k < S; ++k) p[k] = narrow(e[k] * inv);
   }
 }
-#pragma GCC diagnostic pop
+OMNI_NN_SIMD_WARNINGS_ON
 
 #endif
 
