@@ -7,8 +7,8 @@
 // thing (no grouped heads on the CPU, where repeating the cache would cost more than it saves).
 // Otherwise on the CPU, without autograd a few rows over a cache go through attention_rows.h, and
 // in inference mode many rows through attention_tiles.h (tiles of query rows, one per thread);
-// elsewhere (training, other devices) queries are processed in chunks so the score block stays under max_score_bytes
-// (a 1024² FLUX decode would otherwise build a 1 GiB score matrix).
+// elsewhere (training, other devices) queries are processed in chunks so the score block stays
+// under max_score_bytes (a 1024² FLUX decode would otherwise build a 1 GiB score matrix).
 #pragma once
 #include <torch/torch.h>
 

@@ -23,6 +23,6 @@ namespace omni::nn {
 // (16 heads x 4900 patches) 433 -> 353 ms bf16 and 1024 -> 812 ms fp32 a layer; BAGEL's 1024² flow
 // attention (28 heads, 4098 rows x 4128 keys) 747 -> 667 and 1673 -> 1525 ms (2 threads).
 at::Tensor attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, double scale, bool causal,
-                              const at::Tensor& mask);
+                           const at::Tensor& mask);
 
 }  // namespace omni::nn

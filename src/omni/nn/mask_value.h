@@ -1,4 +1,5 @@
-// The value an additive attention mask writes for a blocked key.
+// The value an additive attention mask writes for a blocked key, and how many leading keys a
+// block of query rows sees through such a mask.
 #pragma once
 #include <ATen/ATen.h>
 #include <c10/core/ScalarType.h>
