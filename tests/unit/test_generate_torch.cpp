@@ -34,6 +34,7 @@
 #include "omni/nn/layer_norm.h"
 #include "omni/nn/linear_bf16.h"
 #include "omni/nn/llama.h"
+#include "omni/nn/siglip_navit.h"
 #include "omni/nn/softmax_bf16.h"
 #include "omni/nn/uninitialised.h"
 #include "test_paths.h"
@@ -286,11 +287,12 @@ TEST(LlamaMlp, Bf16SiluIsRoundedOnce) {
   EXPECT_TRUE(torch::equal(mlp->forward(x), want));
 }
 
-// The fused inference kernels for RMSNorm and SiLU(gate)·up (nn/elementwise_cpu.h) against the op
-// chains they replace, which autograd and a training run's no-grad forwards still take: fp32 to
-// the row sum's order (RMSNorm) or bit for bit (SiLU·up, libtorch's own ops in place); bf16 within
-// one bf16 step where the fp32 intermediate rounds the other way, in a handful of elements.
-TEST(ElementwiseCpu, FusedRmsNormAndSiluMulEqualTheOpChains) {
+// The fused inference kernels for RMSNorm, SiLU(gate)·up and the bf16 tanh-GELU
+// (nn/elementwise_cpu.h) against the op chains they replace, which autograd and a training run's
+// no-grad forwards still take: fp32 to the row sum's order (RMSNorm) or bit for bit (SiLU·up,
+// libtorch's own ops in place); bf16 within one bf16 step where the fp32 intermediate rounds the
+// other way, in a handful of elements.
+TEST(ElementwiseCpu, FusedRmsNormSiluMulAndGeluEqualTheOpChains) {
   if (!__builtin_cpu_supports("avx512f")) GTEST_SKIP() << "the fused kernels need AVX-512F; the op chains run";
   torch::manual_seed(31);
   // within one bf16 step of b (2^-7 relative, 2^-8 of the larger binade) and mostly equal
@@ -341,6 +343,29 @@ TEST(ElementwiseCpu, FusedRmsNormAndSiluMulEqualTheOpChains) {
       auto view = wide.narrow(1, 0, n);
       EXPECT_FALSE(nn::silu_mul_(view, u.expand({4, n}).contiguous())) << "not contiguous";
     }
+  }
+  // bf16 tanh-GELU in one pass: the exact (fp64) value rounded to bf16, but for a rare element one
+  // step off, over [-12, 12]; the fp32 chain (in_fp32_on_cpu) is further from it where its
+  // 1 + tanh(y) cancels (x below ~-2, values under ~0.05), up to tens of bf16 steps of those tiny values
+  for (const int64_t n : {5, 16, 16387}) {
+    const auto x = (torch::rand({n}) * 24 - 12).to(torch::kBFloat16);
+    torch::Tensor out;
+    const auto xd = x.to(torch::kFloat64);
+    const auto exact = (xd / (1 + torch::exp(-2 * std::sqrt(2 / M_PI) * (xd + 0.044715 * xd.pow(3))))).to(torch::kBFloat16);
+    const auto chain = torch::gelu(x.to(torch::kFloat32), "tanh").to(torch::kBFloat16);
+    EXPECT_FALSE(nn::gelu_tanh_bf16(x, out)) << "outside InferenceMode";
+    c10::InferenceMode guard;
+    ASSERT_TRUE(nn::gelu_tanh_bf16(x, out));
+    one_step(out, exact, 0.98);  // fp32 denormals (|gelu| < 1e-38, x < ~-9) round twice
+    const auto normal = exact.to(torch::kFloat32).abs().gt(1e-30);
+    one_step(out.masked_select(normal), exact.masked_select(normal), 0.999);
+    const auto err = [&](const torch::Tensor& t) { return max_abs(t.to(torch::kFloat64), exact.to(torch::kFloat64)); };
+    EXPECT_LE(err(out), err(chain));
+    // where the value is not tiny the chain agrees too
+    const auto big = exact.to(torch::kFloat32).abs().gt(0.05);
+    one_step(out.masked_select(big), chain.masked_select(big), 0.99);
+    EXPECT_FALSE(nn::gelu_tanh_bf16(x.to(torch::kFloat32), out)) << "fp32 stays libtorch's";
+    EXPECT_TRUE(torch::equal(nn::hf_activation("gelu_pytorch_tanh", x), nn::hf_activation("gelu_new", x)));
   }
 }
 

@@ -90,6 +90,21 @@ __attribute__((target("avx512f"))) void silu_mul_bf16(bf16* g, const bf16* u, in
     g[k] = narrow(widen(narrow(x / (1.f + exp_poly(-x)))) * widen(u[k]));
   }
 }
+// out = x / (1 + exp(-2 sqrt(2/pi) (x + 0.044715 x^3))), 16 at a time, rounded once.
+constexpr float kGeluBeta = 0.7978845608028654f, kGeluKappa = 0.044715f;
+__attribute__((target("avx512f"))) void gelu_tanh_bf16_range(const bf16* x, bf16* y, int64_t n0, int64_t n1) {
+  int64_t k = n0;
+  const __m512 one = _mm512_set1_ps(1.f), m2beta = _mm512_set1_ps(-2.f * kGeluBeta), kappa = _mm512_set1_ps(kGeluKappa);
+  for (; k + 16 <= n1; k += 16) {
+    const __m512 v = load16(x + k);
+    const __m512 inner = _mm512_fmadd_ps(_mm512_mul_ps(kappa, v), _mm512_mul_ps(v, v), v);  // x + kappa x^3
+    store16(y + k, _mm512_div_ps(v, _mm512_add_ps(one, exp16(_mm512_mul_ps(m2beta, inner)))));
+  }
+  for (; k < n1; ++k) {
+    const float v = widen(x[k]);
+    y[k] = narrow(v / (1.f + exp_poly(-2.f * kGeluBeta * (v + kGeluKappa * v * v * v))));
+  }
+}
 OMNI_NN_SIMD_WARNINGS_ON
 #endif
 
@@ -138,6 +153,20 @@ bool silu_mul_(at::Tensor& gate, const at::Tensor& up) {
   at::parallel_for(0, gate.numel(), 16384, [&](int64_t n0, int64_t n1) { silu_mul_bf16(g, u, n0, n1); });
   return true;
 #else
+  return false;
+#endif
+}
+
+bool gelu_tanh_bf16(const at::Tensor& x, at::Tensor& out) {
+#ifdef OMNI_NN_X86_SIMD
+  if (!has_avx512f() || !applies(x) || x.scalar_type() != at::kBFloat16) return false;
+  out = at::empty_like(x);
+  const auto* xp = reinterpret_cast<const bf16*>(x.data_ptr());
+  auto* yp = reinterpret_cast<bf16*>(out.data_ptr());
+  at::parallel_for(0, x.numel(), 16384, [&](int64_t n0, int64_t n1) { gelu_tanh_bf16_range(xp, yp, n0, n1); });
+  return true;
+#else
+  (void)x, (void)out;
   return false;
 #endif
 }

@@ -1,7 +1,8 @@
-// Fused CPU kernels for a decoder layer's elementwise steps in inference: RMSNorm and SiLU(gate)·up,
-// one pass each over rows of fp32 or bf16 instead of libtorch's chain of ops (RMSNorm: widen,
-// square, mean, add, rsqrt, multiply, narrow, scale: 8 passes and 5 temporaries; bf16 SiLU·up:
-// widen, silu, narrow, multiply). Internal to src/omni/nn (llama.cpp).
+// Fused CPU kernels for a layer's elementwise steps in inference: RMSNorm, SiLU(gate)·up and the
+// bf16 tanh-GELU, one pass each instead of libtorch's chain of ops (RMSNorm: widen, square, mean,
+// add, rsqrt, multiply, narrow, scale: 8 passes and 5 temporaries; bf16 SiLU·up: widen, silu,
+// narrow, multiply; bf16 GELU: widen, gelu, narrow). Internal to src/omni/nn (llama.cpp,
+// siglip_navit.cpp).
 //
 // Both run only under c10::InferenceMode (as attention_tiles.h): a training run's no-grad forwards
 // must round as their recomputation under autograd does. Each returns false, touching nothing,
@@ -22,5 +23,13 @@ bool rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps, at
 // fp32 as x / (1 + exp(-x)) (exp: bf16_simd.h's, within 1 ulp of libtorch's, so a rounded value
 // may differ by one bf16 step in ~1 element in 10^5).
 bool silu_mul_(at::Tensor& gate, const at::Tensor& up);
+
+// out = gelu(x, "tanh") of a bf16 x, computed in fp32 and rounded once, as in_fp32_on_cpu
+// (fp32_math.h) does. 0.5 x (1 + tanh(y)) is evaluated as x / (1 + exp(-2y)), the same function
+// without the cancellation in 1 + tanh(y) for negative x: the exact value rounded to bf16 but for
+// a rare element one step off. The fp32 chain (libtorch's, and a GPU's) agrees where |gelu| is
+// above ~0.05; below it, at x < ~-2, the chain's cancellation leaves its tiny values up to tens
+// of bf16 steps from the exact ones and ours do not. fp32 is left to libtorch (returns false).
+bool gelu_tanh_bf16(const at::Tensor& x, at::Tensor& out);
 
 }  // namespace omni::nn

@@ -4,6 +4,7 @@
 
 #include "omni/core/error.h"
 #include "omni/nn/attention.h"
+#include "omni/nn/elementwise_cpu.h"
 #include "omni/nn/fp32_math.h"
 #include "omni/nn/layer_norm.h"
 #include "omni/nn/linear.h"
@@ -22,9 +23,13 @@ void check_hf_activation(const std::string& name, const std::string& where) {
 }
 
 torch::Tensor hf_activation(const std::string& n, const torch::Tensor& x) {
-  // bf16 / fp16 on the CPU through fp32, rounded once (fp32_math.h)
-  if (n == "gelu_pytorch_tanh" || n == "gelu_new" || n == "gelu_fast")
+  // bf16 / fp16 on the CPU through fp32, rounded once (fp32_math.h; bf16 inference in one pass,
+  // elementwise_cpu.h)
+  if (n == "gelu_pytorch_tanh" || n == "gelu_new" || n == "gelu_fast") {
+    torch::Tensor fused;
+    if (gelu_tanh_bf16(x, fused)) return fused;
     return in_fp32_on_cpu(x, [](const torch::Tensor& t) { return torch::gelu(t, "tanh"); });
+  }
   if (n == "gelu") return torch::gelu(x);
   if (n == "quick_gelu") return x * torch::sigmoid(1.702 * x);
   if (n == "silu" || n == "swish") return in_fp32_on_cpu(x, [](const torch::Tensor& t) { return torch::silu(t); });
