@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
@@ -48,6 +49,14 @@ inline float exp_poly(float x) {
 // The scalar tails widen and round as c10::BFloat16 does (round to nearest even).
 inline float widen(bf16 h) { return c10::detail::f32_from_bits(h); }
 inline bf16 narrow(float f) { return c10::detail::round_to_nearest_even(f); }
+// The fp32 twins, so that one kernel template serves bf16 and fp32 storage: widen(p[k]) reads,
+// stored<T>(v) is what a tensor of T holds of v.
+inline float widen(float f) { return f; }
+template <class T>
+T stored(float v) {
+  if constexpr (std::is_same_v<T, bf16>) return narrow(v);
+  else return v;
+}
 
 #ifdef OMNI_NN_X86_SIMD
 OMNI_NN_SIMD_WARNINGS_OFF
@@ -68,6 +77,16 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 round_to_bf16(__
 __attribute__((target("avx512f"), always_inline)) inline void store16(bf16* p, __m512 v) {
   const __m512i u = _mm512_srli_epi32(_mm512_castps_si512(round_to_bf16(v)), 16);
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(u));
+}
+
+__attribute__((target("avx512f"), always_inline)) inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+__attribute__((target("avx512f"), always_inline)) inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+
+// The vector stored<T>: each lane as a tensor of T holds it.
+template <class T>
+__attribute__((target("avx512f"), always_inline)) inline __m512 stored16(__m512 v) {
+  if constexpr (std::is_same_v<T, bf16>) return round_to_bf16(v);
+  else return v;
 }
 
 __attribute__((target("avx512f"), always_inline)) inline __m512 exp16(__m512 x) {

@@ -5,6 +5,7 @@
 #include <c10/core/InferenceMode.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include "omni/nn/bf16_simd.h"
 
@@ -15,64 +16,26 @@ using namespace simd;
 
 #ifdef OMNI_NN_X86_SIMD
 OMNI_NN_SIMD_WARNINGS_OFF
-template <bool kBf16>
-__attribute__((target("avx512f"), always_inline)) inline __m512 load(const void* p, int64_t k) {
-  if constexpr (kBf16) return load16(static_cast<const bf16*>(p) + k);
-  else return _mm512_loadu_ps(static_cast<const float*>(p) + k);
-}
-
-template <bool kBf16>
-__attribute__((target("avx512f"), always_inline)) inline void store(void* p, int64_t k, __m512 v) {
-  if constexpr (kBf16) store16(static_cast<bf16*>(p) + k, v);
-  else _mm512_storeu_ps(static_cast<float*>(p) + k, v);
-}
-
-// The value the op chain would hold in a tensor of the storage type.
-template <bool kBf16>
-__attribute__((target("avx512f"), always_inline)) inline __m512 held(__m512 v) {
-  if constexpr (kBf16) return round_to_bf16(v);
-  else return v;
-}
-
-template <bool kBf16>
-float scalar_at(const void* p, int64_t k) {
-  if constexpr (kBf16) return widen(static_cast<const bf16*>(p)[k]);
-  else return static_cast<const float*>(p)[k];
-}
-
-template <bool kBf16>
-void scalar_put(void* p, int64_t k, float v) {
-  if constexpr (kBf16) static_cast<bf16*>(p)[k] = narrow(v);
-  else static_cast<float*>(p)[k] = v;
-}
-
-template <bool kBf16>
-float held_scalar(float v) {
-  if constexpr (kBf16) return widen(narrow(v));
-  else return v;
-}
-
-template <bool kBf16>
-__attribute__((target("avx512f"))) void rms_rows(const void* x, const void* w, void* y, int64_t r0, int64_t r1,
-                                                 int64_t C, float eps) {
-  constexpr int64_t es = kBf16 ? 2 : 4;
+// Rows [r0, r1) of C elements of T (bf16 or float).
+template <class T>
+__attribute__((target("avx512f"))) void rms_rows(const T* x, const T* w, T* y, int64_t r0, int64_t r1, int64_t C,
+                                                 float eps) {
   const int64_t C16 = C / 16 * 16;
   for (int64_t row = r0; row < r1; ++row) {
-    const char* xr = static_cast<const char*>(x) + row * C * es;
-    char* yr = static_cast<char*>(y) + row * C * es;
+    const T* xr = x + row * C;
+    T* yr = y + row * C;
     __m512 acc = _mm512_setzero_ps();
     for (int64_t k = 0; k < C16; k += 16) {
-      const __m512 v = load<kBf16>(xr, k);
+      const __m512 v = load16(xr + k);
       acc = _mm512_fmadd_ps(v, v, acc);
     }
     float sum = _mm512_reduce_add_ps(acc);
-    for (int64_t k = C16; k < C; ++k) sum += scalar_at<kBf16>(xr, k) * scalar_at<kBf16>(xr, k);
+    for (int64_t k = C16; k < C; ++k) sum += widen(xr[k]) * widen(xr[k]);
     const float r = 1.f / std::sqrt(sum / static_cast<float>(C) + eps);
     const __m512 vr = _mm512_set1_ps(r);
     for (int64_t k = 0; k < C16; k += 16)
-      store<kBf16>(yr, k, _mm512_mul_ps(load<kBf16>(w, k), held<kBf16>(_mm512_mul_ps(load<kBf16>(xr, k), vr))));
-    for (int64_t k = C16; k < C; ++k)
-      scalar_put<kBf16>(yr, k, scalar_at<kBf16>(w, k) * held_scalar<kBf16>(scalar_at<kBf16>(xr, k) * r));
+      store16(yr + k, _mm512_mul_ps(load16(w + k), stored16<T>(_mm512_mul_ps(load16(xr + k), vr))));
+    for (int64_t k = C16; k < C; ++k) yr[k] = stored<T>(widen(w[k]) * widen(stored<T>(widen(xr[k]) * r)));
   }
 }
 
@@ -83,7 +46,7 @@ __attribute__((target("avx512f"))) void silu_mul_bf16(bf16* g, const bf16* u, in
   for (; k + 16 <= n1; k += 16) {
     const __m512 x = load16(g + k);
     const __m512 s = _mm512_div_ps(x, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-    store16(g + k, _mm512_mul_ps(held<true>(s), load16(u + k)));
+    store16(g + k, _mm512_mul_ps(stored16<bf16>(s), load16(u + k)));
   }
   for (; k < n1; ++k) {
     const float x = widen(g[k]);
@@ -122,15 +85,17 @@ bool rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps, at
     return false;
   const int64_t C = x.size(-1), rows = x.numel() / C;
   out = at::empty_like(x);
-  const bool bf = x.scalar_type() == at::kBFloat16;
-  const void* xp = x.data_ptr();
-  const void* wp = weight.data_ptr();
-  void* yp = out.data_ptr();
   const float e = static_cast<float>(eps);
-  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / C), [&](int64_t r0, int64_t r1) {
-    if (bf) rms_rows<true>(xp, wp, yp, r0, r1, C, e);
-    else rms_rows<false>(xp, wp, yp, r0, r1, C, e);
-  });
+  auto run = [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    const T* xp = reinterpret_cast<const T*>(x.data_ptr());
+    const T* wp = reinterpret_cast<const T*>(weight.data_ptr());
+    T* yp = reinterpret_cast<T*>(out.data_ptr());
+    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / C),
+                     [&](int64_t r0, int64_t r1) { rms_rows(xp, wp, yp, r0, r1, C, e); });
+  };
+  if (x.scalar_type() == at::kBFloat16) run(static_cast<bf16*>(nullptr));
+  else run(static_cast<float*>(nullptr));
   return true;
 #else
   (void)x, (void)weight, (void)eps, (void)out;

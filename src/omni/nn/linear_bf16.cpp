@@ -11,29 +11,23 @@
 #include <cstring>
 #include <type_traits>
 
+#include "omni/nn/bf16_simd.h"
 #include "omni/nn/row_kernel.h"
 
 namespace omni::nn {
 namespace {
 
-using bf16 = uint16_t;  // raw bits: the upper half of an fp32
+using simd::bf16;
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"  // the intrinsics' own undefined operands
-#pragma GCC diagnostic ignored "-Wpsabi"  // vector values never cross a non-inlined call
-// bf16 -> fp32 is a 16-bit shift into the upper half.
+#ifdef OMNI_NN_X86_SIMD
+OMNI_NN_SIMD_WARNINGS_OFF
+// bf16 -> fp32 is a 16-bit shift into the upper half (16 lanes: simd::load16).
 __attribute__((target("avx2"), always_inline)) inline __m256 widen8(const bf16* p) {
   return _mm256_castsi256_ps(
       _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
 }
-__attribute__((target("avx512f"), always_inline)) inline __m512 widen16(const bf16* p) {
-  return _mm512_castsi512_ps(
-      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
-}
 __attribute__((target("avx2"), always_inline)) inline __m256 widen8(const float* p) { return _mm256_loadu_ps(p); }
-__attribute__((target("avx512f"), always_inline)) inline __m512 widen16(const float* p) { return _mm512_loadu_ps(p); }
-#pragma GCC diagnostic pop
+OMNI_NN_SIMD_WARNINGS_ON
 #endif
 
 // bf16 weights for row_kernel; A: the activations' type (x and y), bf16 or float. The epilogue
@@ -49,18 +43,13 @@ struct Bf16Rows {
   const float* bias;  // fp32 copy, or null
   A* y;
   static constexpr int kAvx512Rows = 8;
-  static float wide(bf16 h) {
-    const uint32_t u = static_cast<uint32_t>(h) << 16;
-    float f;
-    std::memcpy(&f, &u, sizeof f);
-    return f;
-  }
+  static float wide(bf16 h) { return simd::widen(h); }
   static float wide(float f) { return f; }
-#if defined(__GNUC__) && defined(__x86_64__)
+#ifdef OMNI_NN_X86_SIMD
   __attribute__((target("avx2"), always_inline)) static __m256 w8(const bf16* p) { return widen8(p); }
   __attribute__((target("avx2"), always_inline)) static __m256 x8(const A* p) { return widen8(p); }
-  __attribute__((target("avx512f"), always_inline)) static __m512 w16(const bf16* p) { return widen16(p); }
-  __attribute__((target("avx512f"), always_inline)) static __m512 x16(const A* p) { return widen16(p); }
+  __attribute__((target("avx512f"), always_inline)) static __m512 w16(const bf16* p) { return simd::load16(p); }
+  __attribute__((target("avx512f"), always_inline)) static __m512 x16(const A* p) { return simd::load16(p); }
 #endif
   void put(int r, int64_t o, float dot) const {
     const float s = dot + (bias ? bias[o] : 0.f);
@@ -73,10 +62,8 @@ struct Bf16Rows {
   }
 };
 
-#if defined(__GNUC__) && defined(__x86_64__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wpsabi"
+#ifdef OMNI_NN_X86_SIMD
+OMNI_NN_SIMD_WARNINGS_OFF
 // AVX512-BF16: 32 weights per step, vdpbf16ps (pairs of bf16 products summed into fp32 lanes);
 // bf16 activations only, so outside row_kernel's widen-then-FMA tile.
 template <int R, int OT>
@@ -132,7 +119,7 @@ __attribute__((target("avx512f,avx512bf16"))) void rows_avx512bf16(const Bf16Row
     for (; o < o1; ++o) tile_avx512bf16<R, 1>(a, o);
   }
 }
-#pragma GCC diagnostic pop
+OMNI_NN_SIMD_WARNINGS_ON
 
 bool has_avx512bf16() {
   static const bool v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
@@ -145,7 +132,7 @@ template <class A>
 struct Bf16Dispatch {
   template <int R>
   static void run(const Bf16Rows<A>& a, int64_t o0, int64_t o1) {
-#if defined(__GNUC__) && defined(__x86_64__)
+#ifdef OMNI_NN_X86_SIMD
     if constexpr (std::is_same_v<A, bf16>)
       if (has_avx512bf16()) return rows_avx512bf16<R>(a, o0, o1);
 #endif
