@@ -35,7 +35,7 @@
 #include "omni/nn/linear_bf16.h"
 #include "omni/nn/llama.h"
 #include "omni/nn/siglip_navit.h"
-#include "omni/nn/softmax_bf16.h"
+#include "omni/nn/softmax_cpu.h"
 #include "omni/nn/uninitialised.h"
 #include "test_paths.h"
 
@@ -227,12 +227,12 @@ TEST(Attention, TilesWithoutAutogradEqualTheBatchedRoute) {
   at::set_num_threads(saved_threads);
 }
 
-// The one-pass bf16 softmax (nn/softmax_bf16.h) is libtorch's bf16 softmax: fp32 arithmetic and
+// The one-pass bf16 softmax (nn/softmax_cpu.h) is libtorch's bf16 softmax: fp32 arithmetic and
 // one rounding. Against the exact softmax rounded to bf16 it differs in at most a few elements a
 // thousand and never by more than one bf16 step; blocked keys (-inf, bf16's lowest) get 0, a row
 // with every key at -inf or any NaN score is NaN (as torch), rows of any length (the 16-wide
 // loop's tails).
-TEST(SoftmaxBf16, OnePassEqualsTheExactSoftmaxRoundedOnce) {
+TEST(SoftmaxCpu, Bf16InOnePassEqualsTheExactSoftmaxRoundedOnce) {
   torch::manual_seed(23);
   for (int64_t S : {1, 7, 16, 33, 100, 1369}) {
     auto x = (torch::randn({3, 5, S}) * 4).to(torch::kBFloat16);
@@ -241,7 +241,7 @@ TEST(SoftmaxBf16, OnePassEqualsTheExactSoftmaxRoundedOnce) {
       x.select(2, 5).fill_(std::numeric_limits<c10::BFloat16>::lowest());
     }
     auto y = x.clone();
-    if (!nn::softmax_lastdim_bf16_(y)) GTEST_SKIP() << "no AVX-512F on this CPU: libtorch's softmax runs instead";
+    if (!nn::softmax_lastdim_(y)) GTEST_SKIP() << "no AVX-512F on this CPU: libtorch's softmax runs instead";
     const auto exact = torch::softmax(x.to(torch::kFloat64), -1).to(torch::kBFloat16);
     const auto ulps = (y.view(torch::kInt16).to(torch::kInt32) - exact.view(torch::kInt16).to(torch::kInt32)).abs();
     EXPECT_LE(ulps.max().item<int>(), 1) << S;
@@ -258,17 +258,44 @@ TEST(SoftmaxBf16, OnePassEqualsTheExactSoftmaxRoundedOnce) {
   blocked[2][3] = std::numeric_limits<float>::quiet_NaN();  // in the 16-wide loop
   blocked[3].fill_(0);
   blocked[3][38] = std::numeric_limits<float>::quiet_NaN();  // in the tail
-  ASSERT_TRUE(nn::softmax_lastdim_bf16_(blocked));
+  ASSERT_TRUE(nn::softmax_lastdim_(blocked));
   EXPECT_TRUE(blocked[0].isnan().all().item<bool>());
   EXPECT_NEAR(blocked[1][0].item<float>(), 1.0 / 40, 1e-4);
   EXPECT_TRUE(blocked[2].isnan().all().item<bool>());
   EXPECT_TRUE(blocked[3].isnan().all().item<bool>());
   auto torch_nan = torch::softmax(blocked[2].clone().fill_(0).index_put_({3}, NAN), -1);
   EXPECT_TRUE(torch_nan.isnan().all().item<bool>());  // what torch does with a NaN score
-  auto f32 = torch::randn({4, 8});
-  EXPECT_FALSE(nn::softmax_lastdim_bf16_(f32));
+  auto f64 = torch::randn({4, 8}, torch::kFloat64);
+  EXPECT_FALSE(nn::softmax_lastdim_(f64));
   auto strided = torch::randn({8, 4}).to(torch::kBFloat16).t();
-  EXPECT_FALSE(nn::softmax_lastdim_bf16_(strided));
+  EXPECT_FALSE(nn::softmax_lastdim_(strided));
+}
+
+// The same kernel on fp32 scores with the attention's scale folded in: softmax(scale * x) to
+// fp32's rounding (a few ulps of the largest probability: the exp polynomial and the sum's
+// order), any row length; the same NaN rules, and +inf (a row torch makes NaN) too.
+TEST(SoftmaxCpu, Fp32WithTheScaleFoldedInIsTorchsSoftmax) {
+  torch::manual_seed(24);
+  for (int64_t S : {1, 5, 16, 47, 1369}) {
+    auto x = torch::randn({6, S}) * 5;
+    if (S > 10) x.select(1, 3).fill_(-std::numeric_limits<float>::infinity());
+    auto y = x.clone();
+    if (!nn::softmax_lastdim_(y, 0.117f)) GTEST_SKIP() << "no AVX-512F on this CPU: libtorch's softmax runs instead";
+    const auto exact = torch::softmax(x.to(torch::kFloat64) * 0.117, -1);
+    EXPECT_LT((y.to(torch::kFloat64) - exact).abs().max().item<double>(), 4e-7) << S;
+    EXPECT_LT(((y.to(torch::kFloat64) - exact).abs() / exact.clamp_min(1e-30)).max().item<double>(), 2e-6) << S;
+    if (S > 10) {
+      EXPECT_EQ(y.select(1, 3).abs().max().item<float>(), 0.f);
+    }
+  }
+  auto odd = torch::zeros({3, 20});
+  odd[0].fill_(-std::numeric_limits<float>::infinity());
+  odd[1][17] = std::numeric_limits<float>::infinity();
+  odd[2][4] = std::numeric_limits<float>::quiet_NaN();
+  auto want = torch::softmax(odd, -1);
+  ASSERT_TRUE(nn::softmax_lastdim_(odd, 0.5f));
+  EXPECT_TRUE(odd.isnan().all().item<bool>());
+  EXPECT_TRUE(want.isnan().all().item<bool>());  // torch: every row of this input is NaN
 }
 
 // The Llama / MoT MLP in bf16 on the CPU: SiLU computed in fp32 and rounded once (as the official

@@ -10,7 +10,7 @@
 #include "omni/nn/attention_tiles.h"
 #include "omni/nn/mask_value.h"
 #include "omni/nn/sequence_parallel.h"
-#include "omni/nn/softmax_bf16.h"
+#include "omni/nn/softmax_cpu.h"
 
 #if defined(TORCH_VERSION_MAJOR) && (TORCH_VERSION_MAJOR > 2 || (TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR >= 1))
 #define OMNI_HAVE_SDPA 1
@@ -69,7 +69,7 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   }
   // bf16 on the CPU: the scores stay bf16 and one pass computes their softmax in fp32 and rounds
   // once (the values of an fp32 softmax rounded to bf16, but for ~1 element in 16k by one step),
-  // instead of three passes (widen, softmax, narrow): in place for inference (softmax_bf16.h),
+  // instead of three passes (widen, softmax, narrow): in place for inference (softmax_cpu.h),
   // libtorch's bf16 softmax under autograd. The scale goes on q, the smaller tensor; either order
   // rounds twice in bf16 (exact for power-of-4 D). Score blocks are capped at 32 MiB of bf16.
   // NaViT's 16 x 1369 x 1369 attention: 57 -> 35 ms (2 threads).
@@ -102,8 +102,8 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
       auto kj = torch::arange(Sc, li).unsqueeze(0);
       scores.masked_fill_(kj > qi, -std::numeric_limits<float>::infinity());
     }
-    torch::Tensor probs = scores;  // bf16 inference: in place, one pass (softmax_bf16.h)
-    if (!bf16_cpu || scores.requires_grad() || !softmax_lastdim_bf16_(probs))
+    torch::Tensor probs = scores;  // bf16 inference: in place, one pass (softmax_cpu.h)
+    if (!bf16_cpu || scores.requires_grad() || !softmax_lastdim_(probs))
       probs = bf16_cpu ? torch::softmax(scores, -1) : torch::softmax(scores, -1, torch::kFloat32).to(q.scalar_type());
     probs = probs.view({B, kvH, G * n, Sc});
     auto oc = torch::matmul(probs, Sc < S ? v.narrow(2, 0, Sc) : v).view({B, kvH, G, n, D});

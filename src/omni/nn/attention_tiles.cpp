@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "omni/nn/mask_value.h"
-#include "omni/nn/softmax_bf16.h"
+#include "omni/nn/softmax_cpu.h"
 
 namespace omni::nn {
 
@@ -66,14 +66,21 @@ at::Tensor attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::T
       const at::Tensor kh = kc[b][h / G].narrow(0, 0, Sc), vh = vc[b][h / G].narrow(0, 0, Sc);
       at::Tensor scores = scores_buf.narrow(0, 0, n * Sc).view({n, Sc});
       at::mm_out(scores, qs[b][h].narrow(0, r0, n), kh.t());
-      if (!bf16) scores.mul_(scale);
+      // fp32: the softmax kernel applies the scale (softmax_cpu.h), saving a pass over the scores,
+      // except under an additive mask, which is added to the scaled scores. The causal fill is
+      // -inf either way.
+      const bool scale_in_softmax = !bf16 && !mask.defined();
+      if (!bf16 && !scale_in_softmax) scores.mul_(scale);
       if (mask.defined()) {
         scores.add_(mask[mask.size(0) == 1 ? 0 : b][0].narrow(0, r0, n).narrow(1, 0, Sc));
       } else if (causal) {  // the last n keys, [past + r0, Sc), form the block with the hidden ones
         scores.narrow(1, past + r0, n).masked_fill_(upper.narrow(0, 0, n).narrow(1, 0, n),
                                                     -std::numeric_limits<float>::infinity());
       }
-      if (!bf16 || !softmax_lastdim_bf16_(scores)) at::_softmax_out(scores, scores, -1, false);
+      if (!softmax_lastdim_(scores, scale_in_softmax ? static_cast<float>(scale) : 1.f)) {
+        if (scale_in_softmax) scores.mul_(scale);
+        at::_softmax_out(scores, scores, -1, false);
+      }
       at::mm_out(o, scores, vh);
     }
   });

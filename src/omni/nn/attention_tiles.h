@@ -12,8 +12,9 @@ namespace omni::nn {
 // The work is split into (batch, head, block of query rows) tiles, one tile per thread at a time:
 // a tile's scores are computed, soft-maxed in place and multiplied by V while they are still in
 // cache, and the threads work on separate tiles instead of splitting each batched GEMM between
-// them. The arithmetic is attention()'s: fp32 scores scaled after q·k and an fp32 softmax; bf16 with
-// q prescaled and the one-pass bf16 softmax (softmax_bf16.h). `mask` ([B|1, 1, Tq, S], additive, in
+// them. The arithmetic is attention()'s: fp32 scores scaled after q·k (inside the one-pass softmax
+// of softmax_cpu.h, or before an additive mask) and an fp32 softmax; bf16 with q prescaled and the
+// same one-pass softmax, rounded once. `mask` ([B|1, 1, Tq, S], additive, in
 // q's dtype) or `causal` (bottom-right) as attention(); a tile reads only the keys its rows see.
 // Returns an undefined tensor where it does not apply (another dtype or device, fewer than
 // 64 (fp32) or 512 (bf16) query rows, or outside InferenceMode).

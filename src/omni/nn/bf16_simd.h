@@ -1,4 +1,4 @@
-// bf16 <-> fp32 and exp for the CPU row kernels of src/omni/nn (softmax_bf16.cpp,
+// bf16 <-> fp32 and exp for the CPU row kernels of src/omni/nn (softmax_cpu.cpp,
 // elementwise_cpu.cpp): one copy of each, scalar for the tails and AVX-512 for the loops.
 // Internal to src/omni/nn.
 #pragma once

@@ -1,0 +1,21 @@
+// Softmax over the last dimension of a CPU tensor, in place, for the attention's inference
+// routes: one pass over each row (max, then exp and its sum, then the normalised values) with
+// exp by the polynomial of bf16_simd.h, fp32 arithmetic, and one rounding to the tensor's dtype.
+// libtorch 1.13's own made the attention's softmax its largest non-GEMM cost: its vectorised exp
+// runs 2.4x slower than this loop (256 rows of 1369 fp32 scores, one thread: 0.31 -> 0.13 ms), and
+// for bf16 it widened the scores, soft-maxed and narrowed them (three passes; NaViT's 16 x 1369 x
+// 1369 scores: 13.5 ms -> 6.6 ms on 2 threads). Internal to src/omni/nn (attention.cpp,
+// attention_tiles.cpp).
+#pragma once
+#include <ATen/ATen.h>
+
+namespace omni::nn {
+
+// Replaces each row of x (fp32 or bf16, CPU, contiguous) by softmax(scale * row): the fp32 values
+// rounded once to x's dtype (bf16: libtorch's bf16 softmax and a GPU's round the same way, but for
+// ~1 element in 16k one step apart). A row with a NaN, an infinite maximum or every score at
+// -inf becomes NaN, as torch's softmax makes it. False, x untouched, where it does not apply
+// (another dtype or device, not contiguous, or no AVX-512F on this CPU).
+bool softmax_lastdim_(at::Tensor& x, float scale = 1.f);
+
+}  // namespace omni::nn
