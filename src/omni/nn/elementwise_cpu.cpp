@@ -53,9 +53,11 @@ __attribute__((target("avx512f"))) void silu_mul_bf16(bf16* g, const bf16* u, in
     g[k] = narrow(widen(narrow(x / (1.f + exp_poly(-x)))) * widen(u[k]));
   }
 }
-// out = x / (1 + exp(-2 sqrt(2/pi) (x + 0.044715 x^3))), 16 at a time, rounded once.
+// tanh-GELU: x / (1 + exp(-2 sqrt(2/pi) (x + 0.044715 x^3))), the same function as
+// 0.5 x (1 + tanh(y)) without its cancellation for negative x.
 constexpr float kGeluBeta = 0.7978845608028654f, kGeluKappa = 0.044715f;
-__attribute__((target("avx512f"))) void gelu_tanh_bf16_range(const bf16* x, bf16* y, int64_t n0, int64_t n1) {
+template <class T>
+__attribute__((target("avx512f"))) void gelu_tanh_range(const T* x, T* y, int64_t n0, int64_t n1) {
   int64_t k = n0;
   const __m512 one = _mm512_set1_ps(1.f), m2beta = _mm512_set1_ps(-2.f * kGeluBeta), kappa = _mm512_set1_ps(kGeluKappa);
   for (; k + 16 <= n1; k += 16) {
@@ -65,7 +67,7 @@ __attribute__((target("avx512f"))) void gelu_tanh_bf16_range(const bf16* x, bf16
   }
   for (; k < n1; ++k) {
     const float v = widen(x[k]);
-    y[k] = narrow(v / (1.f + exp_poly(-2.f * kGeluBeta * (v + kGeluKappa * v * v * v))));
+    y[k] = stored<T>(v / (1.f + exp_poly(-2.f * kGeluBeta * (v + kGeluKappa * v * v * v))));
   }
 }
 OMNI_NN_SIMD_WARNINGS_ON
@@ -122,13 +124,18 @@ bool silu_mul_(at::Tensor& gate, const at::Tensor& up) {
 #endif
 }
 
-bool gelu_tanh_bf16(const at::Tensor& x, at::Tensor& out) {
+bool gelu_tanh(const at::Tensor& x, at::Tensor& out) {
 #ifdef OMNI_NN_X86_SIMD
-  if (!has_avx512f() || !applies(x) || x.scalar_type() != at::kBFloat16) return false;
+  if (!has_avx512f() || !applies(x)) return false;
   out = at::empty_like(x);
-  const auto* xp = reinterpret_cast<const bf16*>(x.data_ptr());
-  auto* yp = reinterpret_cast<bf16*>(out.data_ptr());
-  at::parallel_for(0, x.numel(), 16384, [&](int64_t n0, int64_t n1) { gelu_tanh_bf16_range(xp, yp, n0, n1); });
+  auto run = [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    const T* xp = reinterpret_cast<const T*>(x.data_ptr());
+    T* yp = reinterpret_cast<T*>(out.data_ptr());
+    at::parallel_for(0, x.numel(), 16384, [&](int64_t n0, int64_t n1) { gelu_tanh_range(xp, yp, n0, n1); });
+  };
+  if (x.scalar_type() == at::kBFloat16) run(static_cast<bf16*>(nullptr));
+  else run(static_cast<float*>(nullptr));
   return true;
 #else
   (void)x, (void)out;

@@ -23,11 +23,11 @@ void check_hf_activation(const std::string& name, const std::string& where) {
 }
 
 torch::Tensor hf_activation(const std::string& n, const torch::Tensor& x) {
-  // bf16 / fp16 on the CPU through fp32, rounded once (fp32_math.h; bf16 inference in one pass,
-  // elementwise_cpu.h)
+  // bf16 / fp16 on the CPU through fp32, rounded once (fp32_math.h; fp32 and bf16 inference in
+  // one pass, elementwise_cpu.h)
   if (n == "gelu_pytorch_tanh" || n == "gelu_new" || n == "gelu_fast") {
     torch::Tensor fused;
-    if (gelu_tanh_bf16(x, fused)) return fused;
+    if (gelu_tanh(x, fused)) return fused;
     return in_fp32_on_cpu(x, [](const torch::Tensor& t) { return torch::gelu(t, "tanh"); });
   }
   if (n == "gelu") return torch::gelu(x);
