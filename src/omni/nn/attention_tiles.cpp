@@ -54,6 +54,11 @@ at::Tensor attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::T
   const at::Tensor upper = causal && !mask.defined()  // [rows, rows]: key past + r0 + j hidden from row i iff j > i
                                ? at::ones({rows, rows}, q.options().dtype(at::kBool)).triu_(1)
                                : at::Tensor();
+  // fp32: the softmax kernel applies the scale (softmax_cpu.h), saving a pass over the scores,
+  // except under an additive mask, which is added to the scaled scores (the causal fill is -inf
+  // either way). bf16: q carries it.
+  const bool scale_scores = !bf16 && mask.defined();
+  const float softmax_scale = bf16 || scale_scores ? 1.f : static_cast<float>(scale);
   at::Tensor out = at::empty({B, H, Tq, D}, q.options());
   const at::ThreadLocalState caller;  // inference mode and dispatch state for the worker threads
   at::parallel_for(0, B * H * blocks, 1, [&](int64_t t0, int64_t t1) {
@@ -66,19 +71,15 @@ at::Tensor attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::T
       const at::Tensor kh = kc[b][h / G].narrow(0, 0, Sc), vh = vc[b][h / G].narrow(0, 0, Sc);
       at::Tensor scores = scores_buf.narrow(0, 0, n * Sc).view({n, Sc});
       at::mm_out(scores, qs[b][h].narrow(0, r0, n), kh.t());
-      // fp32: the softmax kernel applies the scale (softmax_cpu.h), saving a pass over the scores,
-      // except under an additive mask, which is added to the scaled scores. The causal fill is
-      // -inf either way.
-      const bool scale_in_softmax = !bf16 && !mask.defined();
-      if (!bf16 && !scale_in_softmax) scores.mul_(scale);
+      if (scale_scores) scores.mul_(scale);
       if (mask.defined()) {
         scores.add_(mask[mask.size(0) == 1 ? 0 : b][0].narrow(0, r0, n).narrow(1, 0, Sc));
       } else if (causal) {  // the last n keys, [past + r0, Sc), form the block with the hidden ones
         scores.narrow(1, past + r0, n).masked_fill_(upper.narrow(0, 0, n).narrow(1, 0, n),
                                                     -std::numeric_limits<float>::infinity());
       }
-      if (!softmax_lastdim_(scores, scale_in_softmax ? static_cast<float>(scale) : 1.f)) {
-        if (scale_in_softmax) scores.mul_(scale);
+      if (!softmax_lastdim_(scores, softmax_scale)) {
+        if (softmax_scale != 1.f) scores.mul_(softmax_scale);
         at::_softmax_out(scores, scores, -1, false);
       }
       at::mm_out(o, scores, vh);

@@ -2,6 +2,7 @@
 // elementwise_cpu.cpp): one copy of each, scalar for the tails and AVX-512 for the loops.
 // Internal to src/omni/nn.
 #pragma once
+#include <c10/core/ScalarType.h>
 #include <c10/util/BFloat16.h>
 
 #include <algorithm>
@@ -56,6 +57,15 @@ template <class T>
 T stored(float v) {
   if constexpr (std::is_same_v<T, bf16>) return narrow(v);
   else return v;
+}
+
+// Calls f with a null T* for the storage type of a bf16 or fp32 tensor (T = bf16 or float), so that
+// a kernel templated over T is instantiated and picked in one place: the callers read the type as
+// std::remove_pointer_t<decltype(tag)>.
+template <class F>
+void with_storage_type(c10::ScalarType st, F&& f) {
+  if (st == c10::ScalarType::BFloat16) f(static_cast<bf16*>(nullptr));
+  else f(static_cast<float*>(nullptr));
 }
 
 #ifdef OMNI_NN_X86_SIMD

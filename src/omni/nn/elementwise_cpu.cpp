@@ -88,16 +88,14 @@ bool rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps, at
   const int64_t C = x.size(-1), rows = x.numel() / C;
   out = at::empty_like(x);
   const float e = static_cast<float>(eps);
-  auto run = [&](auto* tag) {
+  with_storage_type(x.scalar_type(), [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const T* xp = reinterpret_cast<const T*>(x.data_ptr());
     const T* wp = reinterpret_cast<const T*>(weight.data_ptr());
     T* yp = reinterpret_cast<T*>(out.data_ptr());
     at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / C),
                      [&](int64_t r0, int64_t r1) { rms_rows(xp, wp, yp, r0, r1, C, e); });
-  };
-  if (x.scalar_type() == at::kBFloat16) run(static_cast<bf16*>(nullptr));
-  else run(static_cast<float*>(nullptr));
+  });
   return true;
 #else
   (void)x, (void)weight, (void)eps, (void)out;
@@ -128,14 +126,12 @@ bool gelu_tanh(const at::Tensor& x, at::Tensor& out) {
 #ifdef OMNI_NN_X86_SIMD
   if (!has_avx512f() || !applies(x)) return false;
   out = at::empty_like(x);
-  auto run = [&](auto* tag) {
+  with_storage_type(x.scalar_type(), [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const T* xp = reinterpret_cast<const T*>(x.data_ptr());
     T* yp = reinterpret_cast<T*>(out.data_ptr());
     at::parallel_for(0, x.numel(), 16384, [&](int64_t n0, int64_t n1) { gelu_tanh_range(xp, yp, n0, n1); });
-  };
-  if (x.scalar_type() == at::kBFloat16) run(static_cast<bf16*>(nullptr));
-  else run(static_cast<float*>(nullptr));
+  });
   return true;
 #else
   (void)x, (void)out;

@@ -65,14 +65,6 @@ __attribute__((target("avx512f"))) void rows_avx512(T* x, int64_t r0, int64_t r1
   }
 }
 OMNI_NN_SIMD_WARNINGS_ON
-
-template <class T>
-void softmax_rows(T* p, int64_t rows, int64_t S, float scale) {
-  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / S), [&](int64_t r0, int64_t r1) {
-    std::vector<float> e(std::is_same_v<T, float> ? 0 : S);
-    rows_avx512(p, r0, r1, S, scale, e.data());
-  });
-}
 #endif
 
 }  // namespace
@@ -84,8 +76,14 @@ bool softmax_lastdim_(at::Tensor& x, float scale) {
       x.dim() < 1 || x.numel() == 0 || !(scale > 0))
     return false;
   const int64_t S = x.size(-1), rows = x.numel() / S;
-  if (st == at::kFloat) softmax_rows(x.data_ptr<float>(), rows, S, scale);
-  else softmax_rows(reinterpret_cast<bf16*>(x.data_ptr()), rows, S, scale);
+  with_storage_type(st, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    T* p = reinterpret_cast<T*>(x.data_ptr());
+    at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / S), [&](int64_t r0, int64_t r1) {
+      std::vector<float> e(std::is_same_v<T, float> ? 0 : S);  // fp32 rows hold their exps in place
+      rows_avx512(p, r0, r1, S, scale, e.data());
+    });
+  });
   return true;
 #else
   (void)x;
