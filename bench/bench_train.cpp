@@ -7,8 +7,8 @@
 //
 // --nproc: the same steps through `omni launch` at each process count (the threads split between
 // the processes, the global batch fixed): tokens/s and its scaling, seconds per step in collectives,
-// and memory per process (the largest process's peak RSS and its trainable state: parameters or
-// shards + gradients + AdamW moments). --ulysses K: groups of K processes share each sequence
+// and memory per process (the largest process's peak RSS, before step 1 and over the run, and its
+// trainable state: parameters or shards + gradients + AdamW moments). --ulysses K: groups of K processes share each sequence
 // (train.ulysses_size; process counts K does not divide are left out).
 //
 // FLOPs per step are counted as 6 x (the decoder's non-embedding parameters one token passes
@@ -177,8 +177,8 @@ void scaling_table(const Setup& s, const fs::path& root, const std::vector<int>&
                    int ulysses, const std::string& omni_bin, int steps, int threads) {
   std::printf("\n%s, %s%s: %s, %d steps after a warm-up, %d threads in all\n\n", s.name.c_str(), mode.c_str(),
               ulysses > 1 ? (", ulysses_size " + std::to_string(ulysses)).c_str() : "", s.dims.c_str(), steps, threads);
-  std::printf("| processes | step time | tokens/s | × 1 process | in collectives | state / process | peak RSS / process |\n");
-  std::printf("|---:|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("| processes | step time | tokens/s | × 1 process | in collectives | state / process | peak RSS / process, loaded | peak RSS / process |\n");
+  std::printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
   double base = 0;
   for (int n : nprocs) {
     if (n % ulysses != 0) continue;
@@ -205,12 +205,13 @@ void scaling_table(const Setup& s, const fs::path& root, const std::vector<int>&
     }
     std::ifstream in(cfg.train.output_dir + "/metrics.jsonl");
     std::string line;
-    double time = 0, tokens = 0, comm = 0, rss = 0, state = 0;
+    double time = 0, tokens = 0, comm = 0, rss = 0, state = 0, setup_rss = 0;
     int k = 0;
     while (std::getline(in, line)) {
       const json m = json::parse(line);
       rss = std::max(rss, m["peak_rss_mib"].get<double>());
       state = m["state_mib"].get<double>();
+      setup_rss = m["setup_rss_mib"].get<double>();
       if (m["step"].get<int>() == 1) continue;
       time += m["step_time_s"].get<double>();
       tokens += m["tokens"].get<double>();
@@ -219,8 +220,8 @@ void scaling_table(const Setup& s, const fs::path& root, const std::vector<int>&
     }
     const double per_step = time / k, tps = tokens / time;
     if (base == 0) base = tps;
-    std::printf("| %d | %.2f s | %.0f | %.2f | %.2f s | %.0f MiB | %.0f MiB |\n", n, per_step, tps, tps / base,
-                comm / k, state, rss);
+    std::printf("| %d | %.2f s | %.0f | %.2f | %.2f s | %.0f MiB | %.0f MiB | %.0f MiB |\n", n, per_step, tps, tps / base,
+                comm / k, state, setup_rss, rss);
     std::fflush(stdout);
   }
 }

@@ -169,6 +169,66 @@ TEST(ModuleLoader, MissingWrongShapeWrongDtype) {
   EXPECT_NE(msg.find("tensor 'fc.weight' is I64 [2, 3], the model expects Float"), std::string::npos) << msg;
 }
 
+// fsdp training loads a model a parameter at a time (dist/fsdp.h): inside the scope the load checks
+// every tensor but copies none; each is read when its owner asks.
+TEST(ModuleLoader, DeferredLoadChecksEverythingAndReadsEachTensorWhenAsked) {
+  auto d = fresh_dir("deferred");
+  auto w = torch::randn({2, 3}).to(torch::kBFloat16);
+  auto b = torch::randn({2});
+  save(d / "m.safetensors", {{"fc.weight", w}, {"fc.bias", b}, {"scale", torch::full({2}, 3.0)}});
+  auto c = Checkpoint::open((d / "m.safetensors").string());
+  Tiny m;
+  {
+    torch::NoGradGuard ng;
+    for (auto& [name, t] : named_state(m)) t.fill_(-7);
+  }
+  DeferredWeights deferred;
+  LoadReport rep;
+  {
+    DeferWeights scope(deferred);
+    rep = load_module(m, c);
+  }
+  EXPECT_EQ(rep.tensors, 3u);
+  EXPECT_EQ(rep.bytes_read, 0u);
+  EXPECT_EQ(deferred.pending(), 3u);
+  for (auto& [name, t] : named_state(m)) {
+    EXPECT_TRUE(deferred.is_pending(t)) << name;
+    EXPECT_TRUE(torch::equal(t, torch::full_like(t, -7))) << name << " was written before it was asked for";
+  }
+  deferred.load(m.fc->weight);
+  EXPECT_TRUE(torch::equal(m.fc->weight, w.to(torch::kFloat32)));
+  EXPECT_FALSE(deferred.is_pending(m.fc->weight));
+  EXPECT_EQ(deferred.pending(), 2u);
+  EXPECT_TRUE(torch::equal(m.fc->bias, torch::full({2}, -7.0)));
+  {
+    torch::NoGradGuard ng;
+    m.fc->weight.fill_(5);
+  }
+  deferred.load(m.fc->weight);  // no longer pending: untouched
+  EXPECT_TRUE(torch::equal(m.fc->weight, torch::full({2, 3}, 5.0)));
+  {
+    torch::NoGradGuard ng;
+    m.scale.copy_(torch::full({2}, 9.0));  // the model writes a pending tensor: that write wins
+  }
+  deferred.load_all();
+  EXPECT_EQ(deferred.pending(), 0u);
+  EXPECT_TRUE(torch::equal(m.fc->bias, b));
+  EXPECT_TRUE(torch::equal(m.scale, torch::full({2}, 9.0)));
+
+  // The checks still run inside the scope, and the scope ends with its block.
+  save(d / "missing.safetensors", {{"fc.weight", torch::ones({2, 3})}, {"scale", torch::ones({2})}});
+  DeferredWeights other;
+  std::string msg;
+  {
+    DeferWeights scope(other);
+    msg = load_error(m, Checkpoint::open((d / "missing.safetensors").string()));
+  }
+  EXPECT_NE(msg.find("missing tensor 'fc.bias'"), std::string::npos) << msg;
+  rep = load_module(m, c);
+  EXPECT_EQ(rep.bytes_read, 6u * 2 + 2u * 4 + 2u * 4);
+  EXPECT_TRUE(torch::equal(m.fc->weight, w.to(torch::kFloat32)));
+}
+
 TEST(ModuleLoader, PrefixSelectsSubtree) {
   auto d = fresh_dir("prefix");
   save(d / "m.safetensors", {{"enc.fc.weight", torch::ones({2, 3})}, {"enc.fc.bias", torch::ones({2})},

@@ -280,8 +280,10 @@ TEST(TrainJanus, OverfitsAFewSamplesLeavesFrozenGroupsBitIdenticalAndExports) {
   EXPECT_GT(m.front()["ce_loss"].get<double>(), 0);
   EXPECT_GT(m.front()["gen_loss"].get<double>(), 0);
   for (const char* k : {"step", "loss", "ce_loss", "gen_loss", "lr", "grad_norm", "tokens", "tokens_per_s", "step_time_s",
-                        "peak_rss_mib"})
+                        "peak_rss_mib", "setup_rss_mib"})
     EXPECT_TRUE(m.back().contains(k)) << k;
+  EXPECT_GT(m.back()["setup_rss_mib"].get<double>(), 0);
+  EXPECT_LE(m.back()["setup_rss_mib"].get<double>(), m.back()["peak_rss_mib"].get<double>());
   EXPECT_TRUE(fs::is_regular_file(out + "/loss.png"));
   EXPECT_TRUE(fs::is_regular_file(out + "/config.yaml"));
   bool tb = false;

@@ -15,6 +15,7 @@
 // a pass is one decoder forward and its backward (each unit exactly once each way, the backward
 // reached through anchor()); a process with fewer passes in a step runs null_pass() for the rest.
 #pragma once
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,9 +46,13 @@ class ShardedParameters final : public nn::LayerRunner {
   // `params`: the trainable parameters (every process the same list, with the same values);
   // `unit_prefixes`: the wrapping units, in forward order; `master`: the shards' dtype (fp32
   // master weights under bf16 compute: gathered parameters are cast to the model's dtype, gradients
-  // summed in the master dtype). Frees the model's copies.
+  // summed in the master dtype). Frees the model's copies, each right after its shard is taken,
+  // pages included (so a heap that keeps freed blocks does not keep them resident). `fill`, if
+  // given, is called on each parameter just before that: a model loaded with io::DeferWeights
+  // reads it there, so a process holds one whole parameter at a time, never the whole model.
   ShardedParameters(ProcessGroup& group, const std::vector<std::pair<std::string, at::Tensor>>& params,
-                    const std::vector<std::string>& unit_prefixes, c10::ScalarType master);
+                    const std::vector<std::string>& unit_prefixes, c10::ScalarType master,
+                    const std::function<void(const at::Tensor&)>& fill = nullptr);
   ~ShardedParameters() override;
 
   std::vector<Param>& params() { return params_; }

@@ -45,7 +45,30 @@ void prefer_huge_pages(const torch::Tensor& t) {
   if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
 }
 
+thread_local DeferredWeights* t_deferred = nullptr;  // the innermost DeferWeights scope's
+
 }  // namespace
+
+DeferWeights::DeferWeights(DeferredWeights& into) : prev_(t_deferred) { t_deferred = &into; }
+DeferWeights::~DeferWeights() { t_deferred = prev_; }
+
+void DeferredWeights::load(const torch::Tensor& t) {
+  const auto it = entries_.find(t.unsafeGetTensorImpl());
+  if (it == entries_.end()) return;
+  const Entry e = it->second;
+  entries_.erase(it);
+  if (e.dst._version() != e.version) return;  // written in place since: that wins
+  torch::NoGradGuard no_grad;
+  const Checkpoint& ckpt = checkpoints_[e.checkpoint];
+  auto dst = e.dst;
+  prefer_huge_pages(dst);
+  dst.copy_(ckpt.get(e.name));
+  ckpt.release(e.name);
+}
+
+void DeferredWeights::load_all() {
+  while (!entries_.empty()) load(entries_.begin()->second.dst);
+}
 
 std::vector<std::pair<std::string, torch::Tensor>> named_state(const torch::nn::Module& module) {
   std::vector<std::pair<std::string, torch::Tensor>> out;
@@ -66,6 +89,8 @@ LoadReport load_module(torch::nn::Module& module, const Checkpoint& ckpt, const 
   for (auto& [local, t] : state)
     if (is_scale_name(local)) scales.emplace(local, t);
   size_t quantized = 0;
+  DeferredWeights* const deferred = t_deferred;
+  if (deferred) deferred->checkpoints_.push_back(ckpt);
   for (auto& [local, dst] : state) {
     if (scales.count(local)) continue;  // filled with its weight
     const std::string name = opts.prefix + local;
@@ -95,10 +120,15 @@ LoadReport load_module(torch::nn::Module& module, const Checkpoint& ckpt, const 
     if (!convertible(to_torch(info.dtype), dst.scalar_type()))
       throw Error(info.file, "tensor '" + name + "' is " + describe(info) + ", the model expects " +
                                  c10::toString(dst.scalar_type()));
+    used.insert(name);
+    if (deferred && is_float(dst.scalar_type())) {
+      deferred->entries_[dst.unsafeGetTensorImpl()] = {dst, deferred->checkpoints_.size() - 1, name, dst._version()};
+      rep.tensors++;  // checked, not read: the scope's owner loads it (bytes_read counts what was copied)
+      continue;
+    }
     prefer_huge_pages(dst);
     dst.copy_(ckpt.get(name));
     ckpt.release(name);  // copied: its mapped pages need not stay resident
-    used.insert(name);
     rep.tensors++;
     rep.bytes_read += info.nbytes;
   }

@@ -26,6 +26,7 @@ std::string StepMetrics::to_json() const {
             {"tokens_per_s", tokens_per_s},
             {"step_time_s", step_time_s},
             {"peak_rss_mib", peak_rss_mib}};
+  j["setup_rss_mib"] = setup_rss_mib;
   j["state_mib"] = state_mib;
   j["comm_s"] = comm_s;
   return j.dump();

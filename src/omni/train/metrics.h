@@ -16,6 +16,9 @@ struct StepMetrics {
   int64_t tokens = 0, ce_tokens = 0, gen_tokens = 0;
   double tokens_per_s = 0, step_time_s = 0;
   double peak_rss_mib = 0;  // the largest of the processes'
+  // The largest process's peak RSS before step 1 (loading, sharding, resuming): the same in every
+  // row of a run.
+  double setup_rss_mib = 0;
   // The largest process's trainable state (its parameters or shards, their gradients and AdamW
   // moments) and the seconds this process spent in collectives this step.
   double state_mib = 0, comm_s = 0;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 
 #include "omni/core/error.h"
 #include "omni/core/log.h"
@@ -15,6 +16,7 @@
 #include "omni/dist/grad_buckets.h"
 #include "omni/dist/process_group.h"
 #include "omni/generate/random.h"
+#include "omni/io/module_loader_torch.h"
 #include "omni/models/registry.h"
 #include "omni/nn/sequence_parallel.h"
 #include "omni/train/batching.h"
@@ -131,10 +133,24 @@ TrainResult run_training(const Config& cfg) {
   models::LoadOptions lo;
   lo.path = cfg.model.model_path;
   lo.device = models::parse_device(tc.device);
+  // One GPU per process: a plain "cuda" under `omni launch` / torchrun is this process's,
+  // cuda:LOCAL_RANK (what torchrun scripts set by hand).
+  if (lo.device.is_cuda() && !lo.device.has_index() && world.distributed())
+    lo.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(world.local_rank));
   lo.dtype = tc.dtype.empty() ? c10::ScalarType::Float : models::parse_dtype(tc.dtype);
   lo.threads = models::set_threads(static_cast<int>(tc.threads), world.local_world);
   log_info("loading ", family.name, " from ", lo.path, " on ", lo.device.str(), " in ", models::dtype_name(*lo.dtype));
-  auto model = family.load(lo);
+  // fsdp on the CPU: the load checks every tensor but reads none; each trainable parameter is read
+  // just before its shard is taken and dropped after it (dist/fsdp.h), the rest below, so a process
+  // never holds the whole model (io::DeferWeights).
+  const bool sharded_load = world.distributed() && tc.data_parallel_mode == "fsdp" && lo.device.is_cpu();
+  io::DeferredWeights deferred;
+  std::unique_ptr<models::Model> model;
+  {
+    std::optional<io::DeferWeights> defer;
+    if (sharded_load) defer.emplace(deferred);
+    model = family.load(lo);
+  }
   std::unique_ptr<dist::ProcessGroup> group;
   if (world.distributed()) {
     group = dist::ProcessGroup::init(world, model->device(), tc.dist_backend,
@@ -208,7 +224,9 @@ TrainResult run_training(const Config& cfg) {
   if (group && tc.data_parallel_mode == "fsdp") {
     const auto units = trainable->layer_units();
     if (units.empty()) throw Error("train.data_parallel_mode", family.name + " cannot shard its parameters yet; use ddp");
-    sharded = std::make_unique<dist::ShardedParameters>(*group, params, units, master);
+    sharded = std::make_unique<dist::ShardedParameters>(*group, params, units, master,
+                                                        [&](const at::Tensor& t) { deferred.load(t); });
+    log_debug("fsdp: ", params.size(), " parameters sharded", sharded_load ? " as they were read" : "");
     trainable->set_layer_runner(sharded.get());
     param_tensors = sharded->local_shards();
   } else {
@@ -218,6 +236,7 @@ TrainResult run_training(const Config& cfg) {
         has_masters = true;
       }
   }
+  deferred.load_all();  // what the shards did not read: the frozen parameters and the buffers
   if (has_masters || (sharded && master != model->dtype()))
     log_info("master weights: AdamW steps ", models::dtype_name(master), " copies of the ",
              models::dtype_name(model->dtype()), " parameters");
@@ -334,6 +353,8 @@ TrainResult run_training(const Config& cfg) {
   for (const auto& t : param_tensors) state_mib += 4.0 * static_cast<double>(t.numel() * t.element_size()) / (1 << 20);
   if (has_masters)  // and the model's own parameters and their gradients
     for (const auto& t : model_params) state_mib += 2.0 * static_cast<double>(t.numel() * t.element_size()) / (1 << 20);
+  double setup_rss_mib = static_cast<double>(peak_rss_bytes()) / (1 << 20);
+  if (group) setup_rss_mib = group->all_reduce_max({setup_rss_mib})[0];
   while (state.global_step < total) {
     const auto t0 = std::chrono::steady_clock::now();
     auto comm_seconds = [&] {
@@ -514,6 +535,7 @@ TrainResult run_training(const Config& cfg) {
     m.tokens_per_s = m.step_time_s > 0 ? static_cast<double>(tokens) / m.step_time_s : 0.0;
     m.peak_rss_mib = static_cast<double>(peak_rss_bytes()) / (1 << 20);
     m.state_mib = state_mib;
+    m.setup_rss_mib = setup_rss_mib;
     if (group) {
       m.comm_s = comm_seconds() - comm0;
       const auto most = group->all_reduce_max({m.peak_rss_mib, state_mib});
