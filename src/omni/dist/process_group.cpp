@@ -6,7 +6,11 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef OMNI_WITH_NCCL  // a CUDA libtorch with NCCL (CMakeLists.txt: OMNI_NCCL); it defines USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 #include <torch/torch.h>
+#include <torch/version.h>
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -20,6 +24,15 @@
 
 namespace omni::dist {
 namespace {
+// The object the collectives are called on. libtorch 2.x made the per-backend classes
+// (ProcessGroupGloo, ProcessGroupNCCL) subclasses of c10d::Backend, which a c10d::ProcessGroup
+// wraps; in 1.13 they are ProcessGroups themselves. The calls used here are the same on both.
+#if TORCH_VERSION_MAJOR >= 2
+using Collectives = c10d::Backend;
+#else
+using Collectives = c10d::ProcessGroup;
+#endif
+
 int env_int(const char* name, int fallback, int lo, int hi) {
   const char* v = std::getenv(name);
   if (!v || !*v) return fallback;
@@ -75,19 +88,31 @@ WorldEnv WorldEnv::from_env() {
 
 struct ProcessGroup::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> pg;
-  std::string host;  // the interface Gloo binds
+  c10::intrusive_ptr<Collectives> pg;
+  bool nccl = false;
+  c10::Device device{c10::kCPU};  // where the collectives' own tensors live (NCCL: this process's GPU)
+  std::string host;               // the interface Gloo binds
   std::chrono::milliseconds timeout{0};
-  // A Gloo process group over `store` (an error line naming `where` if it cannot be made).
-  static c10::intrusive_ptr<c10d::ProcessGroup> gloo(const c10::intrusive_ptr<c10d::Store>& store, int rank, int size,
-                                                     const std::string& host, std::chrono::milliseconds timeout,
-                                                     const std::string& where) {
+  // A Gloo or NCCL process group over `store` (an error line naming `where` if it cannot be made).
+  c10::intrusive_ptr<Collectives> make(int rank, int size, const std::string& where) const {
+    const std::string name = nccl ? "nccl" : "gloo";
     try {
+#ifdef OMNI_WITH_NCCL
+      if (nccl) {
+        // A peer that dies mid-collective makes the others fail after `timeout` instead of
+        // waiting forever (the variable's name before and after libtorch 2.2; a user's value wins).
+        setenv("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1", 0);
+        setenv("NCCL_ASYNC_ERROR_HANDLING", "1", 0);
+        auto opts = c10d::ProcessGroupNCCL::Options::create();
+        opts->timeout = timeout;
+        return c10::make_intrusive<c10d::ProcessGroupNCCL>(store, rank, size, opts);
+      }
+#endif
       auto opts = c10d::ProcessGroupGloo::Options::create(timeout);
       opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname(host));
       return c10::make_intrusive<c10d::ProcessGroupGloo>(store, rank, size, opts);
     } catch (const std::exception& e) {
-      throw Error("process group (gloo) at " + where, first_line(e.what()));
+      throw Error("process group (" + name + ") at " + where, first_line(e.what()));
     }
   }
   double seconds = 0;  // waited in collectives
@@ -114,11 +139,11 @@ struct ProcessGroup::Impl {
   void run(const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>& op) { wait(what, start(what, op)); }
   // One all-reduce of `values` as float64.
   std::vector<double> reduce_values(const std::vector<double>& values, c10d::ReduceOp op) {
-    std::vector<at::Tensor> t{torch::tensor(values, torch::kFloat64)};
+    std::vector<at::Tensor> t{torch::tensor(values, torch::kFloat64).to(device)};
     c10d::AllreduceOptions o;
     o.reduceOp = op;
     run("all_reduce", [&] { return pg->allreduce(t, o); });
-    auto c = t[0].contiguous();
+    auto c = t[0].cpu().contiguous();
     return {c.data_ptr<double>(), c.data_ptr<double>() + c.numel()};
   }
 };
@@ -129,9 +154,18 @@ std::unique_ptr<ProcessGroup> ProcessGroup::init(const WorldEnv& env, c10::Devic
                                                  std::chrono::milliseconds timeout) {
   std::string b = backend == "auto" ? (device.is_cuda() ? "nccl" : "gloo") : backend;
   if (b != "gloo" && b != "nccl") throw Error("train.dist_backend", "must be auto, gloo or nccl (got \"" + backend + "\")");
-  if (b == "nccl") throw Error("train.dist_backend", "nccl is not built into this libtorch (CPU build); use gloo");
+#ifdef OMNI_WITH_NCCL
+  if (b == "nccl" && !device.is_cuda())
+    throw Error("train.dist_backend", "nccl runs on CUDA devices (train.device is " + device.str() + "); use gloo");
+#else
+  if (b == "nccl")
+    throw Error("train.dist_backend", device.is_cuda() ? "this build has no NCCL (CMake found no nccl.h; OMNI_NCCL); use gloo"
+                                                       : "nccl is not built into this libtorch (CPU build); use gloo");
+#endif
   std::unique_ptr<ProcessGroup> g(new ProcessGroup());
   g->impl_ = std::make_unique<Impl>();
+  g->impl_->nccl = b == "nccl";
+  g->impl_->device = b == "nccl" ? device : c10::Device(c10::kCPU);
   g->rank_ = env.rank;
   g->size_ = env.world;
   const std::string where = env.master_addr + ":" + std::to_string(env.master_port);
@@ -150,7 +184,7 @@ std::unique_ptr<ProcessGroup> ProcessGroup::init(const WorldEnv& env, c10::Devic
   }
   g->impl_->host = env.master_addr == "localhost" ? "127.0.0.1" : env.master_addr;
   g->impl_->timeout = timeout;
-  g->impl_->pg = Impl::gloo(g->impl_->store, env.rank, env.world, g->impl_->host, timeout, where);
+  g->impl_->pg = g->impl_->make(env.rank, env.world, where);
   return g;
 }
 
@@ -163,10 +197,12 @@ std::unique_ptr<ProcessGroup> ProcessGroup::subgroup(const std::vector<int>& ran
   g->size_ = static_cast<int>(ranks.size());
   g->impl_->host = impl_->host;
   g->impl_->timeout = impl_->timeout;
+  g->impl_->nccl = impl_->nccl;
+  g->impl_->device = impl_->device;
   if (g->size_ == 1) return g;  // a group of one needs no connections
   MutedStderr quiet;
   g->impl_->store = c10::make_intrusive<c10d::PrefixStore>("group/" + name, impl_->store);
-  g->impl_->pg = Impl::gloo(g->impl_->store, g->rank_, g->size_, g->impl_->host, impl_->timeout, name);
+  g->impl_->pg = g->impl_->make(g->rank_, g->size_, name);
   return g;
 }
 
