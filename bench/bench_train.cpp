@@ -16,6 +16,7 @@
 // it is applied to). Attention's T^2 term, the image towers and the frozen VAE / VQ encoders are
 // left out, so the rate is a lower bound of the work done.
 #include <torch/torch.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>

@@ -51,7 +51,7 @@ struct Holder {
         s->step(7);
         s->exp_avg(world == 1 ? w.exp_avg[i].clone() : part(w.exp_avg[i], rank, world));
         s->exp_avg_sq(world == 1 ? w.exp_avg_sq[i].clone() : part(w.exp_avg_sq[i], rank, world));
-        opt->state()[c10::guts::to_string(values[i].unsafeGetTensorImpl())] = std::move(s);
+        opt->state()[omni::train::optimizer_key(values[i])] = std::move(s);
       }
     c.optimizer = opt.get();
     c.sharding.rank = rank;
@@ -62,7 +62,7 @@ struct Holder {
   }
   const torch::optim::AdamWParamState& state(size_t i) const {
     return static_cast<const torch::optim::AdamWParamState&>(
-        *opt->state().at(c10::guts::to_string(values[i].unsafeGetTensorImpl())));
+        *opt->state().at(omni::train::optimizer_key(values[i])));
   }
 };
 

@@ -3,6 +3,7 @@
 // step, decode_code, the uint8 post-processing, and the free-running sampled loop with
 // torch::manual_seed(12345).
 #include <gtest/gtest.h>
+#include <torch/version.h>
 
 #include "omni/generate/random.h"
 
@@ -99,6 +100,11 @@ TEST_F(JanusTinyT2I, JanusT2IFreeRunningSeed12345) {
   // torch.manual_seed(12345) right before the official loop; torch.multinomial on the CPU draws
   // exponential_ over the whole [P, V] probability matrix per step (torch 1.13), so the stream is
   // reproduced when libtorch is the same version and the probabilities agree to a few ulp.
+#if TORCH_VERSION_MAJOR >= 2
+  // libtorch 2.x's CPU exponential_ draws another stream (MKL's VSL in the x86 wheels), so the
+  // fixture's sampled tokens are 1.13's only. The teacher-forced tests above hold on every version.
+  GTEST_SKIP() << "the fixture's sampled tokens follow libtorch 1.13's CPU random stream (this is " << TORCH_VERSION << ")";
+#endif
   auto& m = janus_tiny();
   ImageGenOptions o;
   o.parallel_size = 2;

@@ -79,9 +79,6 @@ std::string shard_suffix(int rank, int world) {
   return ".shard-" + std::to_string(rank) + "-of-" + std::to_string(world);
 }
 
-// The key libtorch's optimizers keep a parameter's state under.
-std::string optimizer_key(const at::Tensor& p) { return c10::guts::to_string(p.unsafeGetTensorImpl()); }
-
 // One kind of a checkpoint's tensors (model / optimizer), whole, from either layout.
 class SavedState {
  public:

@@ -16,13 +16,31 @@
 #include <torch/optim/adamw.h>
 
 #include <optional>
+#include <sstream>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
 #include "omni/train/batching.h"
 
 namespace omni::train {
+
+// The key libtorch's optimizers keep a parameter's state under: the TensorImpl's address printed
+// as a string up to libtorch 2.1, the address itself (void*) from 2.2. The key type is read off
+// Optimizer::state(), so no version number is involved; a template, so that only the branch of
+// this libtorch is instantiated.
+using OptimizerKey = std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>::key_type;
+template <class K = OptimizerKey>
+K optimizer_key(const at::Tensor& p) {
+  if constexpr (std::is_same_v<K, std::string>) {
+    std::ostringstream os;  // what libtorch's c10::guts::to_string(TensorImpl*) wrote
+    os << p.unsafeGetTensorImpl();
+    return os.str();
+  } else {
+    return p.unsafeGetTensorImpl();
+  }
+}
 
 struct TrainerState {
   int64_t global_step = 0;  // optimizer steps done
