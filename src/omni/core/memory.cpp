@@ -1,7 +1,10 @@
 #include "omni/core/memory.h"
 
 #include <malloc.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 
@@ -19,5 +22,12 @@ bool keep_freed_memory_for_reuse(size_t mmap_threshold_bytes) {
 }
 
 void return_free_memory_to_os() { malloc_trim(0); }
+
+void drop_whole_pages(const void* p, size_t bytes) {
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t first = (begin + page - 1) / page * page, last = (begin + bytes) / page * page;
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
 
 }  // namespace omni

@@ -21,4 +21,10 @@ bool keep_freed_memory_for_reuse(size_t mmap_threshold_bytes = size_t{256} << 20
 // otherwise keep resident for the rest of the run.
 void return_free_memory_to_os();
 
+// Gives the whole pages inside [p, p + bytes) back to the OS (madvise MADV_DONTNEED); the partial
+// pages at either end are kept. Their contents are dropped: anonymous memory reads back as zeros,
+// a private file mapping as the file. For bytes that are dead or can be re-read: a tensor copied
+// out of a memory-mapped checkpoint, a parameter whose shard has been taken.
+void drop_whole_pages(const void* p, size_t bytes);
+
 }  // namespace omni

@@ -4,14 +4,11 @@
 #include <torch/csrc/autograd/functions/utils.h>
 #include <torch/torch.h>
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <cmath>
-#include <cstdint>
 #include <map>
 
 #include "omni/core/error.h"
+#include "omni/core/memory.h"
 #include "omni/dist/process_group.h"
 
 namespace omni::dist {
@@ -38,18 +35,6 @@ struct UnitBackward : torch::autograd::Node {
   std::string name() const override { return "omni::ShardedUnitBackward"; }
 };
 
-// Gives the whole pages inside a CPU tensor's bytes back to the OS; their contents are lost. For a
-// model's copy of a parameter once its shard is taken: the CLI's heap policy (core/memory.h) keeps
-// freed blocks under 256 MiB in the heap, resident, and the deferred load of the next parameter
-// (or the next gather) does not reuse this one's block.
-void drop_pages(const at::Tensor& t) {
-  if (!t.device().is_cpu() || t.nbytes() == 0) return;
-  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const auto p = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t first = (p + page - 1) & ~(page - 1), last = (p + t.nbytes()) & ~(page - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
-}
-
 std::string family_bug(const std::string& what) { return what + " (a family bug: fsdp needs each layer once per pass)"; }
 
 }  // namespace
@@ -73,7 +58,10 @@ ShardedParameters::ShardedParameters(ProcessGroup& group, const std::vector<std:
     p.shard = (p.numel + N - 1) / N;
     if (fill) fill(t);
     p.local = shard_slice(t.detach(), p.shard, group.rank(), group.size()).to(master).clone().requires_grad_(true);
-    drop_pages(t);  // the model's copy is dead from here (released below)
+    // The model's copy is dead from here (released below). Its memory goes back to the OS now: the
+    // CLI's heap policy (core/memory.h) keeps freed blocks under 256 MiB resident, and the deferred
+    // load of the next parameter (or the next gather) does not reuse this one's block.
+    if (t.device().is_cpu()) drop_whole_pages(t.data_ptr(), t.nbytes());
     bool in_unit = false;
     for (size_t u = 0; u < unit_prefixes.size() && !in_unit; ++u)
       if (name.rfind(unit_prefixes[u] + ".", 0) == 0) {

@@ -4,10 +4,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include "omni/core/error.h"
+#include "omni/core/memory.h"
 #include "omni/io/dtype_torch.h"
 #include "omni/io/safetensors.h"
 #include "omni/io/shard_index.h"
@@ -53,12 +51,7 @@ class SafetensorsSource : public Checkpoint::Source {
                             torch::TensorOptions().dtype(type));
   }
 
-  void release(const TensorInfo& info) const override {
-    const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-    const auto begin = reinterpret_cast<uintptr_t>(file_->data(info.name));
-    const uintptr_t first = (begin + page - 1) / page * page, last = (begin + info.nbytes) / page * page;
-    if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);  // whole pages only
-  }
+  void release(const TensorInfo& info) const override { drop_whole_pages(file_->data(info.name), info.nbytes); }
 
  private:
   std::shared_ptr<SafetensorsFile> file_;
