@@ -1,19 +1,22 @@
 #!/usr/bin/env python3
-"""Compile-checks every libtorch translation unit against libtorch 2.x headers (optional developer
-script; never run by the build or the tests).
+"""Configures the project against another libtorch and compile-checks every translation unit
+(optional developer script; never run by the build or the tests).
 
 This machine has Debian 12's libtorch 1.13; users also build against 2.x (a PyTorch wheel, a
-libtorch zip). Debian 13 (trixie) ships libtorch 2.6: this script downloads its libtorch-dev and
-libgloo-dev packages with apt into a cache folder (a private sources list; nothing is installed),
-unpacks them, and runs each libtorch compile command of build/compile_commands.json with
--fsyntax-only against the 2.6 headers instead of /usr/include's 1.13 ones (the precompiled header
-replaced by src/omni/torch_pch.h). It prints the files that fail, with their first errors.
+libtorch zip), most of them a CUDA build. Debian ships such trees: trixie's libtorch-dev 2.6,
+sid's newest (2.14 when written, whose headers require C++20), and contrib's libtorch-cuda-dev 2.6
+(CUDA 12, with c10d's ProcessGroupNCCL). This script downloads one with apt into a cache folder (a
+private sources list; nothing is installed), unpacks it, configures a build folder of its own
+against it with CMake (Torch_DIR; the CUDA tree's libraries, which are not downloaded, stand in as
+an empty stub), and runs each compile command of that folder's compile_commands.json with
+-fsyntax-only, the precompiled header replaced by src/omni/torch_pch.h. So CMakeLists.txt's own
+choices are checked too: the C++ standard the headers demand, OMNI_NCCL's detection (nccl.h from
+NCCL_HOME, CUDA_HOME or /usr/local/cuda) and process_group.cpp's NCCL branch.
 
-Not covered: linking (the 2.6 libraries are not used), the CUDA / NCCL branches (Debian's 2.6 is
-a CPU build), versions other than 2.6.
+It prints the files that fail, with their first errors. Not covered: linking and running.
 
-Usage (after a configure of build/):
-  python3 scripts/dev/check_libtorch2.py [--cache DIR] [-j N] [--only PATH_PART]
+Usage:
+  python3 scripts/dev/check_libtorch2.py [--suite trixie|sid] [--cuda] [--cache DIR] [-j N] [--only PATH_PART]
 """
 import argparse
 import concurrent.futures
@@ -25,11 +28,11 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SUITE = "trixie"
-PACKAGES = ["libtorch-dev", "libgloo-dev"]
+MULTIARCH = "usr/lib/x86_64-linux-gnu"
 
 
-def fetch_headers(cache: pathlib.Path) -> pathlib.Path:
+def fetch_tree(cache: pathlib.Path, suite: str, cuda: bool) -> pathlib.Path:
+    """The unpacked libtorch-dev (or libtorch-cuda-dev) and libgloo-dev of a Debian suite."""
     root = cache / "root"
     if (root / "usr/include/torch/csrc/api/include/torch/version.h").is_file():
         return root
@@ -37,19 +40,37 @@ def fetch_headers(cache: pathlib.Path) -> pathlib.Path:
         (cache / d).mkdir(parents=True, exist_ok=True)
     sources = cache / "sources.list"
     sources.write_text(f"deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
-                       f"http://deb.debian.org/debian {SUITE} main\n")
+                       f"http://deb.debian.org/debian {suite} main contrib\n")
     opts = [f"-o=Dir::Etc::SourceList={sources}", "-o=Dir::Etc::SourceParts=/dev/null",
             f"-o=Dir::State::Lists={cache / 'lists'}", f"-o=Dir::Cache={cache / 'cache'}",
             "-o=APT::Get::List-Cleanup=0"]
     subprocess.run(["apt-get", *opts, "update"], check=True, stdout=subprocess.DEVNULL)
-    subprocess.run(["apt-get", *opts, "download", *PACKAGES], check=True, cwd=cache / "debs")
+    packages = ["libtorch-cuda-dev" if cuda else "libtorch-dev", "libgloo-dev"]
+    subprocess.run(["apt-get", *opts, "download", *packages], check=True, cwd=cache / "debs")
     for deb in sorted((cache / "debs").glob("*.deb")):
         subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
     return root
 
 
-def rewrite(command: str, include: pathlib.Path) -> list:
-    """The compile command against the 2.x headers, syntax only."""
+def configure(root: pathlib.Path, build: pathlib.Path, cuda: bool) -> None:
+    args = ["cmake", "-S", str(ROOT), "-B", str(build), f"-DTorch_DIR={root / MULTIARCH / 'cmake/Torch'}"]
+    if cuda:
+        # TorchConfig.cmake find_library()s libc10_cuda, which is in the (unfetched) libtorch-cuda-2.6.
+        stub = build / "libc10_cuda.so"
+        build.mkdir(parents=True, exist_ok=True)
+        (build / "stub.c").write_text("void omni_stub(void) {}\n")
+        subprocess.run(["cc", "-shared", "-o", str(stub), str(build / "stub.c")], check=True)
+        args.append(f"-DC10_CUDA_LIBRARY={stub}")
+    r = subprocess.run(args, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"error: cmake against {root}: {r.stderr.strip() or r.stdout[-2000:]}")
+    for line in r.stdout.splitlines():
+        if line.startswith("-- omni:"):
+            print(line)
+
+
+def syntax_only(command: str) -> list:
+    """The compile command, syntax only (no object file, the PCH's header as plain text)."""
     args, out, skip = shlex.split(command), [], False
     for i, a in enumerate(args):
         if skip:
@@ -64,33 +85,32 @@ def rewrite(command: str, include: pathlib.Path) -> list:
             continue
         if a in ("-c", "-Winvalid-pch") or a.startswith("-O"):
             continue
-        if a == "/usr/include/torch/csrc/api/include":
-            a = str(include / "torch/csrc/api/include")
         out.append(a)
-    # the 2.x tree before the system's /usr/include (where 1.13's headers are)
-    return out[:1] + ["-isystem", str(include), "-O0", "-fsyntax-only"] + out[1:]
+    return out[:1] + ["-O0", "-fsyntax-only"] + out[1:]
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", default="/tmp/omni_libtorch2", help="where the packages are kept")
-    ap.add_argument("--build", default=str(ROOT / "build"), help="a configured build folder")
+    ap.add_argument("--suite", default="trixie", help="the Debian suite whose libtorch to use (trixie: 2.6, sid: newest)")
+    ap.add_argument("--cuda", action="store_true", help="contrib's libtorch-cuda-dev (with NCCL) instead of libtorch-dev")
+    ap.add_argument("--cache", default="", help="where the packages and the build folder are kept "
+                                                "(default /tmp/omni_libtorch-SUITE[-cuda])")
     ap.add_argument("-j", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--only", default="", help="check only the files whose path contains this")
     a = ap.parse_args()
-    db = pathlib.Path(a.build) / "compile_commands.json"
-    if not db.is_file():
-        print(f"error: {db}: no such file (configure the build first)", file=sys.stderr)
-        return 2
-    include = fetch_headers(pathlib.Path(a.cache)) / "usr/include"
-    version = [l.split()[-1] for l in (include / "torch/csrc/api/include/torch/version.h").read_text().splitlines()
-               if l.startswith("#define TORCH_VERSION_M")]
-    print(f"libtorch {'.'.join(version)} headers from Debian {SUITE}: {include}")
-    units = [e for e in json.loads(db.read_text())
-             if "torch/csrc/api/include" in e["command"] and a.only in e["file"]]
+    cache = pathlib.Path(a.cache or f"/tmp/omni_libtorch-{a.suite}{'-cuda' if a.cuda else ''}")
+    root = fetch_tree(cache, a.suite, a.cuda)
+    version = ".".join(l.split()[-1] for h in ("torch/csrc/api/include/torch/version.h", "torch/headeronly/version.h")
+                       if (root / "usr/include" / h).is_file()
+                       for l in (root / "usr/include" / h).read_text().splitlines()
+                       if l.startswith("#define TORCH_VERSION_M"))
+    print(f"libtorch {version}{' (CUDA)' if a.cuda else ''} from Debian {a.suite}: {root}")
+    build = cache / "build"
+    configure(root, build, a.cuda)
+    units = [e for e in json.loads((build / "compile_commands.json").read_text()) if a.only in e["file"]]
 
     def check(e):
-        r = subprocess.run(rewrite(e["command"], include), cwd=e["directory"], capture_output=True, text=True)
+        r = subprocess.run(syntax_only(e["command"]), cwd=e["directory"], capture_output=True, text=True)
         return e["file"], r.returncode, r.stderr
 
     failed = 0
@@ -99,8 +119,8 @@ def main() -> int:
             if rc != 0:
                 failed += 1
                 first = [l for l in err.splitlines() if "error" in l][:5]
-                print(f"FAIL {os.path.relpath(f, ROOT)}\n  " + "\n  ".join(first))
-    print(f"{len(units) - failed} of {len(units)} translation units compile against libtorch {'.'.join(version)}")
+                print(f"FAIL {os.path.relpath(f, ROOT)}\n  " + "\n  ".join(first), flush=True)
+    print(f"{len(units) - failed} of {len(units)} translation units compile against libtorch {version}")
     return 1 if failed else 0
 
 

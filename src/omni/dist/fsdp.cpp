@@ -9,6 +9,7 @@
 
 #include "omni/core/error.h"
 #include "omni/core/memory.h"
+#include "omni/dist/autograd_node.h"
 #include "omni/dist/process_group.h"
 
 namespace omni::dist {
@@ -159,7 +160,7 @@ at::Tensor ShardedParameters::run(int64_t layer, const at::Tensor& h, const nn::
   }
   release(which);
   if (!torch::GradMode::is_enabled()) return y;
-  auto node = std::shared_ptr<UnitBackward>(new UnitBackward(), torch::autograd::deleteNode);
+  auto node = make_node<UnitBackward>();
   node->owner = this;
   node->layer = layer;
   node->input = h.detach();

@@ -13,9 +13,7 @@
 #include <memory>
 #include <vector>
 
-namespace torch::autograd {
-struct Node;
-}
+#include "omni/dist/autograd_node.h"
 
 namespace omni::dist {
 
@@ -47,7 +45,7 @@ class GradBuckets {
 
   ProcessGroup& group_;
   std::vector<at::Tensor> params_;
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // keep the hooks alive
+  std::vector<NodePtr> accumulators_;  // keep the hooks alive
   std::vector<size_t> bucket_of_;
   std::vector<Bucket> buckets_;
   size_t next_ = 0;  // the next bucket to start
