@@ -45,6 +45,14 @@ void prefer_huge_pages(const torch::Tensor& t) {
   if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
 }
 
+// The checkpoint tensor `name` copied into `dst` (converted to its dtype), then its mapped pages
+// released: the one way load_module and a deferred load read a tensor.
+void read_into(torch::Tensor dst, const Checkpoint& ckpt, const std::string& name) {
+  prefer_huge_pages(dst);
+  dst.copy_(ckpt.get(name));
+  ckpt.release(name);  // copied: its mapped pages need not stay resident
+}
+
 thread_local DeferredWeights* t_deferred = nullptr;  // the innermost DeferWeights scope's
 
 }  // namespace
@@ -59,11 +67,7 @@ void DeferredWeights::load(const torch::Tensor& t) {
   entries_.erase(it);
   if (e.dst._version() != e.version) return;  // written in place since: that wins
   torch::NoGradGuard no_grad;
-  const Checkpoint& ckpt = checkpoints_[e.checkpoint];
-  auto dst = e.dst;
-  prefer_huge_pages(dst);
-  dst.copy_(ckpt.get(e.name));
-  ckpt.release(e.name);
+  read_into(e.dst, checkpoints_[e.checkpoint], e.name);
 }
 
 void DeferredWeights::load_all() {
@@ -126,9 +130,7 @@ LoadReport load_module(torch::nn::Module& module, const Checkpoint& ckpt, const 
       rep.tensors++;  // checked, not read: the scope's owner loads it (bytes_read counts what was copied)
       continue;
     }
-    prefer_huge_pages(dst);
-    dst.copy_(ckpt.get(name));
-    ckpt.release(name);  // copied: its mapped pages need not stay resident
+    read_into(dst, ckpt, name);
     rep.tensors++;
     rep.bytes_read += info.nbytes;
   }
