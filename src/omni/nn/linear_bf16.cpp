@@ -120,11 +120,6 @@ __attribute__((target("avx512f,avx512bf16"))) void rows_avx512bf16(const Bf16Row
   }
 }
 OMNI_NN_SIMD_WARNINGS_ON
-
-bool has_avx512bf16() {
-  static const bool v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
-  return v;
-}
 #endif
 
 // row_kernel's loop for this policy: vdpbf16ps for bf16 activations where the CPU has it.
@@ -134,7 +129,7 @@ struct Bf16Dispatch {
   static void run(const Bf16Rows<A>& a, int64_t o0, int64_t o1) {
 #ifdef OMNI_NN_X86_SIMD
     if constexpr (std::is_same_v<A, bf16>)
-      if (has_avx512bf16()) return rows_avx512bf16<R>(a, o0, o1);
+      if (simd::has_avx512bf16()) return rows_avx512bf16<R>(a, o0, o1);
 #endif
     row_kernel::rows<R>(a, o0, o1);  // fp32 activations, or no AVX512-BF16: widen to fp32
   }

@@ -15,7 +15,7 @@ namespace omni::nn {
 // rounded once to x's dtype (bf16: libtorch's bf16 softmax and a GPU's round the same way, but for
 // ~1 element in 16k one step apart). A row with a NaN, an infinite maximum or every score at
 // -inf becomes NaN, as torch's softmax makes it. False, x untouched, where it does not apply
-// (another dtype or device, not contiguous, or no AVX-512F on this CPU).
+// (another dtype or device, not contiguous, or no AVX-512 F, BW and VL on this CPU).
 bool softmax_lastdim_(at::Tensor& x, float scale = 1.f);
 
 }  // namespace omni::nn
