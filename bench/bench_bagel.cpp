@@ -422,6 +422,18 @@ int main(int argc, char** argv) {
   say(strf("BAGEL tree built with 1 MoT layer (%lld parameters, %.2f GB) in %.1f s", (long long)n_params,
            n_bytes / 1e9, build_s));
 
+  // Sampled between the runs of the ViT, prefill and flow stages (bench_util.h GemmProbe); built
+  // after the VAE phase, so its 0.2 GB of matrices do not add to that phase's peak.
+  const std::function<void()> sync = [] {
+    if (g_dev.is_cuda()) torch::cuda::synchronize();
+  };
+  GemmProbe probe(fopts(), sync, quick);
+  struct Probed {
+    std::string stage;
+    double flops, bytes, seconds, gemm;
+  };
+  std::vector<Probed> probed;
+
   // ---- 1. ViT + connector + vit_pos_embed (the rows of add_vit_block) ----
   {
     auto& vit = *model->vit_model;
@@ -433,7 +445,8 @@ int main(int argc, char** argv) {
       auto packed = ob::pack_vit_images({image}, cfg.vit.patch_size, cfg.vit_max_num_patch_per_side);
       const int64_t N = packed.tokens.size(0);
       torch::Tensor out;
-      const double s = best_of(n_reps, [&] {
+      probe.reset();
+      const double s = best_of_probed(n_reps, probe, sync, [&] {
         out = ob::embed_vit_tokens(vit, *model->connector, *model->vit_pos_embed, packed.tokens.to(g_dev, g_dt),
                                    packed.position_ids,
                                    packed.seqlens);
@@ -442,6 +455,7 @@ int main(int argc, char** argv) {
       const double flops = 2.0 * N * (vit_lin + conn_lin) + layers * 4.0 * N * N * W;
       flop_row(strf("SigLIP ViT (26 layers) + connector + pos, %lld^2 = %lld patches (s)", (long long)side, (long long)N),
                s, flops, extra);
+      probed.push_back({strf("ViT + connector + pos, %lld^2", (long long)side), flops, 0, s, probe.best()});
     };
     // Best of several: on a shared VM one run's layers took 97-164 ms for the same work (the
     // Janus tower, session 21), so a single run says more about the neighbours than the code.
@@ -470,7 +484,8 @@ int main(int argc, char** argv) {
     torch::Tensor x, h;
     const double t_embed = best_of(3, [&] { x = mot->embed(ids); });
     auto pos = torch::arange(0, T, lopts());
-    const double t_fwd = best_of(reps, [&] {
+    probe.reset();
+    const double t_fwd = best_of_probed(reps, probe, sync, [&] {
       auto ctx = model->make_context();
       h = mot->forward_inference(x, pos, ctx, onn::TokenRoute::understanding(), true, true);
     });
@@ -482,6 +497,7 @@ int main(int argc, char** argv) {
     const double layer_flops = 2.0 * T * es.und_linear + 4.0 * T * T * att_hidden;
     flop_row(strf("prefill %lld text tokens, ONE layer (s/layer)", (long long)T), per_layer, layer_flops,
              strf("best of %d; 1-layer forward_inference %.3f s - final norm %.4f s", reps, t_fwd, t_norm));
+    probed.push_back({strf("prefill %lld text tokens, one layer", (long long)T), layer_flops, 0, per_layer, probe.best()});
     Row r;
     r.stage = strf("prefill %lld text tokens, 28 layers extrapolated (tokens/s)", (long long)T);
     r.seconds = ext;
@@ -513,7 +529,8 @@ int main(int argc, char** argv) {
     auto lpos = model->latent_position_ids(hh, ww);
     torch::Tensor query, v;
     const double t_query = best_of(3, [&] { query = model->flow_query(x_t, 0.9, lpos); });
-    const double t_vel = best_of(n_reps, [&] { v = model->flow_velocity(ctx_flow, query); });
+    probe.reset();
+    const double t_vel = best_of_probed(n_reps, probe, sync, [&] { v = model->flow_velocity(ctx_flow, query); });
     if (!finite(v)) std::fprintf(stderr, "warning: non-finite flow velocity\n");
     // once per forward inside flow_velocity: the routed final norm and llm2vae on the latent rows
     auto hr = torch::randn({T, C}, fopts());
@@ -546,6 +563,8 @@ int main(int argc, char** argv) {
                     "norm+llm2vae %.4f s",
                     n_reps, layer_bytes / 1e9, t_vel, t_tail);
       add(r);
+      probed.push_back({strf("flow velocity %lld^2, one layer", (long long)side), layer_flops, layer_bytes, per_layer,
+                        probe.best()});
     }
     const double plain = t_query + branch, guided = t_query + branches * branch;
     {
@@ -735,5 +754,14 @@ int main(int argc, char** argv) {
               "matmuls, causal or not; the flow rows add the und-expert weight stream of the 2 marker rows / copy rate);\n"
               "decode = (weights streamed per step, embedding gathers excluded, + KV cache read) / memory-copy rate.\n"
               "Noise: best-of-N (or single) wall times on a machine whose cores may be shared with other jobs.\n");
+  std::printf("\nThe FLOP-bound stages against the GEMM rate (as the bound's, best of %s) sampled between their own\n"
+              "runs, the same minutes of a machine whose cores other jobs share (bench_util.h GemmProbe); the flow\n"
+              "rows keep their und-expert stream / the copy rate:\n\n"
+              "| stage | GEMM between its runs (GFLOP/s) | run-wide GEMM | ours/bound at the GEMM between its runs |\n"
+              "|---|---:|---:|---:|\n",
+              quick ? "2048^3" : "2048^3 and 4096^3");
+  for (const auto& p : probed)
+    std::printf("| %s | %.1f | %.1f | %.2f |\n", p.stage.c_str(), p.gemm / 1e9, gemm_flops / 1e9,
+                (p.flops / p.gemm + p.bytes / copy_bps) / p.seconds);
   return 0;
 }

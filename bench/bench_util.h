@@ -2,9 +2,13 @@
 #pragma once
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "omni/nn/vq.h"
 
@@ -47,6 +51,59 @@ inline double attnblock_flops(const nn::VQAttnBlock& a, int64_t hw) {
   const double n = static_cast<double>(hw) * hw, c = static_cast<double>(a->q->weight.size(0));
   return conv_flops(a->q, hw, hw) + conv_flops(a->k, hw, hw) + conv_flops(a->v, hw, hw) +
          conv_flops(a->proj_out, hw, hw) + 2 * 2.0 * n * n * c;
+}
+
+// The square GEMM rate (in the dtype and on the device of `o`) sampled between the runs of a
+// FLOP-bound stage. The cores of the VM these benches run on are shared with other jobs, whose load
+// moves the same work by 5-10% from one minute to the next (a Janus tower: 1.09 s, then 1.16-1.18 s
+// half an hour later, standalone and in the bench alike), so a bound measured minutes before a stage
+// may come from a faster machine than the stage ran on. best() is the best rate seen between the
+// stage's runs, the same minutes; the benches print the stage's ratio to it beside the table's,
+// which stays against the run-wide bound.
+class GemmProbe {
+ public:
+  // The sizes of the run-wide bound: 2048^3 (twice) and, unless quick, 4096^3 (once) per sample.
+  GemmProbe(const torch::TensorOptions& o, std::function<void()> sync, bool quick = false) : sync_(std::move(sync)) {
+    for (int64_t n : {int64_t{2048}, int64_t{4096}})
+      if (!(quick && n == 4096))
+        sizes_.push_back({torch::randn({n, n}, o), torch::randn({n, n}, o), torch::empty({n, n}, o), n == 2048 ? 2 : 1});
+  }
+  void sample() {
+    for (auto& z : sizes_)
+      for (int r = 0; r < z.reps; ++r) {
+        auto t = clk::now();
+        torch::mm_out(z.c, z.a, z.b);
+        sync_();
+        const double n = static_cast<double>(z.a.size(0));
+        best_ = std::max(best_, 2.0 * n * n * n / secs(t));
+      }
+  }
+  double best() const { return best_; }
+  void reset() { best_ = 0; }
+
+ private:
+  struct Size {
+    torch::Tensor a, b, c;
+    int reps;
+  };
+  std::vector<Size> sizes_;
+  std::function<void()> sync_;
+  double best_ = 0;
+};
+
+// Best of `reps` runs of f, the probe sampled before each run and after the last.
+template <class F>
+double best_of_probed(int reps, GemmProbe& probe, const std::function<void()>& sync, F&& f) {
+  double best = 1e30;
+  for (int r = 0; r < reps; ++r) {
+    probe.sample();
+    auto t = clk::now();
+    f();
+    sync();
+    best = std::min(best, secs(t));
+  }
+  probe.sample();
+  return best;
 }
 
 }  // namespace omni::bench
