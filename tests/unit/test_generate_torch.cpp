@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <set>
 
@@ -37,6 +38,7 @@
 #include "omni/nn/siglip_navit.h"
 #include "omni/nn/softmax_cpu.h"
 #include "omni/nn/uninitialised.h"
+#include "omni/nn/vit.h"
 #include "test_paths.h"
 
 namespace fs = std::filesystem;
@@ -231,39 +233,46 @@ TEST(Attention, TilesWithoutAutogradEqualTheBatchedRoute) {
 // one rounding. Against the exact softmax rounded to bf16 it differs in at most a few elements a
 // thousand and never by more than one bf16 step; blocked keys (-inf, bf16's lowest) get 0, a row
 // with every key at -inf or any NaN score is NaN (as torch), rows of any length (the 16-wide
-// loop's tails).
+// loop's masked tails). Both roundings, vcvtneps2bf16 (where the CPU has AVX512-BF16) and the
+// integer one of CPUs without it, and they agree bit for bit.
 TEST(SoftmaxCpu, Bf16InOnePassEqualsTheExactSoftmaxRoundedOnce) {
-  torch::manual_seed(23);
-  for (int64_t S : {1, 7, 16, 33, 100, 1369}) {
-    auto x = (torch::randn({3, 5, S}) * 4).to(torch::kBFloat16);
-    if (S > 10) {
-      x.select(2, 2).fill_(-std::numeric_limits<float>::infinity());
-      x.select(2, 5).fill_(std::numeric_limits<c10::BFloat16>::lowest());
+  using Route = bool (*)(at::Tensor&, float);
+  for (Route route : {Route{&nn::softmax_lastdim_}, Route{&nn::detail::softmax_lastdim_without_bf16_cvt_}}) {
+    torch::manual_seed(23);
+    for (int64_t S : {1, 7, 16, 33, 100, 1369}) {
+      auto x = (torch::randn({3, 5, S}) * 4).to(torch::kBFloat16);
+      if (S > 10) {
+        x.select(2, 2).fill_(-std::numeric_limits<float>::infinity());
+        x.select(2, 5).fill_(std::numeric_limits<c10::BFloat16>::lowest());
+      }
+      auto y = x.clone();
+      if (!route(y, 1.f)) GTEST_SKIP() << "no AVX-512 F/BW/VL on this CPU: libtorch's softmax runs instead";
+      const auto exact = torch::softmax(x.to(torch::kFloat64), -1).to(torch::kBFloat16);
+      const auto ulps = (y.view(torch::kInt16).to(torch::kInt32) - exact.view(torch::kInt16).to(torch::kInt32)).abs();
+      EXPECT_LE(ulps.max().item<int>(), 1) << S;
+      EXPECT_LE(ulps.gt(0).sum().item<int64_t>(), std::max<int64_t>(1, x.numel() / 200)) << S;
+      if (S > 10) {
+        EXPECT_EQ(y.select(2, 2).abs().max().item<float>(), 0.f);
+        EXPECT_EQ(y.select(2, 5).abs().max().item<float>(), 0.f);
+      }
+      EXPECT_LT((y.to(torch::kFloat64).sum(-1) - 1).abs().max().item<double>(), S * 4e-3) << S;
+      auto other = x.clone();
+      ASSERT_TRUE(nn::detail::softmax_lastdim_without_bf16_cvt_(other, 1.f));
+      EXPECT_TRUE(torch::equal(y, other)) << S;
     }
-    auto y = x.clone();
-    if (!nn::softmax_lastdim_(y)) GTEST_SKIP() << "no AVX-512F on this CPU: libtorch's softmax runs instead";
-    const auto exact = torch::softmax(x.to(torch::kFloat64), -1).to(torch::kBFloat16);
-    const auto ulps = (y.view(torch::kInt16).to(torch::kInt32) - exact.view(torch::kInt16).to(torch::kInt32)).abs();
-    EXPECT_LE(ulps.max().item<int>(), 1) << S;
-    EXPECT_LE(ulps.gt(0).sum().item<int64_t>(), std::max<int64_t>(1, x.numel() / 200)) << S;
-    if (S > 10) {
-      EXPECT_EQ(y.select(2, 2).abs().max().item<float>(), 0.f);
-      EXPECT_EQ(y.select(2, 5).abs().max().item<float>(), 0.f);
-    }
-    EXPECT_LT((y.to(torch::kFloat64).sum(-1) - 1).abs().max().item<double>(), S * 4e-3) << S;
+    auto blocked = torch::full({4, 40}, -std::numeric_limits<float>::infinity()).to(torch::kBFloat16);
+    blocked[1].fill_(0);
+    blocked[2].fill_(0);
+    blocked[2][3] = std::numeric_limits<float>::quiet_NaN();  // in the 16-wide loop
+    blocked[3].fill_(0);
+    blocked[3][38] = std::numeric_limits<float>::quiet_NaN();  // in the tail
+    ASSERT_TRUE(route(blocked, 1.f));
+    EXPECT_TRUE(blocked[0].isnan().all().item<bool>());
+    EXPECT_NEAR(blocked[1][0].item<float>(), 1.0 / 40, 1e-4);
+    EXPECT_TRUE(blocked[2].isnan().all().item<bool>());
+    EXPECT_TRUE(blocked[3].isnan().all().item<bool>());
   }
-  auto blocked = torch::full({4, 40}, -std::numeric_limits<float>::infinity()).to(torch::kBFloat16);
-  blocked[1].fill_(0);
-  blocked[2].fill_(0);
-  blocked[2][3] = std::numeric_limits<float>::quiet_NaN();  // in the 16-wide loop
-  blocked[3].fill_(0);
-  blocked[3][38] = std::numeric_limits<float>::quiet_NaN();  // in the tail
-  ASSERT_TRUE(nn::softmax_lastdim_(blocked));
-  EXPECT_TRUE(blocked[0].isnan().all().item<bool>());
-  EXPECT_NEAR(blocked[1][0].item<float>(), 1.0 / 40, 1e-4);
-  EXPECT_TRUE(blocked[2].isnan().all().item<bool>());
-  EXPECT_TRUE(blocked[3].isnan().all().item<bool>());
-  auto torch_nan = torch::softmax(blocked[2].clone().fill_(0).index_put_({3}, NAN), -1);
+  auto torch_nan = torch::softmax(torch::zeros({40}).index_put_({3}, NAN), -1);
   EXPECT_TRUE(torch_nan.isnan().all().item<bool>());  // what torch does with a NaN score
   auto f64 = torch::randn({4, 8}, torch::kFloat64);
   EXPECT_FALSE(nn::softmax_lastdim_(f64));
@@ -280,13 +289,22 @@ TEST(SoftmaxCpu, Fp32WithTheScaleFoldedInIsTorchsSoftmax) {
     auto x = torch::randn({6, S}) * 5;
     if (S > 10) x.select(1, 3).fill_(-std::numeric_limits<float>::infinity());
     auto y = x.clone();
-    if (!nn::softmax_lastdim_(y, 0.117f)) GTEST_SKIP() << "no AVX-512F on this CPU: libtorch's softmax runs instead";
+    if (!nn::softmax_lastdim_(y, 0.117f)) GTEST_SKIP() << "no AVX-512 F/BW/VL on this CPU: libtorch's softmax runs instead";
     const auto exact = torch::softmax(x.to(torch::kFloat64) * 0.117, -1);
     EXPECT_LT((y.to(torch::kFloat64) - exact).abs().max().item<double>(), 4e-7) << S;
     EXPECT_LT(((y.to(torch::kFloat64) - exact).abs() / exact.clamp_min(1e-30)).max().item<double>(), 2e-6) << S;
     if (S > 10) {
       EXPECT_EQ(y.select(1, 3).abs().max().item<float>(), 0.f);
     }
+  }
+  // A row with every score at fp32's lowest (HF's additive-mask fill, a row that sees no key): the
+  // uniform softmax, as torch gives, at any scale (max * scale * log2 e would overflow to -inf).
+  for (float sc : {1.f, 0.125f}) {
+    auto unseen = torch::full({2, 37}, std::numeric_limits<float>::lowest());
+    ASSERT_TRUE(nn::softmax_lastdim_(unseen, sc));
+    EXPECT_LT((unseen - torch::softmax(torch::full({2, 37}, std::numeric_limits<float>::lowest()) * sc, -1)).abs().max().item<float>(),
+              1e-8f);
+    EXPECT_NEAR(unseen.min().item<float>(), 1.0 / 37, 1e-8);
   }
   auto odd = torch::zeros({3, 20});
   odd[0].fill_(-std::numeric_limits<float>::infinity());
@@ -582,6 +600,48 @@ TEST(LinearRows, SharedInputEqualsEachLinearBitForBit) {
   const auto z = omni::nn::linear_rows_shared(x, {a, b});
   EXPECT_TRUE(z[0].equal(omni::nn::linear_rows(a, x)) && z[1].equal(omni::nn::linear_rows(b, x)));
   EXPECT_EQ(z[1].scalar_type(), torch::kFloat32);
+}
+
+// An inference-only layout (omni infer / eval: the vision towers): every fp32 CPU Linear weight
+// under the root keeps its values, shape and name but is stored transposed ([out, in] over [in,
+// out] storage, for OpenBLAS's faster NN kernel); other dtypes are left alone. A SigLIP-style block
+// computes the same within fp32 rounding through torch's linear and through linear_rows, whose
+// few-row kernels decline the non-row-major weight (1..4 rows) and many-row GEMMs alike.
+TEST(LinearRows, WeightsStoredTransposedComputeTheSame) {
+  torch::manual_seed(6);
+  omni::nn::ViTConfig c;
+  c.image_size = 64, c.patch_size = 16, c.width = 96, c.depth = 2, c.heads = 4, c.mlp_hidden = 160;
+  omni::nn::VisionTransformer vt(c);
+  auto half = torch::nn::Linear(96, 40);
+  half->to(torch::kBFloat16);
+  vt->register_module("bf16_probe", half);
+  std::map<std::string, torch::Tensor> before;
+  for (const auto& p : vt->named_parameters()) before[p.key()] = p.value().detach().clone();
+  const auto px = torch::rand({2, 3, 64, 64}) * 2 - 1;
+  torch::Tensor ref;
+  {
+    c10::InferenceMode guard;
+    ref = vt->forward(px);
+  }
+  EXPECT_EQ(omni::nn::store_linear_weights_transposed(*vt), 2 * 4);  // qkv, proj, fc1, fc2 per block
+  for (const auto& p : vt->named_parameters()) {
+    ASSERT_TRUE(before.count(p.key())) << p.key();
+    EXPECT_TRUE(p.value().equal(before[p.key()])) << p.key();
+    EXPECT_EQ(p.value().sizes(), before[p.key()].sizes()) << p.key();
+  }
+  const auto& w = vt->block_ptrs[0]->mlp->fc1->weight;
+  EXPECT_FALSE(w.is_contiguous());
+  EXPECT_TRUE(w.t().is_contiguous());
+  EXPECT_TRUE(half->weight.is_contiguous());  // bf16: oneDNN's NT is the faster one, left as loaded
+  c10::InferenceMode guard;
+  EXPECT_LT((vt->forward(px) - ref).abs().max().item<float>(), 1e-5f);
+  auto& fc1 = vt->block_ptrs[0]->mlp->fc1;
+  for (int64_t rows : {1, 3, 37}) {
+    const auto x = torch::randn({rows, 96});
+    const auto want = torch::addmm(fc1->bias, x, before.at("blocks.0.mlp.fc1.weight").t());
+    EXPECT_LT((omni::nn::linear_rows(fc1, x) - want).abs().max().item<float>(), 1e-5f) << rows;
+  }
+  EXPECT_EQ(omni::nn::store_linear_weights_transposed(*vt), 0);  // already laid out
 }
 
 TEST(LinearInt8, QuantizesPerChannelAndTheRowLoopEqualsTheDequantizedGemm) {

@@ -106,6 +106,7 @@ void add_eval_command(CLI::App& app, Runner& run) {
 
       models::LoadOptions lo;
       lo.path = a->model_path;
+      lo.inference_only = true;
       lo.device = models::parse_device(a->device);
       if (!a->dtype.empty()) lo.dtype = models::parse_dtype(a->dtype);
       lo.threads = a->threads;

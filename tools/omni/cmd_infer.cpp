@@ -147,6 +147,7 @@ void add_infer_command(CLI::App& app, Runner& run) {
 
       models::LoadOptions lo;
       lo.path = a->model_path;
+      lo.inference_only = true;
       lo.device = models::parse_device(a->device);
       if (!a->dtype.empty()) lo.dtype = models::parse_dtype(a->dtype);
       if (a->threads < 0) throw Error("--threads", "must be 1 or more");

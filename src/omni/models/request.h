@@ -26,6 +26,9 @@ struct LoadOptions {
   // Compute / weight dtype; unset: float32 on CPU, bfloat16 on CUDA (as the official code runs).
   std::optional<c10::ScalarType> dtype;
   int threads = 0;  // intra-op threads; 0 = set_threads's default
+  // omni infer / eval: the model is never trained, so a family may lay its weights out for
+  // inference only (fp32 CPU vision towers: nn::store_linear_weights_transposed).
+  bool inference_only = false;
 
   c10::ScalarType resolved_dtype() const {
     return dtype ? *dtype : (device.is_cpu() ? c10::ScalarType::Float : c10::ScalarType::BFloat16);

@@ -126,4 +126,18 @@ std::vector<torch::Tensor> linear_rows_shared(const torch::Tensor& x, const std:
   return ys;
 }
 
+int64_t store_linear_weights_transposed(torch::nn::Module& root) {
+  torch::NoGradGuard no_grad;
+  int64_t n = 0;
+  for (const auto& m : root.modules(/*include_self=*/true)) {
+    auto* l = m->as<torch::nn::Linear>();
+    if (!l || !l->weight.defined()) continue;
+    const auto& W = l->weight;
+    if (W.dim() != 2 || W.scalar_type() != torch::kFloat32 || !W.device().is_cpu() || !W.is_contiguous()) continue;
+    l->weight.set_data(W.t().contiguous().t());
+    ++n;
+  }
+  return n;
+}
+
 }  // namespace omni::nn

@@ -91,14 +91,15 @@ OMNI_NN_SIMD_WARNINGS_ON
 
 }  // namespace
 
-bool softmax_lastdim_(at::Tensor& x, float scale) {
+namespace {
+bool softmax_rows(at::Tensor& x, float scale, bool allow_cvt) {
 #ifdef OMNI_NN_X86_SIMD
   const auto st = x.scalar_type();
   if (!has_avx512bw() || (st != at::kBFloat16 && st != at::kFloat) || !x.device().is_cpu() || !x.is_contiguous() ||
       x.dim() < 1 || x.numel() == 0 || !(scale > 0))
     return false;
   const int64_t S = x.size(-1), rows = x.numel() / S;
-  const bool cvt = has_avx512bf16();
+  const bool cvt = allow_cvt && has_avx512bf16();
   with_storage_type(st, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     T* p = reinterpret_cast<T*>(x.data_ptr());
@@ -109,10 +110,16 @@ bool softmax_lastdim_(at::Tensor& x, float scale) {
   });
   return true;
 #else
-  (void)x;
-  (void)scale;
+  (void)x, (void)scale, (void)allow_cvt;
   return false;
 #endif
 }
+}  // namespace
+
+bool softmax_lastdim_(at::Tensor& x, float scale) { return softmax_rows(x, scale, true); }
+
+namespace detail {
+bool softmax_lastdim_without_bf16_cvt_(at::Tensor& x, float scale) { return softmax_rows(x, scale, false); }
+}  // namespace detail
 
 }  // namespace omni::nn

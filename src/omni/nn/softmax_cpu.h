@@ -4,8 +4,11 @@
 // libtorch 1.13's own made the attention's softmax its largest non-GEMM cost: its vectorised exp
 // runs 2.4x slower than this loop (256 rows of 1369 fp32 scores, one thread: 0.31 -> 0.13 ms), and
 // for bf16 it widened the scores, soft-maxed and narrowed them (three passes; NaViT's 16 x 1369 x
-// 1369 scores: 13.5 ms -> 6.6 ms on 2 threads). Internal to src/omni/nn (attention.cpp,
-// attention_tiles.cpp).
+// 1369 scores: 13.5 ms -> 6.6 ms on 2 threads). Session 22: the exp as 2^t by a degree-5
+// polynomial (10 vector operations for 14), masked instead of scalar row tails (a 1369-key row's 9
+// scalar exps had cost a fifth of its time) and vcvtneps2bf16 for the bf16 rounding: 256 rows of
+// 1369 bf16 scores 0.16 -> 0.09 ms, of 4900 0.53 -> 0.29 ms, fp32 1369 0.126 -> 0.083 ms (one
+// thread). Internal to src/omni/nn (attention.cpp, attention_tiles.cpp).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -17,5 +20,11 @@ namespace omni::nn {
 // -inf becomes NaN, as torch's softmax makes it. False, x untouched, where it does not apply
 // (another dtype or device, not contiguous, or no AVX-512 F, BW and VL on this CPU).
 bool softmax_lastdim_(at::Tensor& x, float scale = 1.f);
+
+namespace detail {
+// The same with bf16 rows rounded by AVX-512F integer arithmetic even where the CPU has
+// AVX512-BF16's vcvtneps2bf16, so that a test covers the route of CPUs without it.
+bool softmax_lastdim_without_bf16_cvt_(at::Tensor& x, float scale = 1.f);
+}  // namespace detail
 
 }  // namespace omni::nn
