@@ -432,11 +432,7 @@ int main(int argc, char** argv) {
     if (g_dev.is_cuda()) torch::cuda::synchronize();
   };
   GemmProbe probe(fopts(), sync, quick);
-  struct Probed {
-    std::string stage;
-    double flops, bytes, seconds, gemm;
-  };
-  std::vector<Probed> probed;
+  std::vector<ProbedStage> probed;
 
   // ---- 1. ViT + connector + vit_pos_embed (the rows of add_vit_block) ----
   {
@@ -758,14 +754,6 @@ int main(int argc, char** argv) {
               "matmuls, causal or not; the flow rows add the und-expert weight stream of the 2 marker rows / copy rate);\n"
               "decode = (weights streamed per step, embedding gathers excluded, + KV cache read) / memory-copy rate.\n"
               "Noise: best-of-N (or single) wall times on a machine whose cores may be shared with other jobs.\n");
-  std::printf("\nThe FLOP-bound stages against the GEMM rate (as the bound's, best of %s) sampled between their own\n"
-              "runs, the same minutes of a machine whose cores other jobs share (bench_util.h GemmProbe); the flow\n"
-              "rows keep their und-expert stream / the copy rate:\n\n"
-              "| stage | GEMM between its runs (GFLOP/s) | run-wide GEMM | ours/bound at the GEMM between its runs |\n"
-              "|---|---:|---:|---:|\n",
-              quick ? "2048^3" : "2048^3 and 4096^3");
-  for (const auto& p : probed)
-    std::printf("| %s | %.1f | %.1f | %.2f |\n", p.stage.c_str(), p.gemm / 1e9, gemm_flops / 1e9,
-                (p.flops / p.gemm + p.bytes / copy_bps) / p.seconds);
+  print_probed_table(probed, gemm_flops, copy_bps, quick);
   return 0;
 }

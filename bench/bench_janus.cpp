@@ -215,11 +215,7 @@ int main(int argc, char** argv) {
   }
   say("bounds measured");
   GemmProbe probe(opts, sync, quick);  // sampled between the runs of the FLOP-bound stages (bench_util.h)
-  struct Probed {
-    std::string stage;
-    double flops, seconds, gemm;
-  };
-  std::vector<Probed> probed;
+  std::vector<ProbedStage> probed;
 
   // ---- 1. preprocess: PNG decode + Janus resize/pad + normalise ----
   double pre_s = 0;
@@ -302,7 +298,7 @@ int main(int argc, char** argv) {
       best = std::min(best, secs(t));
     }
     probe.sample();
-    probed.push_back({"SigLIP-L ViT + aligner", flops, best, probe.best()});
+    probed.push_back({"SigLIP-L ViT + aligner", flops, 0, best, probe.best()});
     if (!finite(out)) std::fprintf(stderr, "warning: non-finite ViT output\n");
     const double bound = flops / gemm_flops;
     add({"SigLIP-L ViT + aligner, 1 image (s)", fmt("%.3f", best), fmt("%.3f", bound), fmt("%.2f", best / bound),
@@ -348,7 +344,7 @@ int main(int argc, char** argv) {
     const bool same_as_official = T == 628;
     add({name, fmt("%.1f", pf_tps), fmt("%.1f", pf_bound_tps), fmt("%.2f", pf_tps / pf_bound_tps),
          same_as_official ? "37.2 (16.9 s)" : "-", same_as_official ? fmt("%.2fx", pf_tps / (628 / 16.9)) : "-"});
-    probed.push_back({name, pf_flops, r.prefill_seconds, probe.best()});
+    probed.push_back({"prefill " + std::to_string(T) + " tokens", pf_flops, 0, r.prefill_seconds, probe.best()});
     std::fprintf(stderr, "  prefill %.3f s (cold, first run: %.3f s), %.1f GFLOP, %.1f GFLOP/s\n", r.prefill_seconds,
                  cold_prefill, pf_flops / 1e9, pf_flops / r.prefill_seconds / 1e9);
 
@@ -428,7 +424,7 @@ int main(int argc, char** argv) {
     std::snprintf(name, sizeof name, "VQ-16 decode %lldx%lld codes -> [3,%lld,%lld] (s)", static_cast<long long>(grid),
                   static_cast<long long>(grid), static_cast<long long>(img.size(2)), static_cast<long long>(img.size(3)));
     add({name, fmt("%.3f", s), fmt("%.3f", bound), fmt("%.2f", s / bound), "5.36", fmt("%.2fx", 5.36 / s)});
-    probed.push_back({"VQ-16 decode", flops, s, probe.best()});
+    probed.push_back({"VQ-16 decode", flops, 0, s, probe.best()});
     std::fprintf(stderr, "  VQ decode %.1f GFLOP, %.1f GFLOP/s\n", flops / 1e9, flops / s / 1e9);
   }
   say("VQ decode timed");
@@ -458,13 +454,6 @@ int main(int argc, char** argv) {
               "and VQ decode = FLOPs / GEMM rate (attention counted as full T x T matmuls); decode and text-to-image =\n"
               "(weights streamed per step, embedding gathers excluded, + KV cache read) / memory-copy rate.\n"
               "Official PyTorch: fp32, 2 threads, same machine class (GEMM 164 GFLOP/s, copy 28 GB/s).\n");
-  std::printf("\nThe FLOP-bound stages against the GEMM rate (as the bound's, best of %s) sampled between their own\n"
-              "runs, the same minutes of a machine whose cores other jobs share (bench_util.h GemmProbe):\n\n"
-              "| stage | GEMM between its runs (GFLOP/s) | run-wide GEMM | ours (GFLOP/s) | ours / GEMM between its runs |\n"
-              "|---|---:|---:|---:|---:|\n",
-              quick ? "2048^3" : "2048^3 and 4096^3");
-  for (const auto& p : probed)
-    std::printf("| %s | %.1f | %.1f | %.1f | %.2f |\n", p.stage.c_str(), p.gemm / 1e9, gemm_flops / 1e9,
-                p.flops / p.seconds / 1e9, p.flops / p.seconds / p.gemm);
+  print_probed_table(probed, gemm_flops, copy_bps, quick);
   return 0;
 }

@@ -106,4 +106,25 @@ double best_of_probed(int reps, GemmProbe& probe, const std::function<void()>& s
   return best;
 }
 
+// A FLOP-bound stage timed with a GemmProbe: its FLOPs, any bytes its bound adds at the copy
+// rate, its best time and the best GEMM rate sampled between its runs.
+struct ProbedStage {
+  std::string stage;
+  double flops = 0, bytes = 0, seconds = 0, gemm = 0;
+};
+
+// The benches' second table: each probed stage against the GEMM rate of its own minutes, beside
+// the run-wide rate the main table uses.
+inline void print_probed_table(const std::vector<ProbedStage>& stages, double run_gemm, double copy_bps, bool quick) {
+  std::printf("\nThe FLOP-bound stages against the GEMM rate (as the bound's, best of %s) sampled between their own\n"
+              "runs, the same minutes of a machine whose cores other jobs share (bench_util.h GemmProbe); a row\n"
+              "with bytes in its bound keeps them at the run's copy rate:\n\n"
+              "| stage | GEMM between its runs (GFLOP/s) | run-wide GEMM | ours (GFLOP/s) | ours/bound at the GEMM between its runs |\n"
+              "|---|---:|---:|---:|---:|\n",
+              quick ? "2048^3" : "2048^3 and 4096^3");
+  for (const auto& p : stages)
+    std::printf("| %s | %.1f | %.1f | %.1f | %.2f |\n", p.stage.c_str(), p.gemm / 1e9, run_gemm / 1e9,
+                p.flops / p.seconds / 1e9, (p.flops / p.gemm + p.bytes / copy_bps) / p.seconds);
+}
+
 }  // namespace omni::bench
