@@ -89,9 +89,6 @@ __attribute__((target("avx512f,avx512bw,avx512vl"))) void rows_avx512(T* x, int6
 OMNI_NN_SIMD_WARNINGS_ON
 #endif
 
-}  // namespace
-
-namespace {
 bool softmax_rows(at::Tensor& x, float scale, bool allow_cvt) {
 #ifdef OMNI_NN_X86_SIMD
   const auto st = x.scalar_type();

@@ -4,11 +4,11 @@
 // libtorch 1.13's own made the attention's softmax its largest non-GEMM cost: its vectorised exp
 // runs 2.4x slower than this loop (256 rows of 1369 fp32 scores, one thread: 0.31 -> 0.13 ms), and
 // for bf16 it widened the scores, soft-maxed and narrowed them (three passes; NaViT's 16 x 1369 x
-// 1369 scores: 13.5 ms -> 6.6 ms on 2 threads). Session 22: the exp as 2^t by a degree-5
-// polynomial (10 vector operations for 14), masked instead of scalar row tails (a 1369-key row's 9
-// scalar exps had cost a fifth of its time) and vcvtneps2bf16 for the bf16 rounding: 256 rows of
-// 1369 bf16 scores 0.16 -> 0.09 ms, of 4900 0.53 -> 0.29 ms, fp32 1369 0.126 -> 0.083 ms (one
-// thread). Internal to src/omni/nn (attention.cpp, attention_tiles.cpp).
+// 1369 scores: 13.5 ms -> 6.6 ms on 2 threads). The exp is 2^t by a degree-5 polynomial (10
+// vector operations where Cephes' exp takes 14), a row's last partial vector is masked (9 scalar
+// exps had cost a 1369-key row a fifth of its time) and bf16 rounds by vcvtneps2bf16 where the CPU
+// has it: 256 rows of 1369 bf16 scores 0.16 -> 0.09 ms, of 4900 0.53 -> 0.29 ms, fp32 at 1369
+// 0.126 -> 0.083 ms (one thread). Internal to src/omni/nn (attention.cpp, attention_tiles.cpp).
 #pragma once
 #include <ATen/ATen.h>
 
