@@ -445,7 +445,6 @@ int main(int argc, char** argv) {
       auto packed = ob::pack_vit_images({image}, cfg.vit.patch_size, cfg.vit_max_num_patch_per_side);
       const int64_t N = packed.tokens.size(0);
       torch::Tensor out;
-      probe.reset();
       const double s = best_of_probed(n_reps, probe, sync, [&] {
         out = ob::embed_vit_tokens(vit, *model->connector, *model->vit_pos_embed, packed.tokens.to(g_dev, g_dt),
                                    packed.position_ids,
@@ -484,7 +483,6 @@ int main(int argc, char** argv) {
     torch::Tensor x, h;
     const double t_embed = best_of(3, [&] { x = mot->embed(ids); });
     auto pos = torch::arange(0, T, lopts());
-    probe.reset();
     const double t_fwd = best_of_probed(reps, probe, sync, [&] {
       auto ctx = model->make_context();
       h = mot->forward_inference(x, pos, ctx, onn::TokenRoute::understanding(), true, true);
@@ -529,7 +527,6 @@ int main(int argc, char** argv) {
     auto lpos = model->latent_position_ids(hh, ww);
     torch::Tensor query, v;
     const double t_query = best_of(3, [&] { query = model->flow_query(x_t, 0.9, lpos); });
-    probe.reset();
     const double t_vel = best_of_probed(n_reps, probe, sync, [&] { v = model->flow_velocity(ctx_flow, query); });
     if (!finite(v)) std::fprintf(stderr, "warning: non-finite flow velocity\n");
     // once per forward inside flow_velocity: the routed final norm and llm2vae on the latent rows

@@ -285,19 +285,11 @@ int main(int argc, char** argv) {
     const double flops = 2.0 * N * (matrix_numel(vt) + matrix_numel(*net->aligner)) +
                          vt.cfg.depth * 4.0 * N * N * W;  // + q k^T and p v
     auto pixels = torch::rand({1, 3, 384, 384}) * 2 - 1;
-    double best = 1e30;
     torch::Tensor out;
     // Best of 5 (the first run doubles as warm-up): on this shared VM one tower run had blocks at
     // 97-164 ms for the same work, the neighbours' doing, not the code's.
-    probe.reset();
-    for (int r = 0; r < (quick ? 1 : 5); ++r) {
-      probe.sample();
-      auto t = clk::now();
-      out = model.align(model.vision_features(pixels));
-      sync();
-      best = std::min(best, secs(t));
-    }
-    probe.sample();
+    const double best =
+        best_of_probed(quick ? 1 : 5, probe, sync, [&] { out = model.align(model.vision_features(pixels)); });
     probed.push_back({"SigLIP-L ViT + aligner", flops, 0, best, probe.best()});
     if (!finite(out)) std::fprintf(stderr, "warning: non-finite ViT output\n");
     const double bound = flops / gemm_flops;
@@ -415,7 +407,6 @@ int main(int argc, char** argv) {
     model.decode_image_tokens(small, 6);  // warm-up on a 6x6 grid
     auto codes = torch::randint(0, cfg.gen_vision.vq.codebook_size, {1, grid * grid}, torch::kInt64);
     torch::Tensor img;
-    probe.reset();
     const double s = best_of_probed(quick ? 1 : 2, probe, sync, [&] { img = model.decode_image_tokens(codes, grid); });
     if (!finite(img)) std::fprintf(stderr, "warning: non-finite VQ output\n");
     const double flops = vq_decode_flops(vq, grid);

@@ -91,9 +91,10 @@ class GemmProbe {
   double best_ = 0;
 };
 
-// Best of `reps` runs of f, the probe sampled before each run and after the last.
+// Best of `reps` runs of f, the probe (reset first) sampled before each run and after the last.
 template <class F>
 double best_of_probed(int reps, GemmProbe& probe, const std::function<void()>& sync, F&& f) {
+  probe.reset();
   double best = 1e30;
   for (int r = 0; r < reps; ++r) {
     probe.sample();

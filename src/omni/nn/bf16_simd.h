@@ -158,7 +158,7 @@ inline bool has_avx512bw() {  // with VL: the 16-bit masked loads and stores of 
   return v;
 }
 inline bool has_avx512bf16() {
-  static const bool v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bf16");
+  static const bool v = has_avx512f() && __builtin_cpu_supports("avx512bf16");
   return v;
 }
 #endif
