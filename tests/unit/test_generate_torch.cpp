@@ -433,36 +433,65 @@ TEST(ElementwiseCpu, FusedRmsNormSiluMulAndGeluEqualTheOpChains) {
 }
 
 // nn::layer_norm: a bf16 input on the CPU is normalised in fp32 and rounded once, so (nearly)
-// every element is the exact result rounded to bf16; fp32 is ln->forward itself.
+// every element is the exact result rounded to bf16, by the fp32 widening outside inference and
+// by the fused row kernel (elementwise_cpu.h) in it; fp32 is ln->forward itself. C = 37 and 1152
+// take the kernel's masked tail and its full vectors.
 TEST(LayerNorm, Bf16IsTheExactNormRoundedOnceAndFp32IsTheModule) {
   torch::manual_seed(11);
-  torch::nn::LayerNorm ln(torch::nn::LayerNormOptions({96}).eps(1e-6));
-  {
-    torch::NoGradGuard ng;
-    ln->weight.normal_(1.0, 0.3);
-    ln->bias.normal_(0.0, 0.3);
+  for (const int64_t C : {96, 37, 1152}) {
+    torch::nn::LayerNorm ln(torch::nn::LayerNormOptions({C}).eps(1e-6));
+    {
+      torch::NoGradGuard ng;
+      ln->weight.normal_(1.0, 0.3);
+      ln->bias.normal_(0.0, 0.3);
+    }
+    const auto x = torch::randn({7, 5, C}) * 3 + 1;
+    EXPECT_TRUE(nn::layer_norm(ln, x).equal(ln->forward(x)));
+    const auto xb = x.to(torch::kBFloat16);
+    torch::nn::LayerNorm lb(torch::nn::LayerNormOptions({C}).eps(1e-6));
+    lb->to(torch::kBFloat16);
+    {
+      torch::NoGradGuard ng;
+      lb->weight.copy_(ln->weight);
+      lb->bias.copy_(ln->bias);
+    }
+    const auto d = torch::kFloat64;
+    const auto exact = torch::layer_norm(xb.to(d), {C}, lb->weight.to(d), lb->bias.to(d), 1e-6);
+    const auto check = [&](const torch::Tensor& got, const char* route) {
+      ASSERT_EQ(got.scalar_type(), torch::kBFloat16) << route;
+      ASSERT_EQ(got.sizes(), xb.sizes()) << route;
+      const double same = got.to(d).eq(exact.to(torch::kBFloat16).to(d)).to(d).mean().item<double>();
+      EXPECT_GT(same, 0.99) << route << " C " << C;  // fp32 then bf16 differs from exact-then-bf16 only next to a tie
+      // within one bf16 step (2^-8 relative) of the exact value everywhere
+      EXPECT_TRUE(((got.to(d) - exact).abs() <= exact.abs() * (1.0 / 256) + 1e-30).all().item<bool>()) << route << C;
+      // and libtorch's own bf16 kernel agrees to two bf16 steps of the largest value
+      EXPECT_LT(max_abs(got.to(torch::kFloat32), lb->forward(xb).to(torch::kFloat32)), exact.abs().max().item<double>() / 128)
+          << route;
+    };
+    torch::Tensor widened, direct;
+    {
+      torch::NoGradGuard ng;
+      widened = nn::layer_norm(lb, xb);
+      EXPECT_FALSE(nn::layer_norm_rows(xb, lb->weight, lb->bias, 1e-6, direct)) << "outside InferenceMode";
+    }
+    check(widened, "widened");
+    if (!__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl")) continue;  // no fused kernel
+    c10::InferenceMode im;
+    const auto fused = nn::layer_norm(lb, xb);
+    ASSERT_TRUE(nn::layer_norm_rows(xb, lb->weight, lb->bias, 1e-6, direct));
+    EXPECT_TRUE(torch::equal(direct, fused));
+    check(fused, "fused");
+    // the two routes differ only in the order of a row's sums
+    EXPECT_GT(fused.eq(widened).to(d).mean().item<double>(), 0.99) << C;
+    EXPECT_FALSE(nn::layer_norm_rows(xb.transpose(0, 1), lb->weight, lb->bias, 1e-6, direct)) << "not contiguous";
+    EXPECT_FALSE(nn::layer_norm_rows(x, ln->weight, ln->bias, 1e-6, direct)) << "fp32 stays the module's";
+    EXPECT_FALSE(nn::layer_norm_rows(xb, lb->weight, torch::Tensor(), 1e-6, direct)) << "no bias";
+    // rows far from zero (mean 1000, spread 16): the variance about the mean
+    const auto offset = (torch::randn({4, C}) * 16 + 1000).to(torch::kBFloat16);
+    const auto got = nn::layer_norm(lb, offset);
+    const auto want = torch::layer_norm(offset.to(d), {C}, lb->weight.to(d), lb->bias.to(d), 1e-6);
+    EXPECT_TRUE(((got.to(d) - want).abs() <= want.abs() * (1.0 / 256) + 1e-3).all().item<bool>()) << C;
   }
-  const auto x = torch::randn({7, 5, 96}) * 3 + 1;
-  EXPECT_TRUE(nn::layer_norm(ln, x).equal(ln->forward(x)));
-  const auto xb = x.to(torch::kBFloat16);
-  torch::nn::LayerNorm lb(torch::nn::LayerNormOptions({96}).eps(1e-6));
-  lb->to(torch::kBFloat16);
-  {
-    torch::NoGradGuard ng;
-    lb->weight.copy_(ln->weight);
-    lb->bias.copy_(ln->bias);
-  }
-  const auto got = nn::layer_norm(lb, xb);
-  ASSERT_EQ(got.scalar_type(), torch::kBFloat16);
-  ASSERT_EQ(got.sizes(), xb.sizes());
-  const auto d = torch::kFloat64;
-  const auto exact = torch::layer_norm(xb.to(d), {96}, lb->weight.to(d), lb->bias.to(d), 1e-6);
-  const double same = got.to(d).eq(exact.to(torch::kBFloat16).to(d)).to(d).mean().item<double>();
-  EXPECT_GT(same, 0.99);  // fp32 then bf16 differs from exact-then-bf16 only next to a tie
-  // within one bf16 step (2^-8 relative) of the exact value everywhere
-  EXPECT_TRUE(((got.to(d) - exact).abs() <= exact.abs() * (1.0 / 256) + 1e-30).all().item<bool>());
-  // and libtorch's own bf16 kernel agrees to two bf16 steps of the largest value
-  EXPECT_LT(max_abs(got.to(torch::kFloat32), lb->forward(xb).to(torch::kFloat32)), exact.abs().max().item<double>() / 128);
 }
 
 // Decode-step attention (nn::attention without autograd: attention_rows) over views of a longer

@@ -70,6 +70,45 @@ __attribute__((target("avx512f"))) void gelu_tanh_range(const T* x, T* y, int64_
     y[k] = stored<T>(v / (1.f + exp_poly(-2.f * kGeluBeta * (v + kGeluKappa * v * v * v))));
   }
 }
+__attribute__((target("avx512f"), always_inline)) inline __m512 layer_norm16(__m512 x, __m512 scale, __m512 shift,
+                                                                              __m512 w, __m512 b) {
+  return _mm512_add_ps(_mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(x, scale), shift), w), b);
+}
+// LayerNorm over rows [r0, r1) of C bf16 values, in fp32: the mean, then the variance about it (the
+// row stays in L1 for its three passes), then y = round((x * rstd + (-mean * rstd)) * w + b), the
+// form libtorch's fp32 kernel evaluates.
+__attribute__((target("avx512f,avx512bw,avx512vl"))) void layer_norm_rows_bf16(const bf16* x, const bf16* w,
+                                                                               const bf16* b, bf16* y, int64_t r0,
+                                                                               int64_t r1, int64_t C, float eps) {
+  const int64_t C16 = C / 16 * 16;
+  const __mmask16 tail = tail_mask(C - C16);
+  for (int64_t row = r0; row < r1; ++row) {
+    const bf16* xr = x + row * C;
+    bf16* yr = y + row * C;
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t k = 0; k < C16; k += 16) acc = _mm512_add_ps(acc, load16(xr + k));
+    if (tail) acc = _mm512_add_ps(acc, load16_tail(xr + C16, tail));
+    const float mean = _mm512_reduce_add_ps(acc) / static_cast<float>(C);
+    const __m512 vmean = _mm512_set1_ps(mean);
+    acc = _mm512_setzero_ps();
+    for (int64_t k = 0; k < C16; k += 16) {
+      const __m512 d = _mm512_sub_ps(load16(xr + k), vmean);
+      acc = _mm512_fmadd_ps(d, d, acc);
+    }
+    if (tail) {
+      const __m512 d = _mm512_maskz_sub_ps(tail, load16_tail(xr + C16, tail), vmean);
+      acc = _mm512_fmadd_ps(d, d, acc);
+    }
+    const float rstd = 1.f / std::sqrt(_mm512_reduce_add_ps(acc) / static_cast<float>(C) + eps);
+    const __m512 vscale = _mm512_set1_ps(rstd), vshift = _mm512_set1_ps(-mean * rstd);
+    for (int64_t k = 0; k < C16; k += 16)
+      store16(yr + k, layer_norm16(load16(xr + k), vscale, vshift, load16(w + k), load16(b + k)));
+    if (tail)
+      store16_tail(yr + C16, tail,
+                   layer_norm16(load16_tail(xr + C16, tail), vscale, vshift, load16_tail(w + C16, tail),
+                                load16_tail(b + C16, tail)));
+  }
+}
 OMNI_NN_SIMD_WARNINGS_ON
 #endif
 
@@ -99,6 +138,31 @@ bool rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps, at
   return true;
 #else
   (void)x, (void)weight, (void)eps, (void)out;
+  return false;
+#endif
+}
+
+bool layer_norm_rows(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps,
+                     at::Tensor& out) {
+#ifdef OMNI_NN_X86_SIMD
+  const auto bf16_vector = [&](const at::Tensor& t) {
+    return t.defined() && applies(t) && t.scalar_type() == at::kBFloat16 && t.dim() == 1 && t.size(0) == x.size(-1);
+  };
+  if (!has_avx512bw() || !applies(x) || x.scalar_type() != at::kBFloat16 || x.numel() == 0 || !bf16_vector(weight) ||
+      !bf16_vector(bias))
+    return false;
+  const int64_t C = x.size(-1), rows = x.numel() / C;
+  out = at::empty_like(x);
+  const auto* xp = reinterpret_cast<const bf16*>(x.data_ptr());
+  const auto* wp = reinterpret_cast<const bf16*>(weight.data_ptr());
+  const auto* bp = reinterpret_cast<const bf16*>(bias.data_ptr());
+  auto* yp = reinterpret_cast<bf16*>(out.data_ptr());
+  const float e = static_cast<float>(eps);
+  at::parallel_for(0, rows, std::max<int64_t>(1, 16384 / C),
+                   [&](int64_t r0, int64_t r1) { layer_norm_rows_bf16(xp, wp, bp, yp, r0, r1, C, e); });
+  return true;
+#else
+  (void)x, (void)weight, (void)bias, (void)eps, (void)out;
   return false;
 #endif
 }

@@ -1,8 +1,9 @@
 // Fused CPU kernels for a layer's elementwise steps in inference: RMSNorm, SiLU(gate)·up and the
-// tanh-GELU, one pass each instead of libtorch's chain of ops (RMSNorm: widen, square, mean, add,
+// tanh-GELU and the bf16 LayerNorm, one pass each instead of libtorch's chain of ops (RMSNorm: widen, square, mean, add,
 // rsqrt, multiply, narrow, scale: 8 passes and 5 temporaries; bf16 SiLU·up: widen, silu, narrow,
 // multiply; bf16 GELU: widen, gelu, narrow; fp32 GELU: libtorch 1.13's tanh-GELU kernel, ~6x
-// slower than one pass). Internal to src/omni/nn (llama.cpp, siglip_navit.cpp).
+// slower than one pass). Internal to src/omni/nn (llama.cpp, siglip_navit.cpp,
+// layer_norm.h).
 //
 // They run only under c10::InferenceMode (as attention_tiles.h): a training run's no-grad forwards
 // must round as their recomputation under autograd does. Each returns false, touching nothing,
@@ -17,6 +18,14 @@ namespace omni::nn {
 // bf16 rounds as the module does: round(weight * round(x * r)). x and weight of one dtype.
 // Differs from the op chain only in the order of the row's sum (1 ulp of r at most).
 bool rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps, at::Tensor& out);
+
+// out = LayerNorm of the last dim of a bf16 x with bf16 weight and bias, in fp32 and rounded once:
+// the mean, the variance about it, then (x * rstd - mean * rstd) * w + b. Differs from
+// torch::layer_norm on the fp32 widening (layer_norm.h's other route) only in the order of the
+// row's sums: a rare element one bf16 step off. One pass over memory where that route takes four
+// (widen, two in the kernel, narrow): BAGEL's ViT at 4900 patches 4.8 -> ~1 ms a norm.
+bool layer_norm_rows(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double eps,
+                     at::Tensor& out);
 
 // gate = silu(gate) * up in place. fp32: libtorch's silu_ and mul_ in place (bit-identical to the
 // op chain, without its temporaries). bf16: one fused pass, round(round(silu(g)) * u) with silu in
