@@ -1,14 +1,14 @@
-// Fused CPU kernels for a layer's elementwise steps in inference: RMSNorm, SiLU(gate)·up and the
-// tanh-GELU and the bf16 LayerNorm, one pass each instead of libtorch's chain of ops (RMSNorm: widen, square, mean, add,
-// rsqrt, multiply, narrow, scale: 8 passes and 5 temporaries; bf16 SiLU·up: widen, silu, narrow,
-// multiply; bf16 GELU: widen, gelu, narrow; fp32 GELU: libtorch 1.13's tanh-GELU kernel, ~6x
-// slower than one pass). Internal to src/omni/nn (llama.cpp, siglip_navit.cpp,
-// layer_norm.h).
+// Fused CPU kernels for a layer's elementwise steps in inference: RMSNorm, SiLU(gate)·up, the
+// tanh-GELU and the bf16 LayerNorm, one pass each instead of libtorch's chain of ops (RMSNorm:
+// widen, square, mean, add, rsqrt, multiply, narrow, scale: 8 passes and 5 temporaries; bf16
+// SiLU·up: widen, silu, narrow, multiply; bf16 GELU: widen, gelu, narrow; fp32 GELU: libtorch
+// 1.13's tanh-GELU kernel, ~6x slower than one pass; bf16 LayerNorm: widen, norm, narrow).
+// Internal to src/omni/nn (llama.cpp, siglip_navit.cpp, layer_norm.h).
 //
 // They run only under c10::InferenceMode (as attention_tiles.h): a training run's no-grad forwards
 // must round as their recomputation under autograd does. Each returns false, touching nothing,
 // where it does not apply (outside InferenceMode, another device or dtype, non-contiguous input,
-// no AVX-512F on this CPU).
+// no AVX-512F on this CPU; the LayerNorm also needs BW and VL for its masked 16-bit tails).
 #pragma once
 #include <ATen/ATen.h>
 
