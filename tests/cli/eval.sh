@@ -66,4 +66,20 @@ expect_error "--score: must be generate or loglik" \
 expect_error "model directory not found" "$omni" eval --model_path "$tmp/nothing" --data "$tmp/set.jsonl"
 expect_error "the output directory does not exist" \
   "$omni" eval --model_path "$fixtures/janus_tiny" --data "$tmp/set.jsonl" --output "$tmp/no/such/p.jsonl"
+# the predictions may not replace the question file, an image or a device; a failed write leaves
+# no file behind and keeps the one that was there
+cp "$tmp/set.jsonl" "$tmp/keep.jsonl"
+expect_error "is one of this run's inputs" \
+  "$omni" eval --model_path "$fixtures/janus_tiny" --data "$tmp/set.jsonl" --output "$tmp/set.jsonl"
+cmp -s "$tmp/set.jsonl" "$tmp/keep.jsonl" || fail "--output = --data changed the question file"
+expect_error "is one of this run's inputs" \
+  "$omni" eval --model_path "$fixtures/janus_tiny" --data "$tmp/set.jsonl" --output "$tmp/red_circle.png"
+expect_error "is not a regular file" \
+  "$omni" eval --model_path "$fixtures/janus_tiny" --data "$tmp/set.jsonl" --output /dev/full
+echo "old predictions" > "$tmp/kept.jsonl"
+expect_error "kept.jsonl: write failed" bash -c "trap '' XFSZ; ulimit -f 0; exec \"\$@\"" _ \
+  "$omni" --log warn eval --model_path "$fixtures/janus_tiny" --data "$tmp/set.jsonl" --max_new_tokens 2 \
+  --output "$tmp/kept.jsonl"
+[ "$(cat "$tmp/kept.jsonl")" = "old predictions" ] || fail "a failed predictions write replaced the old file"
+[ ! -e "$tmp/kept.jsonl.tmp" ] || fail "a failed predictions write left its temporary"
 echo "eval: all checks passed"

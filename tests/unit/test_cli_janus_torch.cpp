@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -107,6 +108,23 @@ TEST(CliJanus, ErrorsAreOneLineAndNonZero) {
   check("infer --model_path " + kDir + " --prompt hi --no_such_flag 1", "--no_such_flag");
   check("infer --model_path " + kDir + " --prompt hi --device tpu", "--device tpu");
   check("infer --model_path " + kDir + " --prompt hi --dtype int3", "--dtype int3: expected fp32, bf16, fp16 or int8");
+  // outputs never replace an input or a device
+  check("infer --model_path " + kDir + " --prompt hi --trace " + kDir + "/model.safetensors", "is one of this run's inputs");
+  check("infer --model_path " + kDir + " --mode generate --prompt hi --output " + kDir + "/test_image.png",
+        "is one of this run's inputs");
+  check("infer --model_path " + kDir + " --prompt hi --trace /dev/full", "is not a regular file");
+  check("infer --model_path " + kDir + " --mode generate --prompt hi --output " + (d / "o.png").string() + " --trace " +
+            (d / "." / "o.png").string(),
+        "is also the --output image");
+  check("infer --model_path " + kDir + " --prompt hi --threads 100000", "--threads 100000: at most 1024 threads");
+  {
+    const char* prev = std::getenv("OMP_NUM_THREADS");
+    const std::string saved = prev ? prev : "";
+    setenv("OMP_NUM_THREADS", "5000", 1);  // inherited by the child
+    check("infer --model_path " + kDir + " --prompt hi", "OMP_NUM_THREADS=5000: at most 1024 threads");
+    if (prev) setenv("OMP_NUM_THREADS", saved.c_str(), 1);
+    else unsetenv("OMP_NUM_THREADS");
+  }
   check("infer --model_path " + kDir + " --prompt hi --temperature -1", "--temperature: must be >= 0");
   check("infer --model_path " + kDir + " --prompt hi --top_p 0", "--top_p: must be in (0, 1]");
   check("infer --model_path " + kDir + " --mode generate --prompt hi --output " + d.string(), "is a directory");

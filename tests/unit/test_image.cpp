@@ -2,7 +2,11 @@
 // (scripts/dev/make_image_fixtures.py; see tests/fixtures/images/README.md).
 #include <gtest/gtest.h>
 
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <csignal>
+#include <filesystem>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -13,6 +17,7 @@
 
 #include "omni/core/error.h"
 #include "omni/io/image.h"
+#include "omni/io/output_file.h"
 #include "omni/io/resize.h"
 #include "test_paths.h"
 
@@ -228,6 +233,53 @@ TEST(ImagePng, EncodeErrors) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent-dir/x.png"), std::string::npos);
   }
+}
+
+// An output file goes through a temporary renamed into place: a write that fails (here the file
+// size limit, as a full disk) leaves the old file as it was and no temporary; a device is never
+// replaced; a path that names one of the run's inputs is refused before any work.
+TEST(OutputFile, FailedWritesKeepTheOldFileAndInputsAreRefused) {
+  const std::string dir = std::string(OMNI_BINARY_DIR) + "/test_output_file";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir + "/model");
+  const std::string out = dir + "/out.png";
+  std::ofstream(out) << "old";
+  std::ofstream(dir + "/model/weights.bin") << "weights";
+  rlimit saved{};
+  ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &saved), 0);
+  auto* prev = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = saved;
+  small.rlim_cur = 16;
+  ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+  const Image img = random_image(64, 64, 5);  // a PNG of ~12 KB
+  EXPECT_THROW(write_png(out, img), Error);
+  setrlimit(RLIMIT_FSIZE, &saved);
+  std::signal(SIGXFSZ, prev);
+  std::ifstream in(out);
+  std::string kept;
+  in >> kept;
+  EXPECT_EQ(kept, "old");
+  EXPECT_FALSE(std::filesystem::exists(out + ".tmp"));
+  write_png(out, img);
+  EXPECT_EQ(compare(read_image(out), img), "");
+  EXPECT_THROW(write_file_atomically("/dev/null", "x", 1), Error);
+  EXPECT_TRUE(std::filesystem::is_character_file("/dev/null"));
+  const auto refused = [&](const std::string& path, const std::vector<std::string>& inputs, const std::string& why) {
+    try {
+      check_output_path("--output", path, inputs);
+      ADD_FAILURE() << path << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+  };
+  refused(out, {out}, "is one of this run's inputs");
+  refused(dir + "/model/../model/weights.bin", {dir + "/model"}, "is one of this run's inputs");
+  refused("/dev/null", {}, "is not a regular file");
+  refused(dir, {}, "is a directory");
+  refused(dir + "/no/such/x.png", {}, "the output directory does not exist");
+  EXPECT_NO_THROW(check_output_path("--output", out, {dir + "/model", dir + "/other.png"}));
+  EXPECT_NO_THROW(check_output_path("--output", dir + "/new.png", {out}));
+  std::filesystem::remove_all(dir);
 }
 
 // ------------------------------------------------------------------ resize

@@ -13,6 +13,7 @@
 #include "omni/core/progress.h"
 #include "omni/eval/drawing_torch.h"
 #include "omni/eval/evaluate_torch.h"
+#include "omni/io/output_file.h"
 #include "omni/models/registry.h"
 
 namespace omni::cli {
@@ -98,10 +99,12 @@ void add_eval_command(CLI::App& app, Runner& run) {
         if (!d.generate) throw Error("--task shapes", family.name + " does not draw pictures");
         drawings = eval::read_drawing_tasks(a->data, family.read_image, d);
       }
+      // The predictions may not replace the question file, an image or the weights.
       if (!a->output.empty()) {
-        const auto parent = fs::path(a->output).parent_path();
-        if (!parent.empty() && !fs::is_directory(parent)) throw Error(a->output, "the output directory does not exist");
-        if (fs::is_directory(a->output)) throw Error(a->output, "is a directory; --output names the JSONL file to write");
+        std::vector<std::string> inputs = {a->data, a->model_path};
+        if (!a->image_root.empty()) inputs.push_back(a->image_root);
+        for (const auto& item : items) inputs.insert(inputs.end(), item.images.begin(), item.images.end());
+        io::check_output_path("--output", a->output, inputs);
       }
 
       models::LoadOptions lo;

@@ -13,6 +13,7 @@
 #include "omni/core/error.h"
 #include "omni/core/log.h"
 #include "omni/generate/output_paths.h"
+#include "omni/io/output_file.h"
 #include "omni/io/trace_torch.h"
 #include "omni/models/registry.h"
 
@@ -174,11 +175,16 @@ void add_infer_command(CLI::App& app, Runner& run) {
         throw Error("--output", "required for --mode " + a->mode + " (the PNG to write)");
       if (output.empty()) output = family.name + ".png";  // images drawn while understanding
       if (family.check) family.check(a->mode, req);
-      const auto parent = std::filesystem::path(output).parent_path();
-      if (!parent.empty() && !std::filesystem::is_directory(parent))
-        throw Error(output, "the output directory does not exist");
-      if (std::filesystem::is_directory(output) || output.back() == '/')
-        throw Error(output, "is a directory; --output names the PNG file to write");
+      // Neither output may replace an input (the weights, an image) or a device like /dev/full.
+      std::vector<std::string> inputs = a->images;
+      inputs.push_back(a->model_path);
+      io::check_output_path("--output", output, inputs);
+      if (!a->trace.empty()) {
+        inputs.push_back(output);
+        io::check_output_path("--trace", a->trace, inputs);
+        if (std::filesystem::weakly_canonical(a->trace) == std::filesystem::weakly_canonical(output))
+          throw Error("--trace " + a->trace, "is also the --output image");
+      }
 
       lo.threads = models::set_threads(lo.threads);
       log_debug("model type ", family.name, " (", a->model_path, ")");

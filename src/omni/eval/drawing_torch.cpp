@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "omni/core/error.h"
+#include "omni/io/output_file.h"
 #include "omni/demo/shape_check.h"
 #include "omni/io/data_paths.h"
 
@@ -97,11 +98,7 @@ std::vector<DrawTask> read_drawing_tasks(const std::string& data,
 DrawingResult evaluate_drawing(models::Model& model, const std::vector<DrawTask>& tasks,
                                const std::function<io::Image(const std::string&)>& read_image, const DrawingOptions& o,
                                const std::function<void(const DrawingResult&)>& on_item) {
-  std::ofstream preds;
-  if (!o.predictions.empty()) {
-    preds.open(o.predictions);
-    if (!preds) throw Error(o.predictions, "cannot write the predictions file");
-  }
+  io::LineOutput preds(o.predictions);  // moved into place once every item is written
   c10::InferenceMode guard;
   DrawingResult r;
   for (size_t i = 0; i < tasks.size(); ++i) {
@@ -131,10 +128,11 @@ DrawingResult evaluate_drawing(models::Model& model, const std::vector<DrawTask>
              {"right", right}};
       const auto end = sink.said.find_last_not_of(" \n");
       if (end != std::string::npos) p["thought"] = sink.said.substr(0, end + 1);  // --think / think_before_edit
-      preds << p.dump() << "\n" << std::flush;
+      preds.write_line(p.dump());
     }
     if (on_item) on_item(r);
   }
+  preds.commit();
   return r;
 }
 

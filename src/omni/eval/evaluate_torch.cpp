@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "omni/core/error.h"
+#include "omni/io/output_file.h"
 #include "omni/generate/random.h"
 
 namespace omni::eval {
@@ -50,11 +51,7 @@ EvalResult evaluate_multiple_choice(models::Model& model, const std::vector<McIt
                                   {"vae_cond_dropout_prob", 0.0}, {"cfg_txt_uncond_drop_prob", 0.0},
                                   {"cfg_img_uncond_drop_prob", 0.0}, {"cfg_txtimg_uncond_drop_prob", 0.0}});
   }
-  std::ofstream preds;
-  if (!o.predictions.empty()) {
-    preds.open(o.predictions);
-    if (!preds) throw Error(o.predictions, "cannot write the predictions file");
-  }
+  io::LineOutput preds(o.predictions);  // moved into place once every item is written
   c10::InferenceMode guard;
   EvalResult r;
   for (const auto& item : items) {
@@ -88,9 +85,10 @@ EvalResult evaluate_multiple_choice(models::Model& model, const std::vector<McIt
     if (choice == item.answer) ++r.correct;
     out["choice"] = choice < 0 ? json(nullptr) : json(option_letter(choice));
     out["correct"] = choice == item.answer;
-    if (preds) preds << out.dump(-1, ' ', false, json::error_handler_t::replace) << "\n" << std::flush;
+    preds.write_line(out.dump(-1, ' ', false, json::error_handler_t::replace));
     if (on_item) on_item(r);
   }
+  preds.commit();
   return r;
 }
 

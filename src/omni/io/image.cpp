@@ -6,6 +6,7 @@
 // destructor is ever skipped and no C++ exception crosses C frames. The JPEG pixel buffer is
 // allocated by C++ code between two such phases; the PNG one with malloc inside the callback.
 #include "omni/io/image.h"
+#include "omni/io/output_file.h"
 
 #include <cerrno>
 #include <csetjmp>
@@ -617,11 +618,7 @@ void write_png(const std::string& path, const Image& img) {
   } catch (const Error& e) {
     throw e.with_context(path);
   }
-  std::ofstream f(path, std::ios::binary);
-  if (!f) throw Error(path, std::string("cannot create file: ") + std::strerror(errno));
-  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  f.close();
-  if (!f) throw Error(path, std::string("cannot write file: ") + std::strerror(errno));
+  write_file_atomically(path, bytes.data(), bytes.size());  // no partial PNG if the write fails
 }
 
 }  // namespace omni::io

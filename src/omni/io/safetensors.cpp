@@ -1,4 +1,5 @@
 #include "omni/io/safetensors.h"
+#include "omni/io/output_file.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -167,7 +168,7 @@ void write_safetensors_streamed(const std::string& path, const std::vector<RawTe
   }
   std::string h = header.dump();
   while (h.size() % 8 != 0) h.push_back(' ');
-  const std::string tmp = path + ".tmp";
+  const std::string tmp = temporary_path_for(path);
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw Error(path, std::string("cannot open for writing: ") + std::strerror(errno));
   uint8_t len[8];
@@ -186,12 +187,7 @@ void write_safetensors_streamed(const std::string& path, const std::vector<RawTe
     std::remove(tmp.c_str());
     throw Error(path, "write failed (disk full?)");
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::remove(tmp.c_str());
-    throw Error(path, "cannot rename temporary file: " + ec.message());
-  }
+  commit_temporary(tmp, path);  // refuses to replace a device or pipe (a --trace at /dev/full)
 }
 
 }  // namespace omni::io

@@ -39,10 +39,14 @@ c10::ScalarType parse_dtype(const std::string& s) {
 
 int set_threads(int threads, int local_processes) {
   int n = threads;
-  if (n <= 0) {
-    const char* env = std::getenv("OMP_NUM_THREADS");
-    if (env && std::atoi(env) > 0) n = std::atoi(env);
-  }
+  const char* env = std::getenv("OMP_NUM_THREADS");
+  if (n <= 0 && env && std::atoi(env) > 0) n = std::atoi(env);
+  // Beyond this a run only slows down, and starting 10^5 threads took minutes that looked like a
+  // hang.
+  constexpr int kMaxThreads = 1024;
+  if (n > kMaxThreads)
+    throw Error(threads > 0 ? "--threads " + std::to_string(threads) : "OMP_NUM_THREADS=" + std::string(env),
+                "at most " + std::to_string(kMaxThreads) + " threads");
   if (n <= 0) {
     cpu_set_t set;
     CPU_ZERO(&set);

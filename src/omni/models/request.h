@@ -40,7 +40,8 @@ struct LoadOptions {
 // process may run on (sched_getaffinity), shared among `local_processes` (LOCAL_WORLD_SIZE under
 // omni launch / torchrun), at least 1. Why not libtorch's default: it counts physical cores through
 // cpuinfo, which finds 1 on this 2-vCPU VM (lscpu: 2 cores, 1 thread each), so every run used one
-// core (a 2048^3 GEMM: 72 GFLOP/s on one thread, 161 on two).
+// core (a 2048^3 GEMM: 72 GFLOP/s on one thread, 161 on two). More than 1024 threads, from the flag
+// or the environment, is an Error.
 int set_threads(int threads, int local_processes = 1);
 
 // omni init: a freshly initialised model for a config.json (no checkpoint to start from).
