@@ -134,4 +134,25 @@ expect_error "nproc_per_node" "$omni" launch --nproc_per_node 0 -- omni train x.
 expect_error "node_rank" "$omni" launch --nproc_per_node 1 --nnodes 1 --node_rank 1 -- omni train x.yaml
 expect_error "WORLD_SIZE" env WORLD_SIZE=two "$omni" train examples/train/janus_tiny.yaml --train.output_dir "$tmp/bad"
 expect_error "RANK" env WORLD_SIZE=2 RANK=5 "$omni" train examples/train/janus_tiny.yaml --train.output_dir "$tmp/bad"
+expect_error "at most 256 processes on one machine" "$omni" launch --nproc_per_node 100000 -- omni train x.yaml
+
+# 5. A launcher killed outright (SIGKILL: no handler runs) takes its ranks with it.
+"$omni" --log warn launch --nproc_per_node 2 --master_port $((port + 7)) -- sleep 60 &
+lpid=$!
+kids=""
+for _ in $(seq 50); do
+  kids=$(cat /proc/$lpid/task/$lpid/children 2>/dev/null || true)
+  [ "$(wc -w <<<"$kids")" -eq 2 ] && break
+  sleep 0.1
+done
+[ "$(wc -w <<<"$kids")" -eq 2 ] || fail "launch did not start 2 ranks: '$kids'"
+kill -9 $lpid
+wait $lpid 2>/dev/null || true
+for _ in $(seq 50); do
+  alive=0
+  for k in $kids; do kill -0 "$k" 2>/dev/null && alive=1; done
+  [ $alive -eq 0 ] && break
+  sleep 0.1
+done
+[ $alive -eq 0 ] || { kill $kids 2>/dev/null; fail "ranks $kids outlived their killed launcher"; }
 echo "launch: all checks passed"

@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -60,6 +61,12 @@ std::string describe(int status) {
 
 int launch(const LaunchOptions& o) {
   if (o.nproc_per_node < 1) throw Error("--nproc_per_node", "must be at least 1");
+  // A process per GPU or per few cores; 10^5 forked until the memory ran out, and the launcher,
+  // stuck in fork, ignored SIGTERM.
+  constexpr int kMaxProcsPerNode = 256;
+  if (o.nproc_per_node > kMaxProcsPerNode)
+    throw Error("--nproc_per_node " + std::to_string(o.nproc_per_node),
+                "at most " + std::to_string(kMaxProcsPerNode) + " processes on one machine");
   if (o.nnodes < 1) throw Error("--nnodes", "must be at least 1");
   if (o.node_rank < 0 || o.node_rank >= o.nnodes) throw Error("--node_rank", "must be in [0, nnodes)");
   if (o.master_port < 1 || o.master_port > 65535) throw Error("--master_port", "must be in [1, 65535]");
@@ -78,6 +85,7 @@ int launch(const LaunchOptions& o) {
   sigaction(SIGTERM, &sa, nullptr);
 
   std::vector<Child> kids(static_cast<size_t>(o.nproc_per_node));
+  const pid_t launcher = getpid();
   for (int i = 0; i < o.nproc_per_node; ++i) {
     int fds[2];
     if (pipe(fds) != 0) throw Error("launch", std::string("pipe: ") + std::strerror(errno));
@@ -85,6 +93,9 @@ int launch(const LaunchOptions& o) {
     const pid_t pid = fork();
     if (pid < 0) throw Error("launch", std::string("fork: ") + std::strerror(errno));
     if (pid == 0) {
+      // A launcher killed outright (SIGKILL, OOM) takes its ranks with it instead of orphaning them.
+      prctl(PR_SET_PDEATHSIG, SIGTERM);
+      if (getppid() != launcher) _exit(1);  // it died before the prctl
       close(fds[0]);
       dup2(fds[1], STDERR_FILENO);
       close(fds[1]);
