@@ -68,6 +68,15 @@ expect_error "at least one input image" "$omni" infer --model_path "$m" --mode e
 expect_error "takes no input image" "$omni" infer --model_path "$m" --mode generate --image "$m/und_image.png" --prompt x --output "$tmp/x.png"
 expect_error "not taken by u1 --mode understand" "$omni" infer --model_path "$m" --prompt x --steps 3
 expect_error "steps" "$omni" infer --model_path "$m" --mode generate --prompt x --steps 0 --output "$tmp/x.png"
+# non-finite and out-of-range numbers are refused before the load (they drew all-NaN images)
+expect_error "--cfg_text_scale inf: expected a finite number" "$omni" infer --model_path "$m" --mode generate --prompt x \
+  --cfg_text_scale inf --output "$tmp/x.png"
+expect_error "--timestep_shift: must be in" "$omni" infer --model_path "$m" --mode generate --prompt x \
+  --timestep_shift 1e-30 --output "$tmp/x.png"
+expect_error "--cfg_interval '0.4,1.0,2': expected two finite numbers" "$omni" infer --model_path "$m" --mode generate \
+  --prompt x --cfg_interval 0.4,1.0,2 --output "$tmp/x.png"
+expect_error "--t_eps 'nan': expected a finite number" "$omni" infer --model_path "$m" --mode generate --prompt x \
+  --t_eps nan --output "$tmp/x.png"
 expect_error "init_noise" "$omni" infer --model_path "$m" --mode generate --prompt x --width 64 --height 64 \
   --init_noise "$m/t2i.safetensors" --output "$tmp/x.png"
 

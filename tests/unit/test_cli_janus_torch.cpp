@@ -126,6 +126,17 @@ TEST(CliJanus, ErrorsAreOneLineAndNonZero) {
     else unsetenv("OMP_NUM_THREADS");
   }
   check("infer --model_path " + kDir + " --prompt hi --temperature -1", "--temperature: must be >= 0");
+  check("infer --model_path " + kDir + " --prompt hi --temperature nan", "--temperature nan: expected a finite number");
+  check("infer --model_path " + kDir + " --prompt hi --top_p inf", "--top_p inf: expected a finite number");
+  check("infer --model_path " + kDir + " --prompt hi --seed -1", "--seed -1: expected an integer in [0, 18446744073709551615]");
+  check("infer --model_path " + kDir + " --prompt hi --seed 18446744073709551616", "--seed 18446744073709551616");
+  check("infer --model_path " + kDir + " --mode generate --prompt hi --cfg_weight nan --output " + (d / "x.png").string(),
+        "--cfg_weight 'nan': expected a finite number");
+  check("infer --model_path " + kDir + " --prompt hi --dtype fp16", "--dtype fp16: not on the CPU");
+  // a batch whose KV cache could never fit (~580 GiB here) is refused, not left to the OOM killer
+  check("--log warn infer --model_path " + kDir + " --mode generate --prompt hi --parallel_size 1000000 --output " +
+            (d / "x.png").string(),
+        "kv cache: 2000000 sequence(s) of");
   check("infer --model_path " + kDir + " --prompt hi --top_p 0", "--top_p: must be in (0, 1]");
   check("infer --model_path " + kDir + " --mode generate --prompt hi --output " + d.string(), "is a directory");
 }

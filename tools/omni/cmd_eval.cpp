@@ -2,6 +2,7 @@
 // (src/omni/eval/). Everything the user gave is checked before the slow load.
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -18,6 +19,11 @@
 
 namespace omni::cli {
 namespace {
+
+double finite(const std::string& flag, double v) {  // a NaN scale drew NaN pictures
+  if (!std::isfinite(v)) throw CLI::ValidationError(flag, "expected a finite number");
+  return v;
+}
 
 struct EvalArgs {
   std::string model_path, model_type, data, image_root, output, score = "generate", task = "mc";
@@ -45,9 +51,9 @@ void add_eval_command(CLI::App& app, Runner& run) {
       ->default_str("mc");
   cmd->add_option_function<int>("--steps", [a](const int& v) { a->steps = v; }, "shapes: flow steps (default: the family's)");
   cmd->add_option("--seed", a->seed, "shapes: the generator's seed")->default_str("0");
-  cmd->add_option_function<double>("--cfg_text_scale", [a](const double& v) { a->cfg_text_scale = v; },
+  cmd->add_option_function<double>("--cfg_text_scale", [a](const double& v) { a->cfg_text_scale = finite("--cfg_text_scale", v); },
                                    "shapes: text CFG scale (default: the family's)");
-  cmd->add_option_function<double>("--cfg_img_scale", [a](const double& v) { a->cfg_img_scale = v; },
+  cmd->add_option_function<double>("--cfg_img_scale", [a](const double& v) { a->cfg_img_scale = finite("--cfg_img_scale", v); },
                                    "shapes: image CFG scale of the edits (default: the family's)");
   cmd->add_option("--image_root", a->image_root, "folder the image paths are relative to (default: the data file's)");
   cmd->add_option("--output", a->output, "write per-question predictions to this JSONL file");
@@ -112,6 +118,7 @@ void add_eval_command(CLI::App& app, Runner& run) {
       lo.inference_only = true;
       lo.device = models::parse_device(a->device);
       if (!a->dtype.empty()) lo.dtype = models::parse_dtype(a->dtype);
+      models::check_dtype_on_device(lo.resolved_dtype(), lo.device);
       lo.threads = a->threads;
       lo.threads = models::set_threads(lo.threads);
       auto model = family.load(lo);

@@ -4,7 +4,12 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <type_traits>
 #include <filesystem>
 #include <memory>
 #include <set>
@@ -20,9 +25,43 @@
 namespace omni::cli {
 namespace {
 
+// A flag's value, parsed whole: numbers must be finite (a NaN or infinite scale, temperature or
+// shift went on to an all-NaN image with exit 0, or to libtorch's own message) and integers in
+// range (strtoull took "-1" for 2^64 - 1 and clamped larger seeds).
+template <typename T>
+T parse_flag_value(const std::string& name, const std::string& s) {
+  if constexpr (std::is_same_v<T, std::string>) {
+    return s;
+  } else {
+    errno = 0;
+    char* end = nullptr;
+    T v{};
+    if constexpr (std::is_floating_point_v<T>) {
+      v = static_cast<T>(std::strtod(s.c_str(), &end));
+      if (s.empty() || *end != '\0' || !std::isfinite(v) || errno == ERANGE)
+        throw CLI::ValidationError(name + " " + s, "expected a finite number");
+    } else if constexpr (std::is_unsigned_v<T>) {
+      const unsigned long long u = std::strtoull(s.c_str(), &end, 10);
+      if (s.empty() || s.find_first_not_of("0123456789") != std::string::npos || errno == ERANGE ||
+          u > std::numeric_limits<T>::max())
+        throw CLI::ValidationError(name + " " + s, "expected an integer in [0, " +
+                                                        std::to_string(std::numeric_limits<T>::max()) + "]");
+      v = static_cast<T>(u);
+    } else {
+      const long long i = std::strtoll(s.c_str(), &end, 10);
+      if (s.empty() || *end != '\0' || errno == ERANGE || i < std::numeric_limits<T>::min() ||
+          i > std::numeric_limits<T>::max())
+        throw CLI::ValidationError(name + " " + s, "expected an integer");
+      v = static_cast<T>(i);
+    }
+    return v;
+  }
+}
+
 template <typename T>
 CLI::Option* optional_flag(CLI::App* cmd, const std::string& name, std::optional<T>& target, const std::string& help) {
-  return cmd->add_option_function<T>(name, [&target](const T& v) { target = v; }, help);
+  return cmd->add_option_function<std::string>(
+      name, [&target, name](const std::string& s) { target = parse_flag_value<T>(name, s); }, help);
 }
 
 struct InferArgs {
@@ -79,11 +118,13 @@ void check_flags(CLI::App* cmd, const models::Family& family, const std::string&
 }
 
 std::pair<double, double> parse_interval(const std::string& s) {
-  double a = 0, b = 0;
-  char comma = 0;
-  if (std::sscanf(s.c_str(), "%lf%c%lf", &a, &comma, &b) != 3 || comma != ',')
-    throw Error("--cfg_interval '" + s + "'", "expected two numbers A,B such as 0.4,1.0");
-  return {a, b};
+  const auto comma = s.find(',');
+  try {
+    if (comma == std::string::npos) throw CLI::ValidationError("", "");
+    return {parse_flag_value<double>("", s.substr(0, comma)), parse_flag_value<double>("", s.substr(comma + 1))};
+  } catch (const CLI::ValidationError&) {  // "0.4,1.0,2" and "0.4,1.0abc" were taken as 0.4,1.0
+    throw Error("--cfg_interval '" + s + "'", "expected two finite numbers A,B such as 0.4,1.0");
+  }
 }
 
 }  // namespace
@@ -151,6 +192,7 @@ void add_infer_command(CLI::App& app, Runner& run) {
       lo.inference_only = true;
       lo.device = models::parse_device(a->device);
       if (!a->dtype.empty()) lo.dtype = models::parse_dtype(a->dtype);
+      models::check_dtype_on_device(lo.resolved_dtype(), lo.device);
       if (a->threads < 0) throw Error("--threads", "must be 1 or more");
       lo.threads = a->threads;
 
@@ -170,6 +212,9 @@ void add_infer_command(CLI::App& app, Runner& run) {
       if (a->text.temperature && *a->text.temperature < 0) throw Error("--temperature", "must be >= 0 (0 = greedy)");
       if (a->text.top_k && *a->text.top_k < 0) throw Error("--top_k", "must be >= 0 (0 = off)");
       if (a->text.top_p && !(*a->text.top_p > 0 && *a->text.top_p <= 1)) throw Error("--top_p", "must be in (0, 1]");
+      // 1 + (shift - 1) t cancels to 0 for a tiny shift: an infinite, then NaN, schedule
+      if (a->image.timestep_shift && !(*a->image.timestep_shift >= 1e-6 && *a->image.timestep_shift <= 1e6))
+        throw Error("--timestep_shift", "must be in [1e-6, 1e6]");
       std::string output = a->output;
       if (output.empty() && a->mode != "understand")
         throw Error("--output", "required for --mode " + a->mode + " (the PNG to write)");

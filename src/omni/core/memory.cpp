@@ -1,5 +1,7 @@
 #include "omni/core/memory.h"
 
+#include <cstdio>
+
 #include <malloc.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -28,6 +30,17 @@ void drop_whole_pages(const void* p, size_t bytes) {
   const auto begin = reinterpret_cast<uintptr_t>(p);
   const uintptr_t first = (begin + page - 1) / page * page, last = (begin + bytes) / page * page;
   if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
+size_t available_memory_bytes() {
+  std::FILE* f = std::fopen("/proc/meminfo", "r");
+  if (!f) return 0;
+  char line[256];
+  size_t kib = 0;
+  while (std::fgets(line, sizeof line, f))
+    if (std::sscanf(line, "MemAvailable: %zu kB", &kib) == 1) break;
+  std::fclose(f);
+  return kib * 1024;
 }
 
 }  // namespace omni

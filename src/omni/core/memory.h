@@ -27,4 +27,9 @@ void return_free_memory_to_os();
 // out of a memory-mapped checkpoint, a parameter whose shard has been taken.
 void drop_whole_pages(const void* p, size_t bytes);
 
+// MemAvailable of /proc/meminfo in bytes (what can be allocated without swapping out other
+// processes), or 0 where it cannot be read: for a request whose buffers could never fit to fail
+// with a message instead of the OOM killer.
+size_t available_memory_bytes();
+
 }  // namespace omni

@@ -5,6 +5,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 
 #include "omni/core/error.h"
@@ -57,6 +58,12 @@ int set_threads(int threads, int local_processes) {
   return n;
 }
 
+void check_dtype_on_device(c10::ScalarType dtype, const c10::Device& device) {
+  if (dtype == c10::ScalarType::Half && device.is_cpu())
+    throw Error("--dtype fp16", "not on the CPU: libtorch's CPU kernels have no fp16 matmul or convolution (use bf16 "
+                                "on the CPU; fp16 runs on a GPU)");
+}
+
 std::string dtype_name(c10::ScalarType t) {
   switch (t) {
     case c10::ScalarType::Float: return "fp32";
@@ -77,7 +84,7 @@ double ExtraFlags::get_double(const std::string& flag, double fallback) const {
   const std::string v = get(flag, "");
   char* end = nullptr;
   const double d = std::strtod(v.c_str(), &end);
-  if (v.empty() || *end != '\0') throw Error(flag + " '" + v + "'", "expected a number");
+  if (v.empty() || *end != '\0' || !std::isfinite(d)) throw Error(flag + " '" + v + "'", "expected a finite number");
   return d;
 }
 

@@ -44,6 +44,11 @@ struct LoadOptions {
 // or the environment, is an Error.
 int set_threads(int threads, int local_processes = 1);
 
+// Throws Error("--dtype fp16", why) for fp16 on the CPU: libtorch's CPU kernels have no fp16
+// matmul or convolution (1.13: "addmm_impl_cpu_" not implemented for 'Half'), so every family
+// failed after its load with libtorch's message. bf16 is the CPU's half-width dtype.
+void check_dtype_on_device(c10::ScalarType dtype, const c10::Device& device);
+
 // omni init: a freshly initialised model for a config.json (no checkpoint to start from).
 struct InitOptions {
   std::string config_file;   // the family's config.json

@@ -1,6 +1,9 @@
 #include "omni/nn/kv_cache.h"
 
+#include <cstdio>
+
 #include "omni/core/error.h"
+#include "omni/core/memory.h"
 
 namespace omni::nn {
 
@@ -18,6 +21,22 @@ void KVCache::reserve(int64_t t, const torch::TensorOptions& opts) {
   const int64_t cap = capacity();
   if (buf_ && !shared && need <= cap) return;
   const int64_t new_cap = need <= cap ? cap : std::max<int64_t>(need, std::max<int64_t>(64, cap * 2));
+  // The positions a request needs can never fit: an error now, not the OOM killer later (Janus
+  // with --parallel_size 100000). Only `need`: the doubled capacity beyond it is never touched.
+  if (opts.device().is_cpu()) {
+    const double bytes = 2.0 * layers_ * batch_ * kv_heads_ * need * head_dim_ *
+                         static_cast<double>(c10::elementSize(c10::typeMetaToScalarType(opts.dtype())));
+    const size_t avail = available_memory_bytes();
+    if (avail > 0 && bytes > static_cast<double>(avail)) {
+      char msg[256];
+      std::snprintf(msg, sizeof msg,
+                    "%lld sequence(s) of %lld positions need %.1f GiB, more than the %.1f GiB of memory available "
+                    "(fewer images or sequences, or a shorter prompt or answer)",
+                    static_cast<long long>(batch_), static_cast<long long>(need), bytes / (1 << 30),
+                    static_cast<double>(avail) / (1 << 30));
+      throw Error("kv cache", msg);
+    }
+  }
   auto nb = std::make_shared<Buffers>();
   for (int64_t l = 0; l < layers_; ++l) {
     auto k = torch::empty({batch_, kv_heads_, new_cap, head_dim_}, opts);

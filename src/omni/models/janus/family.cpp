@@ -31,6 +31,7 @@ void check_request(const std::string& mode, const Request& r) {
   if (mode != "generate") return;
   if (r.input.num_images() > 0) throw Error("--image", "Janus text-to-image takes no input image");
   if (r.extra.get_int("--parallel_size", 1) < 1) throw Error("--parallel_size", "must be at least 1");
+  r.extra.get_double("--cfg_weight", 5.0);  // a number, finite: checked before the load
 }
 
 // The model records into the request's trace for one call only (the trace dies with the request).

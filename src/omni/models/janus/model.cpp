@@ -273,8 +273,8 @@ ImageGenResult JanusModel::generate_image_tokens(const std::vector<int64_t>& pro
   }
 
   auto t0 = std::chrono::steady_clock::now();
+  auto cache = lm->model->make_cache(2 * P, L + N);  // first: it refuses a batch that cannot fit
   auto embeds = lm->model->embed(r.cfg_input_tokens.to(dev).to(torch::kInt64));  // [2P, L, D]
-  auto cache = lm->model->make_cache(2 * P, L + N);
   r.tokens = torch::zeros({P, N}, torch::TensorOptions().dtype(torch::kInt32).device(dev));
   generate::SamplerOptions sampler;  // temperature only (<= 0: argmax of the guided logits)
   sampler.temperature = o.temperature;
