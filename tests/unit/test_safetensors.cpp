@@ -138,6 +138,13 @@ TEST(Safetensors, RefusesCorruptHeaders) {
                "run backwards");
   expect_error(write_raw("negshape.safetensors", R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", data8),
                "non-negative integers");
+  // element counts that overflow int64 (they wrapped to 0 elements, matching empty data)
+  expect_error(write_raw("wrap.safetensors", R"({"w":{"dtype":"F32","shape":[4294967296,4294967296,16],"data_offsets":[0,0]}})",
+                         ""),
+               "more than 2^62 elements");
+  expect_error(write_raw("wrap4.safetensors", R"({"w":{"dtype":"F32","shape":[65536,65536,65536,65536],"data_offsets":[0,0]}})",
+                         ""),
+               "more than 2^62 elements");
   expect_error(write_raw("overlap.safetensors",
                          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
                          data8),

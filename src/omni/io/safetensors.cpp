@@ -29,12 +29,15 @@ uint64_t read_u64_le(const uint8_t* p) {
 std::vector<int64_t> parse_shape(const nlohmann::json& j, const std::string& ctx) {
   if (!j.is_array()) throw Error(ctx, "\"shape\" must be an array of non-negative integers");
   std::vector<int64_t> shape;
+  unsigned __int128 numel = 1;  // the element count overflowed int64 ([2^32, 2^32, 16] read as 0 elements)
   for (const auto& d : j) {
     if (!d.is_number_unsigned()) throw Error(ctx, "\"shape\" must be an array of non-negative integers");
     uint64_t v = d.get<uint64_t>();
     if (v > (1ull << 48)) throw Error(ctx, "dimension " + std::to_string(v) + " is implausibly large");
+    numel = numel * v > (static_cast<unsigned __int128>(1) << 62) ? (static_cast<unsigned __int128>(1) << 63) : numel * v;
     shape.push_back(static_cast<int64_t>(v));
   }
+  if (numel > (static_cast<unsigned __int128>(1) << 62)) throw Error(ctx, "shape holds more than 2^62 elements");
   return shape;
 }
 
