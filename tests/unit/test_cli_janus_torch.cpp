@@ -133,6 +133,12 @@ TEST(CliJanus, ErrorsAreOneLineAndNonZero) {
   check("infer --model_path " + kDir + " --mode generate --prompt hi --cfg_weight nan --output " + (d / "x.png").string(),
         "--cfg_weight 'nan': expected a finite number");
   check("infer --model_path " + kDir + " --prompt hi --dtype fp16", "--dtype fp16: not on the CPU");
+  {  // a prompt longer than the model's context (16384 positions): ~72k tokens
+    std::string long_prompt;
+    for (int i = 0; i < 3000; ++i) long_prompt += "the cat sat on the mat. ";
+    check("infer --model_path " + kDir + " --image " + kDir + "/test_image.png --prompt '" + long_prompt + "'",
+          "the model's context is 16384 (max_position_embeddings)");
+  }
   // a batch whose KV cache could never fit (~580 GiB here) is refused, not left to the OOM killer
   check("--log warn infer --model_path " + kDir + " --mode generate --prompt hi --parallel_size 1000000 --output " +
             (d / "x.png").string(),
