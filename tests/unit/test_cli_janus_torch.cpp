@@ -136,7 +136,7 @@ TEST(CliJanus, ErrorsAreOneLineAndNonZero) {
   {  // a prompt longer than the model's context (16384 positions): ~72k tokens
     std::string long_prompt;
     for (int i = 0; i < 3000; ++i) long_prompt += "the cat sat on the mat. ";
-    check("infer --model_path " + kDir + " --image " + kDir + "/test_image.png --prompt '" + long_prompt + "'",
+    check("--log warn infer --model_path " + kDir + " --image " + kDir + "/test_image.png --prompt '" + long_prompt + "'",
           "the model's context is 16384 (max_position_embeddings)");
   }
   // a batch whose KV cache could never fit (~580 GiB here) is refused, not left to the OOM killer
