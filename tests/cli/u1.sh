@@ -64,6 +64,8 @@ expect_error "multiples of 32" "$omni" --log warn infer --model_path "$m" --mode
 expect_error "--width/--height: must be positive" "$omni" infer --model_path "$m" --mode generate --prompt x --width 0 \
   --height 64 --output "$tmp/x.png"
 expect_error "give both" "$omni" infer --model_path "$m" --mode generate --prompt x --width 64 --output "$tmp/x.png"
+expect_error "is 4000000 image tokens, more than the model's context of 32768" "$omni" --log warn infer --model_path "$m" \
+  --mode generate --prompt x --width 64000 --height 64000 --output "$tmp/x.png"
 expect_error "at least one input image" "$omni" infer --model_path "$m" --mode edit --prompt x --output "$tmp/x.png"
 expect_error "takes no input image" "$omni" infer --model_path "$m" --mode generate --image "$m/und_image.png" --prompt x --output "$tmp/x.png"
 expect_error "not taken by u1 --mode understand" "$omni" infer --model_path "$m" --prompt x --steps 3

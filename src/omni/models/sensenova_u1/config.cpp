@@ -99,6 +99,7 @@ U1Config U1Config::from_file(const std::string& file) {
   l.rms_norm_eps = llm.get_or<double>("rms_norm_eps", 1e-6);
   l.rope_theta = llm.get_or<double>("rope_theta", 10000.0);
   l.rope_theta_hw = llm.get_or<double>("rope_theta_hw", 10000.0);
+  l.max_position_embeddings = llm.get_or<int64_t>("max_position_embeddings", l.max_position_embeddings);
   l.attention_bias = llm.get_or<bool>("attention_bias", false);
   l.tie_word_embeddings = cfg.get_or<bool>("tie_word_embeddings", llm.get_or<bool>("tie_word_embeddings", false));
   check(llm.get_or<std::string>("hidden_act", "silu") == "silu", llm.where("hidden_act"), "only silu is supported");

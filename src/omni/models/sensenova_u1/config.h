@@ -16,6 +16,7 @@ struct LlmConfig {
   double rms_norm_eps = 1e-6, rope_theta = 5e6, rope_theta_hw = 1e4;
   bool attention_bias = false;
   bool tie_word_embeddings = false;
+  int64_t max_position_embeddings = 32768;  // the sequence an image's tokens must fit in
 };
 
 // NEOVisionConfig: the two-conv patch embedder (no transformer layers).

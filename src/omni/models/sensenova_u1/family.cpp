@@ -79,11 +79,17 @@ FlowSettings flow_settings(const Request& r) {
   return f;
 }
 
-// Positive multiples of the token size (32 for the released checkpoints: one token per 32x32).
-void check_size(int w, int h, int64_t token_px) {
+// Positive multiples of the token size (32 for the released checkpoints: one token per 32x32),
+// with the image's tokens inside the model's context (64000^2 asked for a 49 GB allocation).
+void check_size(int w, int h, int64_t token_px, int64_t max_tokens) {
   check(w >= token_px && h >= token_px && w % token_px == 0 && h % token_px == 0, "--width/--height",
         "must be positive multiples of " + std::to_string(token_px) + " (one token per " + std::to_string(token_px) + "x" +
             std::to_string(token_px) + " pixels; got " + std::to_string(w) + "x" + std::to_string(h) + ")");
+  const int64_t tokens = (w / token_px) * (h / token_px);
+  check(tokens < max_tokens, "--width/--height",
+        std::to_string(w) + "x" + std::to_string(h) + " is " + std::to_string(tokens) +
+            " image tokens, more than the model's context of " + std::to_string(max_tokens) +
+            " (max_position_embeddings)");
 }
 
 torch::Tensor read_init_noise(const std::string& path, int64_t H, int64_t W) {
@@ -197,7 +203,7 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     const auto f = flow_settings(r);
     const auto size = cfg_.omni.image_size.value_or(std::make_pair(kT2iSide, kT2iSide));
     const int W = r.image.width.value_or(size.first), H = r.image.height.value_or(size.second);
-    check_size(W, H, cfg_.token_pixels());
+    check_size(W, H, cfg_.token_pixels(), cfg_.llm.max_position_embeddings);
     const bool think = r.extra.get_bool("--think");
     Branches b;
     const std::string cond_q = chat_prompt(system_message_for_gen(cfg_), r.input.text()) + gen_opening(think);
@@ -421,7 +427,7 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
           break;
         }
     }
-    check_size(W, H, cfg_.token_pixels());
+    check_size(W, H, cfg_.token_pixels(), cfg_.llm.max_position_embeddings);
     return {W, H};
   }
 
