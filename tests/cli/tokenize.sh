@@ -66,6 +66,8 @@ expect_eq "$(printf '9707 11\n\n1879 0\n' | "$omni" tokenize --tokenizer "$qwen"
 
 # Errors: exit status non-zero and one "error:" line.
 expect_error "missing file" "/nonexistent/tokenizer.json" "$omni" tokenize --tokenizer /nonexistent/tokenizer.json </dev/null
+mkfifo "$tmp/fifo"  # a pipe or device is refused, not read forever
+expect_error "fifo" "fifo: not a regular file" timeout 60 "$omni" tokenize --tokenizer "$tmp/fifo" </dev/null
 printf '{"model": ' >"$tmp/bad.json"
 expect_error "bad JSON" "bad.json: invalid JSON" "$omni" tokenize --tokenizer "$tmp/bad.json" </dev/null
 printf '{"model": {"type": "BPE", "vocab": {}, "merges": []}, "pre_tokenizer": {"type": "Bogus"}}' >"$tmp/bogus.json"

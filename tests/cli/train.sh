@@ -112,6 +112,9 @@ grep -q "^\[debug\]" "$tmp/err" || fail "DEBUG=1 is verbose"
 
 # 4. Bad input: one line, non-zero, no crash (--log error: the info lines before a data error are not the error).
 expect_error "cannot read the config file" "$omni" --log error train "$tmp/none.yaml"
+mkfifo "$tmp/fifo"  # a pipe, folder or device is refused, not read forever
+expect_error "fifo: not a regular file" timeout 60 "$omni" --log error train "$tmp/fifo"
+expect_error "not a regular file" "$omni" --log error train "$tmp"
 expect_error "unknown key (valid train keys:" "$omni" --log error train examples/train/janus_tiny.yaml --train.learning_rate 1
 expect_error "expected a number, got 'x'" "$omni" --log error train examples/train/janus_tiny.yaml --train.lr x
 printf 'model: [oops\n' > "$tmp/bad.yaml"

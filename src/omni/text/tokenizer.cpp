@@ -3,6 +3,7 @@
 #include "omni/text/tokenizer.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -476,6 +477,12 @@ Tokenizer::Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) 
 Tokenizer::~Tokenizer() = default;
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
+  {  // a FIFO or /dev/zero would be read forever
+    std::error_code ec;
+    const auto st = std::filesystem::status(path, ec);
+    if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
+      throw Error(path, "not a regular file (a folder, device or pipe); expected a tokenizer.json");
+  }
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path, "cannot open tokenizer file");
   std::ostringstream ss;

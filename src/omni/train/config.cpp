@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <cerrno>
@@ -298,6 +299,12 @@ std::vector<std::pair<std::string, std::string>> config_keys() {
 
 Config load_config(const std::string& path, const std::vector<std::pair<std::string, std::string>>& overrides) {
   YAML::Node root;
+  {  // a folder, device or pipe read forever (a FIFO, /dev/zero) or failed with the stream's words
+    std::error_code ec;
+    const auto st = std::filesystem::status(path, ec);
+    if (!ec && std::filesystem::exists(st) && !std::filesystem::is_regular_file(st))
+      throw Error(path, "not a regular file (a folder, device or pipe); expected the YAML config");
+  }
   try {
     root = YAML::LoadFile(path);
   } catch (const YAML::BadFile&) {
