@@ -51,10 +51,12 @@ void add_eval_command(CLI::App& app, Runner& run) {
       ->default_str("mc");
   cmd->add_option_function<int>("--steps", [a](const int& v) { a->steps = v; }, "shapes: flow steps (default: the family's)");
   cmd->add_option("--seed", a->seed, "shapes: the generator's seed")->default_str("0");
-  cmd->add_option_function<double>("--cfg_text_scale", [a](const double& v) { a->cfg_text_scale = finite("--cfg_text_scale", v); },
-                                   "shapes: text CFG scale (default: the family's)");
-  cmd->add_option_function<double>("--cfg_img_scale", [a](const double& v) { a->cfg_img_scale = finite("--cfg_img_scale", v); },
-                                   "shapes: image CFG scale of the edits (default: the family's)");
+  cmd->add_option_function<double>(
+      "--cfg_text_scale", [a](const double& v) { a->cfg_text_scale = finite("--cfg_text_scale", v); },
+      "shapes: text CFG scale (default: the family's)");
+  cmd->add_option_function<double>(
+      "--cfg_img_scale", [a](const double& v) { a->cfg_img_scale = finite("--cfg_img_scale", v); },
+      "shapes: image CFG scale of the edits (default: the family's)");
   cmd->add_option("--image_root", a->image_root, "folder the image paths are relative to (default: the data file's)");
   cmd->add_option("--output", a->output, "write per-question predictions to this JSONL file");
   cmd->add_option("--score", a->score, "generate (read the choice from the greedy answer) | loglik (the most likely option)")

@@ -8,11 +8,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <limits>
-#include <type_traits>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <set>
+#include <type_traits>
 
 #include "commands.h"
 #include "omni/core/error.h"
