@@ -53,13 +53,21 @@ void check_output_path(const std::string& flag, const std::string& path, const s
 
 std::string temporary_path_for(const std::string& path) { return path + ".tmp"; }
 
-void commit_temporary(const std::string& tmp, const std::string& path) {
+void check_replaceable(const std::string& path) {
   std::error_code ec;
   const auto st = fs::status(path, ec);
-  if (!ec && fs::exists(st) && !fs::is_regular_file(st)) {
-    std::remove(tmp.c_str());
+  if (!ec && fs::exists(st) && !fs::is_regular_file(st))
     throw Error(path, "exists and is not a regular file (a device, pipe or socket); refusing to replace it");
+}
+
+void commit_temporary(const std::string& tmp, const std::string& path) {
+  try {
+    check_replaceable(path);
+  } catch (...) {
+    std::remove(tmp.c_str());
+    throw;
   }
+  std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) {
     std::remove(tmp.c_str());
@@ -69,6 +77,7 @@ void commit_temporary(const std::string& tmp, const std::string& path) {
 
 LineOutput::LineOutput(std::string path) : path_(std::move(path)) {
   if (path_.empty()) return;
+  check_replaceable(path_);
   tmp_ = temporary_path_for(path_);
   out_.open(tmp_);
   if (!out_) throw Error(path_, std::string("cannot create file: ") + std::strerror(errno));
@@ -99,6 +108,7 @@ void LineOutput::commit() {
 }
 
 void write_file_atomically(const std::string& path, const void* data, size_t n) {
+  check_replaceable(path);  // before a temporary appears beside it (/dev/null.tmp)
   const std::string tmp = temporary_path_for(path);
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw Error(path, std::string("cannot create file: ") + std::strerror(errno));

@@ -21,6 +21,10 @@ void check_output_path(const std::string& flag, const std::string& path, const s
 // `path` that is not a regular file is refused.
 void write_file_atomically(const std::string& path, const void* data, size_t n);
 
+// Throws Error(path, why) when `path` exists and is not a regular file (a device, pipe or socket):
+// what every writer here checks before it creates a temporary beside it.
+void check_replaceable(const std::string& path);
+
 // The temporary name write_file_atomically and the streamed writers use.
 std::string temporary_path_for(const std::string& path);
 // Moves a finished temporary over `path` (Error and the temporary removed on failure).

@@ -172,6 +172,7 @@ void write_safetensors_streamed(const std::string& path, const std::vector<RawTe
   std::string h = header.dump();
   while (h.size() % 8 != 0) h.push_back(' ');
   const std::string tmp = temporary_path_for(path);
+  check_replaceable(path);  // before a temporary appears beside it (/dev/full.tmp)
   FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) throw Error(path, std::string("cannot open for writing: ") + std::strerror(errno));
   uint8_t len[8];
