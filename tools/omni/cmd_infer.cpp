@@ -120,11 +120,11 @@ void check_flags(CLI::App* cmd, const models::Family& family, const std::string&
 std::pair<double, double> parse_interval(const std::string& s) {
   const auto comma = s.find(',');
   try {
-    if (comma == std::string::npos) throw CLI::ValidationError("", "");
-    return {parse_flag_value<double>("", s.substr(0, comma)), parse_flag_value<double>("", s.substr(comma + 1))};
+    if (comma != std::string::npos)
+      return {parse_flag_value<double>("", s.substr(0, comma)), parse_flag_value<double>("", s.substr(comma + 1))};
   } catch (const CLI::ValidationError&) {  // "0.4,1.0,2" and "0.4,1.0abc" were taken as 0.4,1.0
-    throw Error("--cfg_interval '" + s + "'", "expected two finite numbers A,B such as 0.4,1.0");
   }
+  throw Error("--cfg_interval '" + s + "'", "expected two finite numbers A,B such as 0.4,1.0");
 }
 
 }  // namespace

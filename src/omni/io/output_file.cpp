@@ -33,6 +33,14 @@ bool names_an_input(const fs::path& out, const std::string& input) {
   return false;
 }
 
+constexpr const char* kNotRegular =
+    "exists and is not a regular file (a device, pipe or socket); refusing to replace it";
+bool exists_and_not_regular(const fs::path& p) {
+  std::error_code ec;
+  const auto st = fs::status(p, ec);
+  return !ec && fs::exists(st) && !fs::is_regular_file(st);
+}
+
 }  // namespace
 
 void check_output_path(const std::string& flag, const std::string& path, const std::vector<std::string>& inputs) {
@@ -43,9 +51,7 @@ void check_output_path(const std::string& flag, const std::string& path, const s
   if (path.back() == '/' || fs::is_directory(p, ec)) throw Error(what, "is a directory; name the file to write");
   const auto parent = p.parent_path();
   if (!parent.empty() && !fs::is_directory(parent, ec)) throw Error(what, "the output directory does not exist");
-  const auto st = fs::status(p, ec);
-  if (!ec && fs::exists(st) && !fs::is_regular_file(st))
-    throw Error(what, "exists and is not a regular file (a device, pipe or socket); refusing to replace it");
+  if (exists_and_not_regular(p)) throw Error(what, kNotRegular);
   if (!fs::exists(p, ec)) return;
   for (const auto& in : inputs)
     if (names_an_input(p, in)) throw Error(what, "is one of this run's inputs (" + in + "); refusing to overwrite it");
@@ -54,18 +60,13 @@ void check_output_path(const std::string& flag, const std::string& path, const s
 std::string temporary_path_for(const std::string& path) { return path + ".tmp"; }
 
 void check_replaceable(const std::string& path) {
-  std::error_code ec;
-  const auto st = fs::status(path, ec);
-  if (!ec && fs::exists(st) && !fs::is_regular_file(st))
-    throw Error(path, "exists and is not a regular file (a device, pipe or socket); refusing to replace it");
+  if (exists_and_not_regular(path)) throw Error(path, kNotRegular);
 }
 
 void commit_temporary(const std::string& tmp, const std::string& path) {
-  try {
-    check_replaceable(path);
-  } catch (...) {
+  if (exists_and_not_regular(path)) {
     std::remove(tmp.c_str());
-    throw;
+    throw Error(path, kNotRegular);
   }
   std::error_code ec;
   fs::rename(tmp, path, ec);
