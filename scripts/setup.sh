@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 packages=(
   build-essential cmake pkg-config
-  libtorch-dev libgloo-dev libopenblas0-openmp
+  libtorch-dev libgloo-dev libopenblas0-openmp libdnnl-dev
   nlohmann-json3-dev libyaml-cpp-dev libcli11-dev
   libpng-dev libjpeg-dev libwebp-dev
   libpcre2-dev libutf8proc-dev

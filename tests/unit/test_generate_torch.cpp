@@ -29,6 +29,7 @@
 #include "omni/nn/attention.h"
 #include "omni/nn/attention_rows.h"
 #include "omni/nn/attention_tiles.h"
+#include "omni/nn/attention_tiles_onednn.h"
 #include "omni/nn/elementwise_cpu.h"
 #include "omni/nn/kv_cache.h"
 #include "omni/nn/linear.h"
@@ -182,10 +183,15 @@ TEST(Attention, TilesWithoutAutogradEqualTheBatchedRoute) {
   const float lowest = std::numeric_limits<float>::lowest();
   struct Case {
     int64_t Tq, S;
-    int kind;  // 0 full, 1 causal flag, 2 causal mask with padded rows, 3 random per-batch mask
+    int kind;  // 0 full, 1 causal flag, 2 causal mask with padded rows, 3 random per-batch mask,
+               // 4 full on [B, T, H, D] storage (NaViT's heads: rows H·D apart)
   };
-  for (const Case c : {Case{300, 300, 0}, Case{300, 307, 1}, Case{300, 307, 2}, Case{130, 700, 3}, Case{70, 70, 1}}) {
-    auto q = torch::randn({B, H, c.Tq, D}), k = torch::randn({B, kvH, c.S, D}), v = torch::randn({B, kvH, c.S, D});
+  for (const Case c : {Case{300, 300, 0}, Case{300, 307, 1}, Case{300, 307, 2}, Case{130, 700, 3}, Case{70, 70, 1},
+                       Case{600, 600, 4}}) {
+    auto heads = [&](int64_t h, int64_t T) {
+      return c.kind == 4 ? torch::randn({B, T, h, D}).transpose(1, 2) : torch::randn({B, h, T, D});
+    };
+    auto q = heads(H, c.Tq), k = heads(kvH, c.S), v = heads(kvH, c.S);
     nn::AttentionOptions o;
     o.causal = c.kind == 1;
     const int64_t past = c.S - c.Tq;
@@ -213,19 +219,27 @@ TEST(Attention, TilesWithoutAutogradEqualTheBatchedRoute) {
     EXPECT_LT(max_abs(tiles, batched), 2e-6) << c.kind;
     EXPECT_TRUE(torch::equal(no_grad, batched)) << c.kind;
   }
-  // bf16 from 512 rows (fewer decline): the causal flag with grouped heads, 72-wide
+  // bf16, 72-wide, grouped heads: the causal flag (blocks reading fewer keys: at::mm, from 512
+  // rows) and full attention (K and V packed once per head where oneDNN is built in, from 64 rows)
   auto qb = torch::randn({1, 4, 600, 72}).to(torch::kBFloat16), kb = torch::randn({1, 2, 600, 72}).to(torch::kBFloat16);
   auto vb = torch::randn({1, 2, 600, 72}).to(torch::kBFloat16);
+  const double scale_b = 1.0 / std::sqrt(72.0);
   nn::AttentionOptions oc;
   oc.causal = true;
-  const auto batched_b = nn::attention(qb, kb, vb, oc).to(torch::kFloat32);
+  const auto causal_b = nn::attention(qb, kb, vb, oc).to(torch::kFloat32);
+  const auto q100 = qb.narrow(2, 0, 100), full_b = nn::attention(q100, kb, vb).to(torch::kFloat32);
   c10::InferenceMode guard;
-  EXPECT_FALSE(nn::attention_tiles(qb.narrow(2, 0, 500), kb, vb, 0.1, false, {}).defined());
-  const auto tiles_b = nn::attention_tiles(qb, kb, vb, 1.0 / std::sqrt(72.0), true, {});
+  EXPECT_FALSE(nn::attention_tiles(qb.narrow(2, 0, 500), kb.narrow(2, 0, 500), vb.narrow(2, 0, 500), 0.1, true, {})
+                   .defined());
+  EXPECT_FALSE(nn::attention_tiles(qb.narrow(2, 0, 63), kb, vb, 0.1, false, {}).defined());
+  const auto tiles_b = nn::attention_tiles(qb, kb, vb, scale_b, true, {});
   ASSERT_TRUE(tiles_b.defined());
   EXPECT_EQ(tiles_b.scalar_type(), torch::kBFloat16);
-  EXPECT_LT(max_abs(tiles_b.to(torch::kFloat32), batched_b), 1.6e-2);
+  EXPECT_LT(max_abs(tiles_b.to(torch::kFloat32), causal_b), 1.6e-2);
   EXPECT_TRUE(torch::equal(nn::attention(qb, kb, vb, oc), tiles_b));
+  const auto packed_b = nn::attention_tiles(q100, kb, vb, scale_b, false, {});
+  EXPECT_EQ(packed_b.defined(), nn::detail::onednn_built());
+  if (packed_b.defined()) EXPECT_LT(max_abs(packed_b.to(torch::kFloat32), full_b), 1.6e-2);
   at::set_num_threads(saved_threads);
 }
 

@@ -6,8 +6,11 @@
 
 #include <algorithm>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <vector>
 
+#include "omni/nn/attention_tiles_onednn.h"
 #include "omni/nn/mask_value.h"
 #include "omni/nn/softmax_cpu.h"
 
@@ -19,6 +22,7 @@ namespace {
 // per-call cost makes bf16 tiles slower up to ~300 rows, 0.84x at 256, 1.2x at 577).
 constexpr int64_t kMinTileRowsFp32 = 64;
 constexpr int64_t kMinTileRowsBf16 = 512;
+constexpr int64_t kMinTileRowsPacked = 64;  // with K and V packed once (attention_tiles_onednn.h)
 constexpr int64_t kTileRows = 256;         // measured best of 32..1024 at 1369-4900 keys, fp32 and bf16
 constexpr int64_t kMaxTileBytes = 8 << 20;  // longer key ranges get fewer rows per tile
 
@@ -33,7 +37,7 @@ at::Tensor attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::T
     return {};
   const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3), kvH = k.size(1), S = k.size(2);
   const int64_t G = H / kvH, past = S - Tq;
-  if (Tq < (bf16 ? kMinTileRowsBf16 : kMinTileRowsFp32) || S == 0 || (causal && !mask.defined() && past < 0)) return {};
+  if (Tq < kMinTileRowsPacked || S == 0 || (causal && !mask.defined() && past < 0)) return {};
   const int64_t elem = bf16 ? 2 : 4;
   const int64_t rows = std::min(Tq, std::max<int64_t>(16, std::min(kTileRows, kMaxTileBytes / (S * elem))));
   const int64_t blocks = (Tq + rows - 1) / rows;
@@ -46,11 +50,29 @@ at::Tensor attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::T
     if (mask.defined()) keys[b] = blocks > 1 ? keys_seen(mask.narrow(2, r0, n)) : S;
     else if (causal) keys[b] = past + r0 + n;
   }
-  // bf16: q prescaled, so the scores go from the GEMM straight to the one-pass softmax. Heads as
-  // contiguous [S, D] blocks: a tile GEMM on a strided head view ([T, H, D] layouts, as NaViT's)
-  // copies it first, once per tile (NaViT 980²: 451 -> 364 ms).
-  const at::Tensor qs = bf16 ? (q * scale).contiguous() : q.contiguous();
-  const at::Tensor kc = k.contiguous(), vc = v.contiguous();
+  // Every block reading every key (no causal prefix): oneDNN with K and V packed once per head,
+  // from 64 rows. Otherwise at::mm, and with fewer rows the batched route of attention() does as well.
+  const bool all_keys = std::all_of(keys.begin(), keys.end(), [&](int64_t s) { return s == S; });
+  const bool few_rows = Tq < (bf16 ? kMinTileRowsBf16 : kMinTileRowsFp32);
+  if (!all_keys && few_rows) return {};
+  // q prescaled in bf16, so the scores go from the GEMM straight to the one-pass softmax. q and
+  // the output as contiguous heads for both routes: oneDNN's bf16 matmul on rows H·D apart
+  // (NaViT's [T, H, D] layout) took 410 instead of 316 ms at 980², into such rows 350.
+  const at::Tensor qd = (bf16 ? q * scale : q).contiguous();
+  const at::Tensor out = at::empty({B, H, Tq, D}, q.options());
+  // K and V: read once by the packing, in any layout with dense rows.
+  auto rows_dense = [](const at::Tensor& t) { return t.stride(3) == 1 ? t : t.contiguous(); };
+  at::Tensor kd = rows_dense(k), vd = rows_dense(v);
+  std::unique_ptr<detail::PackedTileGemms> packed;
+  if (all_keys)
+    packed = detail::PackedTileGemms::create(st, rows, Tq - (blocks - 1) * rows, S, D, qd.stride(2), kd.stride(2),
+                                             vd.stride(2), out.stride(2));
+  if (!packed) {
+    if (few_rows) return {};
+    // Heads as contiguous [S, D] blocks: at::mm on a strided head view ([T, H, D] layouts, as
+    // NaViT's) copies it first, once per tile (NaViT 980²: 451 -> 364 ms).
+    kd = kd.contiguous(), vd = vd.contiguous();
+  }
   const at::Tensor upper = causal && !mask.defined()  // [rows, rows]: key past + r0 + j hidden from row i iff j > i
                                ? at::ones({rows, rows}, q.options().dtype(at::kBool)).triu_(1)
                                : at::Tensor();
@@ -59,18 +81,26 @@ at::Tensor attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::T
   // either way). bf16: q carries it.
   const bool scale_scores = !bf16 && mask.defined();
   const float softmax_scale = bf16 || scale_scores ? 1.f : static_cast<float>(scale);
-  at::Tensor out = at::empty({B, H, Tq, D}, q.options());
   const at::ThreadLocalState caller;  // inference mode and dispatch state for the worker threads
   at::parallel_for(0, B * H * blocks, 1, [&](int64_t t0, int64_t t1) {
     at::ThreadLocalStateGuard guard(caller);
+    std::optional<detail::PackedTileGemms::Worker> worker;
+    if (packed) worker.emplace(*packed);
+    int64_t packed_kv = -1;  // the (batch, kv head) whose K and V the worker holds
     at::Tensor scores_buf = at::empty({rows * S}, q.options());
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t b = t / (H * blocks), h = (t / blocks) % H, blk = t % blocks;
       const int64_t r0 = blk * rows, n = std::min(rows, Tq - r0), Sc = keys[blk];
       at::Tensor o = out[b][h].narrow(0, r0, n);
-      const at::Tensor kh = kc[b][h / G].narrow(0, 0, Sc), vh = vc[b][h / G].narrow(0, 0, Sc);
+      const at::Tensor qh = qd[b][h].narrow(0, r0, n), kh = kd[b][h / G].narrow(0, 0, Sc),
+                       vh = vd[b][h / G].narrow(0, 0, Sc);
       at::Tensor scores = scores_buf.narrow(0, 0, n * Sc).view({n, Sc});
-      at::mm_out(scores, qs[b][h].narrow(0, r0, n), kh.t());
+      if (worker) {
+        if (b * kvH + h / G != packed_kv) worker->pack(kh.data_ptr(), vh.data_ptr()), packed_kv = b * kvH + h / G;
+        worker->scores(scores.data_ptr(), qh.data_ptr(), n);
+      } else {
+        at::mm_out(scores, qh, kh.t());
+      }
       if (scale_scores) scores.mul_(scale);
       if (mask.defined()) {
         scores.add_(mask[mask.size(0) == 1 ? 0 : b][0].narrow(0, r0, n).narrow(1, 0, Sc));
@@ -82,7 +112,8 @@ at::Tensor attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::T
         if (softmax_scale != 1.f) scores.mul_(softmax_scale);
         at::_softmax_out(scores, scores, -1, false);
       }
-      at::mm_out(o, scores, vh);
+      if (worker) worker->values(o.data_ptr(), scores.data_ptr(), n);
+      else at::mm_out(o, scores, vh);
     }
   });
   return out;
