@@ -30,6 +30,7 @@
 #include "omni/nn/attention_rows.h"
 #include "omni/nn/attention_tiles.h"
 #include "omni/nn/attention_tiles_onednn.h"
+#include "omni/nn/linear_onednn.h"
 #include "omni/nn/elementwise_cpu.h"
 #include "omni/nn/kv_cache.h"
 #include "omni/nn/linear.h"
@@ -542,30 +543,47 @@ TEST(Attention, FewRowsOverACacheViewMatchTheDefinitionInFp32AndBf16) {
     }
 }
 
-// bf16 inference linears from 512 rows run on rows zero-padded to a multiple of 16 (oneDNN's slow
-// row counts, linear.cpp): the result is the first M rows of the padded product, of x's leading
-// shape, and equals the module's forward within rounding; with autograd nothing is padded.
-TEST(LinearRows, Bf16RowsPaddedToSixteenEqualTheModule) {
+// bf16 inference linears from 1024 rows run through oneDNN with the weight packed for the call
+// (linear_onednn.h, where oneDNN is built in); from 512 rows otherwise on rows zero-padded to a
+// multiple of 16 (oneDNN's slow row counts, linear.cpp): the result is the first M rows of the
+// padded product. Either way of x's leading shape and equal to the module's forward within
+// rounding; with autograd neither applies.
+TEST(LinearRows, Bf16PackedOrPaddedRowsEqualTheModule) {
   torch::manual_seed(9);
   torch::nn::Linear l(torch::nn::LinearOptions(96, 40).bias(true));
   l->to(torch::kBFloat16);
   const auto x = torch::randn({1, 1369, 96}).to(torch::kBFloat16);
-  torch::Tensor got, want;
-  {
-    c10::InferenceMode guard;
-    got = nn::linear_rows(l, x);
-    want = l->forward(x);
-    ASSERT_EQ(got.sizes(), want.sizes());
-    EXPECT_TRUE(got.is_contiguous());
-    EXPECT_EQ(got.storage().nbytes(), 1376u * 40 * 2);  // computed on 1376 rows
-    const auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat64); };
+  const auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat64); };
+  c10::InferenceMode guard;
+  // 1369 rows: packed (computed on 1369 rows) or padded (1376); 577: padded to 592; a multiple of
+  // 16, or fewer than 512 rows: torch's linear as it is
+  for (const auto& [rows, computed] : std::vector<std::pair<int64_t, int64_t>>{
+           {1369, nn::detail::onednn_built() ? 1369 : 1376}, {577, 592}, {560, 560}, {500, 500}}) {
+    const auto xr = x.narrow(1, 0, rows);
+    const auto got = nn::linear_rows(l, xr), want = l->forward(xr);
+    ASSERT_EQ(got.sizes(), want.sizes()) << rows;
+    EXPECT_TRUE(got.is_contiguous()) << rows;
+    EXPECT_EQ(got.storage().nbytes(), static_cast<size_t>(computed) * 40 * 2) << rows;
     const double diff = (f(got) - f(want)).abs().max().item<double>(), top = f(want).abs().max().item<double>();
-    EXPECT_LE(diff, top / 128) << "max diff " << diff << " of outputs up to " << top << ", equal " << got.eq(want).to(torch::kFloat).mean().item<float>();
-    // a multiple of 16, or fewer than 512 rows: torch's linear as it is
-    EXPECT_EQ(nn::linear_rows(l, x.narrow(1, 0, 1360)).storage().nbytes(), 1360u * 40 * 2);
-    EXPECT_EQ(nn::linear_rows(l, x.narrow(1, 0, 500)).storage().nbytes(), 500u * 40 * 2);
+    EXPECT_LE(diff, top / 128) << rows << ": max diff " << diff << " of outputs up to " << top << ", equal "
+                               << got.eq(want).to(torch::kFloat).mean().item<float>();
   }
-  const auto xg = x.clone().requires_grad_(true);
+  // without a bias, and a 3-d x of 2 x 600 rows (1200: packed where built in)
+  torch::nn::Linear nb(torch::nn::LinearOptions(96, 40).bias(false));
+  nb->to(torch::kBFloat16);
+  const auto x2 = torch::randn({2, 600, 96}).to(torch::kBFloat16);
+  const auto got2 = nn::linear_rows(nb, x2), want2 = nb->forward(x2);
+  ASSERT_EQ(got2.sizes(), want2.sizes());
+  EXPECT_LE((f(got2) - f(want2)).abs().max().item<double>(), f(want2).abs().max().item<double>() / 128);
+  EXPECT_EQ(nn::detail::bf16_linear_packed(x2, nb->weight, {}).defined(), nn::detail::onednn_built());
+  EXPECT_FALSE(nn::detail::bf16_linear_packed(x2.narrow(1, 0, 500), nb->weight, {}).defined());  // 1000 rows
+}
+
+TEST(LinearRows, Bf16WithAutogradIsTheModuleOnTheRowsGiven) {
+  torch::manual_seed(9);
+  torch::nn::Linear l(torch::nn::LinearOptions(96, 40).bias(true));
+  l->to(torch::kBFloat16);
+  const auto xg = torch::randn({1, 1369, 96}).to(torch::kBFloat16).requires_grad_(true);
   const auto yg = nn::linear_rows(l, xg);
   EXPECT_EQ(yg.storage().nbytes(), 1369u * 40 * 2);
   yg.sum().backward();

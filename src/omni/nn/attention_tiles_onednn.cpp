@@ -2,10 +2,10 @@
 #include "omni/nn/attention_tiles_onednn.h"
 
 #ifdef OMNI_HAVE_ONEDNN
-#include <oneapi/dnnl/dnnl.hpp>
-
 #include <algorithm>
 #include <vector>
+
+#include "omni/nn/onednn_util.h"
 #endif
 
 namespace omni::nn::detail {
@@ -13,25 +13,13 @@ namespace omni::nn::detail {
 #ifdef OMNI_HAVE_ONEDNN
 bool onednn_built() { return true; }
 
-namespace {
-
 using dnnl::memory;
 using Tag = memory::format_tag;
-
-dnnl::matmul::primitive_desc matmul_pd(const dnnl::engine& eng, const memory::desc& a, const memory::desc& b,
-                                       const memory::desc& c, const dnnl::primitive_attr& attr) {
-#if DNNL_VERSION_MAJOR >= 3
-  return dnnl::matmul::primitive_desc(eng, a, b, c, attr);
-#else
-  return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, eng);
-#endif
-}
-
-}  // namespace
+using onednn::matmul_pd;
 
 // The primitives, shared by the workers: [0] for `rows` query rows, [1] for the last block's.
 struct PackedTileGemms::Plan {
-  dnnl::engine eng{dnnl::engine::kind::cpu, 0};
+  const dnnl::engine& eng = onednn::cpu_engine();
   int64_t rows = 0, last_rows = 0, S = 0, D = 0;
   memory::desc q_md[2], scores_md[2], out_md[2], k_md, v_md;  // the caller's layouts
   memory::desc k_packed, v_packed;                            // the primitives' weights layouts
@@ -45,7 +33,7 @@ std::unique_ptr<PackedTileGemms> PackedTileGemms::create(at::ScalarType st, int6
                                                          int64_t D, int64_t q_stride, int64_t k_stride,
                                                          int64_t v_stride, int64_t o_stride) {
   if ((st != at::kFloat && st != at::kBFloat16) || rows <= 0 || last_rows <= 0 || S <= 0 || D <= 0) return nullptr;
-  const auto dt = st == at::kFloat ? memory::data_type::f32 : memory::data_type::bf16;
+  const auto dt = onednn::data_type(st);
   try {
     auto p = std::make_unique<Plan>();
     p->rows = rows, p->last_rows = last_rows, p->S = S, p->D = D;
@@ -59,8 +47,8 @@ std::unique_ptr<PackedTileGemms> PackedTileGemms::create(at::ScalarType st, int6
       p->q_md[i] = memory::desc({n, D}, dt, memory::dims{q_stride, 1});
       p->scores_md[i] = memory::desc({n, S}, dt, Tag::ab);
       p->out_md[i] = memory::desc({n, D}, dt, memory::dims{o_stride, 1});
-      const auto qk = matmul_pd(p->eng, p->q_md[i], k_any, p->scores_md[i], attr);
-      const auto pv = matmul_pd(p->eng, p->scores_md[i], v_any, p->out_md[i], attr);
+      const auto qk = matmul_pd(p->q_md[i], k_any, p->scores_md[i], attr);
+      const auto pv = matmul_pd(p->scores_md[i], v_any, p->out_md[i], attr);
       if (i == 0) {
         p->k_packed = qk.weights_desc(), p->v_packed = pv.weights_desc();
       } else if (qk.weights_desc() != p->k_packed || pv.weights_desc() != p->v_packed) {

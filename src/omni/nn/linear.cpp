@@ -5,6 +5,7 @@
 #include "omni/core/memory.h"
 #include "omni/nn/linear_bf16.h"
 #include "omni/nn/linear_int8.h"
+#include "omni/nn/linear_onednn.h"
 #include "omni/nn/row_kernel.h"
 
 namespace omni::nn {
@@ -98,7 +99,8 @@ torch::Tensor bf16_linear_padded_rows(const torch::Tensor& x, const torch::Tenso
 
 // linear_rows(l, x) == l->forward(x): a few-row kernel where few_rows takes the arguments, else
 // the block-widened GEMM for a weight narrower than x (int8, or a bf16 head under fp32 compute),
-// else torch's linear (for bf16 inference on rows padded to a multiple of 16).
+// else for bf16 inference oneDNN with the weight packed (from 1024 rows, linear_onednn.h) or
+// torch's linear on rows padded to a multiple of 16.
 torch::Tensor linear_rows(torch::nn::Linear l, const torch::Tensor& x) {
   return linear_rows(x, l->weight, int8_scale(*l), l->bias);
 }
@@ -109,6 +111,8 @@ torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& W, const 
   if (!ys.empty()) return ys[0];
   if (W.scalar_type() == torch::kChar) return linear_widened(x, W, scale, bias);
   if (W.scalar_type() != x.scalar_type()) return linear_widened(x, W, {}, bias);
+  auto packed = detail::bf16_linear_packed(x, W, bias);
+  if (packed.defined()) return packed;
   auto padded = bf16_linear_padded_rows(x, W, bias);
   if (padded.defined()) return padded;
   return torch::nn::functional::linear(x, W, bias);  // what Linear::forward calls (not at::linear)

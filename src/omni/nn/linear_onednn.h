@@ -1,0 +1,21 @@
+// bf16 linear layers of many rows through oneDNN's matmul with the weight packed on each call.
+// Internal to src/omni/nn (linear.cpp's linear_rows).
+//
+// Why: libtorch 1.13's bf16 linear hands oneDNN the weight in its plain layout, and the kernel
+// oneDNN picks for that layout ran at 0.88-0.98 of the square GEMM rate (and slower still at some
+// row counts; linear.cpp pads those). Reordered into the layout oneDNN asks for, the same GEMM ran
+// at 1.04-1.08, the reorder included, with the same results bit for bit (2 threads, best of 10):
+// 4900 x 1152 -> 4304 137 -> 117 ms, 4900 x 4304 -> 1152 137 -> 115, 4900 x 1152 -> 1152 32.2 ->
+// 29.5, 1369 x 1152 -> 4304 34.2 -> 32.6, BAGEL's flow MLP 4098 x 3584 -> 18944 1404 -> 1327. The
+// reorder runs at ~4 GB/s, so below ~1000 rows it costs more than it gains (576 x 4096 -> 1024:
+// 12.0 -> 14.1 ms), and those stay with libtorch.
+#pragma once
+#include <ATen/ATen.h>
+
+namespace omni::nn::detail {
+
+// x [..., K] @ W [N, K]ᵀ + bias [N] (bias may be undefined), all bf16 on the CPU without autograd,
+// for at least 1024 rows. Undefined where it does not apply (or oneDNN is not built in).
+at::Tensor bf16_linear_packed(const at::Tensor& x, const at::Tensor& W, const at::Tensor& bias);
+
+}  // namespace omni::nn::detail
