@@ -401,8 +401,9 @@ int main(int argc, char** argv) {
     for (auto* w : {&model->language_model->lm_head->weight, &model->language_model->model->embed_tokens->weight})
       w->set_data(w->to(torch::kBFloat16));
   }
-  // As omni infer and eval load it: fp32 CPU ViT and connector weights in the layout OpenBLAS's
-  // sgemm runs fastest (nn::store_linear_weights_transposed; a no-op for other dtypes / devices).
+  // As omni infer and eval load it: fp32 / bf16 CPU ViT and connector weights stored transposed,
+  // the layout OpenBLAS's sgemm runs fastest and oneDNN's packing reads fastest
+  // (nn::store_linear_weights_transposed; a no-op for other dtypes / devices).
   onn::store_linear_weights_transposed(*model->vit_model);
   onn::store_linear_weights_transposed(*model->connector);
   const double build_s = secs(t_build);

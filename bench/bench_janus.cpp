@@ -264,8 +264,9 @@ int main(int argc, char** argv) {
     for (auto& b : net->buffers())
       if (b.scalar_type() == torch::kBFloat16) b.set_data(b.to(dt));
   }
-  // As omni infer and eval load it: fp32 CPU tower and aligner weights in the layout OpenBLAS's
-  // sgemm runs fastest (nn::store_linear_weights_transposed; a no-op for other dtypes / devices).
+  // As omni infer and eval load it: fp32 / bf16 CPU tower and aligner weights stored transposed,
+  // the layout OpenBLAS's sgemm runs fastest and oneDNN's packing reads fastest
+  // (nn::store_linear_weights_transposed; a no-op for other dtypes / devices).
   omni::nn::store_linear_weights_transposed(*net->vision_model);
   omni::nn::store_linear_weights_transposed(*net->aligner);
   const double build_s = secs(t_build);

@@ -684,7 +684,8 @@ TEST(LinearRows, WeightsStoredTransposedComputeTheSame) {
     c10::InferenceMode guard;
     ref = vt->forward(px);
   }
-  EXPECT_EQ(omni::nn::store_linear_weights_transposed(*vt), 2 * 4);  // qkv, proj, fc1, fc2 per block
+  const bool bf16_too = omni::nn::detail::onednn_built();  // linear_onednn.h packs such a bf16 weight faster
+  EXPECT_EQ(omni::nn::store_linear_weights_transposed(*vt), 2 * 4 + (bf16_too ? 1 : 0));  // qkv, proj, fc1, fc2 per block
   for (const auto& p : vt->named_parameters()) {
     ASSERT_TRUE(before.count(p.key())) << p.key();
     EXPECT_TRUE(p.value().equal(before[p.key()])) << p.key();
@@ -693,9 +694,17 @@ TEST(LinearRows, WeightsStoredTransposedComputeTheSame) {
   const auto& w = vt->block_ptrs[0]->mlp->fc1->weight;
   EXPECT_FALSE(w.is_contiguous());
   EXPECT_TRUE(w.t().is_contiguous());
-  EXPECT_TRUE(half->weight.is_contiguous());  // bf16: oneDNN's NT is the faster one, left as loaded
+  EXPECT_EQ(half->weight.is_contiguous(), !bf16_too);  // without oneDNN's packing bf16 is left as loaded
   c10::InferenceMode guard;
   EXPECT_LT((vt->forward(px) - ref).abs().max().item<float>(), 1e-5f);
+  // bf16 from 512 rows: packed from the transposed storage (from 1024 rows with the loaded layout)
+  const auto xb = torch::randn({600, 96}).to(torch::kBFloat16);
+  const auto wb = before.at("bf16_probe.weight");
+  const auto want_b = torch::nn::functional::linear(xb, wb, half->bias).to(torch::kFloat64);
+  EXPECT_LE((omni::nn::linear_rows(half, xb).to(torch::kFloat64) - want_b).abs().max().item<double>(),
+            want_b.abs().max().item<double>() / 128);
+  EXPECT_EQ(omni::nn::detail::bf16_linear_packed(xb, half->weight, half->bias).defined(), bf16_too);
+  EXPECT_FALSE(omni::nn::detail::bf16_linear_packed(xb, wb, half->bias).defined());
   auto& fc1 = vt->block_ptrs[0]->mlp->fc1;
   for (int64_t rows : {1, 3, 37}) {
     const auto x = torch::randn({rows, 96});

@@ -96,7 +96,10 @@ at::Tensor attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::T
                        vh = vd[b][h / G].narrow(0, 0, Sc);
       at::Tensor scores = scores_buf.narrow(0, 0, n * Sc).view({n, Sc});
       if (worker) {
-        if (b * kvH + h / G != packed_kv) worker->pack(kh.data_ptr(), vh.data_ptr()), packed_kv = b * kvH + h / G;
+        if (b * kvH + h / G != packed_kv) {
+          worker->pack(kh.data_ptr(), vh.data_ptr());
+          packed_kv = b * kvH + h / G;
+        }
         worker->scores(scores.data_ptr(), qh.data_ptr(), n);
       } else {
         at::mm_out(scores, qh, kh.t());

@@ -16,8 +16,10 @@ namespace omni::nn {
 // of softmax_cpu.h, or before an additive mask) and an fp32 softmax; bf16 with q prescaled and the
 // same one-pass softmax, rounded once. `mask` ([B|1, 1, Tq, S], additive, in
 // q's dtype) or `causal` (bottom-right) as attention(); a tile reads only the keys its rows see.
-// Returns an undefined tensor where it does not apply (another dtype or device, fewer than
-// 64 (fp32) or 512 (bf16) query rows, or outside InferenceMode).
+// The GEMMs: where every block reads every key, oneDNN's with K and V packed once per head
+// (attention_tiles_onednn.h), from 64 query rows; otherwise at::mm, from 64 (fp32) or 512 (bf16)
+// rows. Returns an undefined tensor where it does not apply (another dtype or device, fewer rows,
+// or outside InferenceMode).
 //
 // Why: with 72- or 128-wide heads the batched score and P·V GEMMs ran at 0.6 (bf16) and 0.5 (fp32)
 // of the GEMM rate, the scores round-tripping through memory between three passes: NaViT 980²

@@ -11,8 +11,6 @@
 namespace omni::nn::detail {
 
 #ifdef OMNI_HAVE_ONEDNN
-bool onednn_built() { return true; }
-
 using dnnl::memory;
 using Tag = memory::format_tag;
 using onednn::matmul_pd;
@@ -111,8 +109,6 @@ void PackedTileGemms::Worker::values(void* out, const void* probs, int64_t n) {
 }
 
 #else  // no oneDNN in this build
-
-bool onednn_built() { return false; }
 
 struct PackedTileGemms::Plan {};
 struct PackedTileGemms::Worker::State {};

@@ -3,10 +3,10 @@
 // query rows. Internal to src/omni/nn (attention_tiles.cpp).
 //
 // Why: at::mm packs its right operand on every call. A tile of 256 rows over 4900 keys re-packed
-// K and V (2 x 0.7 MB bf16) each time: ~0.05 ms per GEMM, 7% of the tile in bf16; OpenBLAS's fp32
-// route lost more. NaViT 980² attention (16 heads x 4900 patches, 2 threads): bf16 342 -> 318 ms,
-// fp32 700 -> 590 ms a layer, bf16 bit for bit equal to at::mm (the same oneDNN kernels), fp32
-// within summation-order rounding of OpenBLAS.
+// K and V (2 x 0.7 MB bf16) each time, ~0.05 ms per GEMM; OpenBLAS's fp32 route lost more. NaViT
+// 980² attention (16 heads x 4900 patches, 2 threads, a layer): bf16 334-339 -> 319-330 ms, fp32
+// 680-687 -> 605-615 ms; bf16 bit for bit equal to at::mm (the same oneDNN kernels), fp32 within
+// summation-order rounding of OpenBLAS.
 //
 // Built where CMake finds oneDNN's headers (Debian's libdnnl-dev; libtorch links the same library);
 // elsewhere create() returns nullptr and attention_tiles uses at::mm.
@@ -17,9 +17,6 @@
 #include <memory>
 
 namespace omni::nn::detail {
-
-// Whether this build has oneDNN (CMake found libdnnl-dev; OMNI_ONEDNN not OFF).
-bool onednn_built();
 
 class PackedTileGemms {
  public:

@@ -138,7 +138,8 @@ int64_t store_linear_weights_transposed(torch::nn::Module& root) {
     auto* l = m->as<torch::nn::Linear>();
     if (!l || !l->weight.defined()) continue;
     const auto& W = l->weight;
-    if (W.dim() != 2 || W.scalar_type() != torch::kFloat32 || !W.device().is_cpu() || !W.is_contiguous()) continue;
+    const bool wanted = W.scalar_type() == torch::kFloat32 || (W.scalar_type() == torch::kBFloat16 && detail::onednn_built());
+    if (W.dim() != 2 || !wanted || !W.device().is_cpu() || !W.is_contiguous()) continue;
     l->weight.set_data(W.t().contiguous().t());
     // The old storage goes back to a heap that keeps freed blocks for reuse (core/memory.h), and
     // the next weight's new one rarely fits the hole: released at once, the peak RSS stays that of

@@ -13,26 +13,38 @@
 namespace omni::nn::detail {
 
 namespace {
-constexpr int64_t kMinRows = 1024;
+// Below these the reorder costs more than the packed kernel gains: the checkpoint's [N, K] layout
+// packs at ~4 GB/s, a weight stored transposed (store_linear_weights_transposed) 4-6x faster.
+constexpr int64_t kMinRows = 1024, kMinRowsTransposed = 512;
 }  // namespace
+
+bool onednn_built() {
+#ifdef OMNI_HAVE_ONEDNN
+  return true;
+#else
+  return false;
+#endif
+}
 
 at::Tensor bf16_linear_packed(const at::Tensor& x, const at::Tensor& W, const at::Tensor& bias) {
 #ifdef OMNI_HAVE_ONEDNN
   using dnnl::memory;
   const auto bf16 = at::kBFloat16;
   if (x.scalar_type() != bf16 || W.scalar_type() != bf16 || !x.device().is_cpu() || !W.device().is_cpu() ||
-      c10::GradMode::is_enabled() || x.dim() < 2 || W.dim() != 2 || x.size(-1) != W.size(1) || !W.is_contiguous() ||
+      c10::GradMode::is_enabled() || x.dim() < 2 || W.dim() != 2 || x.size(-1) != W.size(1) ||
+      !(W.is_contiguous() || W.t().is_contiguous()) ||
       (bias.defined() && (bias.scalar_type() != bf16 || bias.dim() != 1 || bias.size(0) != W.size(0) ||
                           !bias.is_contiguous())))
     return {};
   const int64_t K = W.size(1), N = W.size(0), M = x.numel() / std::max<int64_t>(1, K);
-  if (M < kMinRows || K == 0 || N == 0) return {};
+  const bool transposed = !W.is_contiguous();  // [N, K] over [K, N] storage
+  if (M < (transposed ? kMinRowsTransposed : kMinRows) || K == 0 || N == 0) return {};
   try {
     const auto dt = memory::data_type::bf16;
     const auto& eng = onednn::cpu_engine();
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // callers on several threads stay safe
-    const memory::desc x_md({M, K}, dt, memory::format_tag::ab), w_plain({K, N}, dt, memory::format_tag::ba),
+    const memory::desc x_md({M, K}, dt, memory::format_tag::ab), w_plain({K, N}, dt, transposed ? memory::format_tag::ab : memory::format_tag::ba),
         w_any({K, N}, dt, memory::format_tag::any), y_md({M, N}, dt, memory::format_tag::ab);
     const auto pd = bias.defined()
                         ? onednn::matmul_pd(x_md, w_any, memory::desc({1, N}, dt, memory::format_tag::ab), y_md, attr)

@@ -7,15 +7,22 @@
 // at 1.04-1.08, the reorder included, with the same results bit for bit (2 threads, best of 10):
 // 4900 x 1152 -> 4304 137 -> 117 ms, 4900 x 4304 -> 1152 137 -> 115, 4900 x 1152 -> 1152 32.2 ->
 // 29.5, 1369 x 1152 -> 4304 34.2 -> 32.6, BAGEL's flow MLP 4098 x 3584 -> 18944 1404 -> 1327. The
-// reorder runs at ~4 GB/s, so below ~1000 rows it costs more than it gains (576 x 4096 -> 1024:
-// 12.0 -> 14.1 ms), and those stay with libtorch.
+// reorder from the checkpoint's [N, K] layout runs at ~4 GB/s, so below ~1000 rows it costs more
+// than it gains (576 x 4096 -> 1024: 11.5 -> 13.6 ms). From a weight stored transposed (the vision
+// towers' in inference, nn::store_linear_weights_transposed) it runs 4-6x faster and pays from 512
+// rows: Janus's 576-row linears 9.4 -> 8.8 ms (qkv), 12.1 -> 11.1 (fc1), 11.5 -> 11.3 (fc2).
 #pragma once
 #include <ATen/ATen.h>
 
 namespace omni::nn::detail {
 
+// Whether this build has oneDNN (CMake's OMNI_ONEDNN; see the README), for the packed GEMMs here
+// and in attention_tiles_onednn.h.
+bool onednn_built();
+
 // x [..., K] @ W [N, K]ᵀ + bias [N] (bias may be undefined), all bf16 on the CPU without autograd,
-// for at least 1024 rows. Undefined where it does not apply (or oneDNN is not built in).
+// W contiguous (from 1024 rows) or the transpose of a contiguous [K, N] (from 512 rows). Undefined
+// where it does not apply (or oneDNN is not built in).
 at::Tensor bf16_linear_packed(const at::Tensor& x, const at::Tensor& W, const at::Tensor& bias);
 
 }  // namespace omni::nn::detail

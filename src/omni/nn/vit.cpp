@@ -15,12 +15,12 @@ ViTAttentionImpl::ViTAttentionImpl(int64_t dim, int64_t heads_, bool qkv_bias) :
 
 torch::Tensor ViTAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t B = x.size(0), N = x.size(1), C = x.size(2);
-  auto qkv_ = qkv->forward(x).reshape({B, N, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
+  auto qkv_ = linear_rows(qkv, x).reshape({B, N, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
   auto q = qkv_[0], k = qkv_[1], v = qkv_[2];
   // F.scaled_dot_product_attention: softmax(q k^T / sqrt(d)) v.
   auto out = attention(q, k, v);  // [B, H, N, d]
   out = out.transpose(1, 2).reshape({B, N, C});
-  return proj->forward(out);
+  return linear_rows(proj, out);
 }
 
 ViTMlpImpl::ViTMlpImpl(int64_t dim, int64_t hidden) {
@@ -28,7 +28,7 @@ ViTMlpImpl::ViTMlpImpl(int64_t dim, int64_t hidden) {
   fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
 }
 
-torch::Tensor ViTMlpImpl::forward(const torch::Tensor& x) { return fc2->forward(torch::gelu(fc1->forward(x))); }
+torch::Tensor ViTMlpImpl::forward(const torch::Tensor& x) { return linear_rows(fc2, torch::gelu(linear_rows(fc1, x))); }
 
 ViTBlockImpl::ViTBlockImpl(const ViTConfig& c) {
   auto ln = [&] { return torch::nn::LayerNorm(torch::nn::LayerNormOptions({c.width}).eps(c.ln_eps)); };

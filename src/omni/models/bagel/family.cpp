@@ -188,7 +188,7 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
     const auto dt = lo.resolved_dtype();
     nn::Int8LinearBuild int8(nn::is_int8(dt));  // the decoder's linears built and loaded as int8
     auto inf = BagelInferencer::load(lo.path, lo.device, nn::compute_dtype(dt));
-    if (lo.inference_only) {  // fp32 CPU only; the ViT and its connector, which see every patch
+    if (lo.inference_only) {  // fp32 / bf16 CPU only; the ViT and its connector, which see every patch
       nn::store_linear_weights_transposed(*inf.model().vit_model);
       nn::store_linear_weights_transposed(*inf.model().connector);
     }

@@ -49,7 +49,7 @@ class Janus final : public Model, public Understands, public Generates, public T
     const auto dt = lo.resolved_dtype();
     nn::Int8LinearBuild int8(nn::is_int8(dt));  // the decoder's linears built and loaded as int8
     model_ = JanusModel::load(lo.path, {lo.device, nn::compute_dtype(dt)});
-    if (lo.inference_only) {  // fp32 CPU only; the tower and its projector, which see 576 rows an image
+    if (lo.inference_only) {  // fp32 / bf16 CPU only; the tower and its projector, which see 576 rows an image
       nn::store_linear_weights_transposed(*model_->net()->vision_model);
       nn::store_linear_weights_transposed(*model_->net()->aligner);
     }
