@@ -93,9 +93,10 @@ Int8Report quantize_linears_int8(torch::nn::Module& root, const std::string& pre
 // sgemm runs x @ W^T 3-10% faster at their shapes when W^T's storage is the contiguous one (the
 // "NN" kernel) than with W's (NT): a whole SigLIP-L tower 2.20 -> 2.11 s on 2 cores, its output
 // bit-identical with Debian's OpenBLAS. bf16 (where oneDNN is built in): linear_onednn.h packs
-// such a weight 4-6x faster, which pays from 512 rows. Re-lays the weight of every fp32 (and bf16)
-// CPU torch::nn::Linear under `root` as an [out, in] view of [in, out] storage: the same values,
-// shape and dotted name, no extra memory. Inference only
+// such a weight 2-6x faster where out is a multiple of 64 and in of 32 (slower elsewhere), which
+// pays from 512 rows. Re-lays the weight of every fp32 CPU torch::nn::Linear under `root`, and of
+// those bf16 ones, as an [out, in] view of [in, out] storage: the same values, shape and dotted
+// name, no extra memory. Inference only
 // (omni infer / eval; models::LoadOptions::inference_only): a trainer's sharding and gradient
 // buckets take the parameters as laid out at load. linear_rows' few-row kernels read row-major
 // weights and leave these to torch's linear. Returns how many weights were re-laid.
