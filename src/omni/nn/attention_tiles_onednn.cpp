@@ -75,7 +75,8 @@ struct PackedTileGemms::Worker::State {
   memory k_packed, v_packed;  // owned by oneDNN, in the primitives' layouts
 
   explicit State(const Plan& p)
-      : plan(p), stream(p.eng), scratch(p.scratch_bytes + 64), k_packed(p.k_packed, p.eng), v_packed(p.v_packed, p.eng) {}
+      : plan(p), stream(p.eng), scratch(p.scratch_bytes + 64), k_packed(p.k_packed, p.eng),
+        v_packed(p.v_packed, p.eng) {}
   memory scratchpad(const memory::desc& md) { return memory(md, plan.eng, scratch.data()); }
   int which(int64_t n) const { return n == plan.rows ? 0 : 1; }
 };
