@@ -78,7 +78,9 @@ namespace {
 torch::Device g_dev = torch::kCPU;
 torch::ScalarType g_dt = torch::kFloat32;
 double g_es = 4.0;  // bytes per weight / cache element of the compute dtype
-bool g_int8 = false;  // --dtype int8: int8 MoT linears, bf16 vocabulary tables, fp32 compute
+// --dtype int8 (and bf16 on a CPU without bf16 GEMM kernels): int8 (bf16) MoT linears, bf16
+// vocabulary tables, fp32 compute (nn::narrow_linear_dtype)
+c10::ScalarType g_narrow = c10::ScalarType::Undefined;
 torch::TensorOptions fopts() { return torch::TensorOptions().device(g_dev).dtype(g_dt); }  // activations
 torch::TensorOptions f32() { return torch::TensorOptions().device(g_dev).dtype(torch::kFloat32); }
 torch::TensorOptions lopts() { return torch::TensorOptions().device(g_dev).dtype(torch::kLong); }
@@ -252,8 +254,8 @@ int main(int argc, char** argv) {
     omni::keep_freed_memory_for_reuse();
   }
   torch::set_num_threads(std::max(1, threads));
-  g_int8 = onn::is_int8(g_dt);
-  g_dt = onn::compute_dtype(g_dt);
+  g_narrow = onn::narrow_linear_dtype(g_dt, g_dev);
+  g_dt = onn::compute_dtype(g_dt, g_dev);
   g_es = static_cast<double>(c10::elementSize(g_dt));
   c10::InferenceMode guard;
   torch::manual_seed(0);
@@ -396,8 +398,9 @@ int main(int argc, char** argv) {
   }
   if (g_dev != torch::Device(torch::kCPU)) model->to(g_dev);
   model->eval();
-  if (g_int8) {  // as --dtype int8 loads: int8 decoder-layer linears, bf16 vocabulary tables
-    onn::quantize_linears_int8(*model, "language_model.model.layers.");
+  if (g_narrow != c10::ScalarType::Undefined) {  // as the CLI loads it: narrow decoder-layer linears, bf16 tables
+    if (onn::is_int8(g_narrow)) onn::quantize_linears_int8(*model, "language_model.model.layers.");
+    else onn::narrow_linears_bf16(*model, "language_model.model.layers.");
     for (auto* w : {&model->language_model->lm_head->weight, &model->language_model->model->embed_tokens->weight})
       w->set_data(w->to(torch::kBFloat16));
   }
@@ -710,7 +713,10 @@ int main(int argc, char** argv) {
   const double read_bps = std::max(b0.read, b1.read);
 
   std::printf("\nBAGEL-7B-MoT at the real dimensions, random %s weights, %s, %d threads%s\n",
-              g_int8 ? "int8 (MoT linears; fp32 compute)" : omni::models::dtype_name(g_dt).c_str(), g_dev.str().c_str(), threads,
+              (g_narrow != c10::ScalarType::Undefined ? omni::models::dtype_name(g_narrow) + " (MoT linears; fp32 compute)"
+                                                       : omni::models::dtype_name(g_dt))
+                  .c_str(),
+              g_dev.str().c_str(), threads,
               quick ? " [--quick: vocab 8192, small sizes, 1 rep]" : "");
   std::printf("LLM built with ONE MoT decoder layer (und + _moe_gen twins, %lld parameters); every LLM stage is\n"
               "extrapolated as once-per-forward parts + 28 x (1-layer forward - those parts), each part timed on its own.\n"

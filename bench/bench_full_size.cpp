@@ -7,7 +7,7 @@
 //                   [--fixtures tests/fixtures] [--dir /tmp] [--keep] [--rss_limit_gib 21]
 //                   [--steps 3] [--size 256] [--tokens 16] [--skip_generate]
 // Nothing at full size is ever materialised here: the module tree is built with its decoder linears
-// as untouched int8 placeholders (nn::Int8LinearBuild) only to list names and shapes, then freed;
+// as untouched int8 placeholders (nn::NarrowLinearBuild(Char)) only to list names and shapes, then freed;
 // each tensor is filled (HF-style: matrices N(0, 0.02^2), as chunks of one pool of draws at seeded
 // random offsets; norm weights 1, biases 0) and written one at a time
 // (io::write_safetensors_streamed). The tokenizer and processor files come from the tiny fixtures
@@ -273,7 +273,7 @@ int main(int argc, char** argv) {
         fs::copy_file(fx / f, out / f);
       std::vector<Entry> layout;
       {
-        nn::Int8LinearBuild placeholders(true);  // decoder linears: untouched int8 [out, in]
+        nn::NarrowLinearBuild placeholders(torch::kChar);  // decoder linears: untouched int8 [out, in]
         io::DefaultDtypeGuard dg(torch::kBFloat16);
         const auto cfg = models::janus::JanusConfig::from_file((out / "config.json").string());
         models::janus::JanusModel m(cfg);
@@ -298,7 +298,7 @@ int main(int argc, char** argv) {
       }
       std::vector<Entry> layout;
       {
-        nn::Int8LinearBuild placeholders(true);
+        nn::NarrowLinearBuild placeholders(torch::kChar);
         io::DefaultDtypeGuard dg(torch::kBFloat16);
         bagel::BagelImpl m(cfg);
         layout = checkpoint_layout(m, DType::BF16);

@@ -148,7 +148,8 @@ int main(int argc, char** argv) {
   }
   const torch::Device dev = omni::models::parse_device(device_s);
   const torch::ScalarType wdt = dtype_s.empty() ? torch::kFloat32 : omni::models::parse_dtype(dtype_s);
-  const torch::ScalarType dt = omni::nn::compute_dtype(wdt);  // int8 weights compute in fp32
+  // int8 weights, and bf16 ones on a CPU without bf16 GEMM kernels, compute in fp32 (nn/linear.h)
+  const torch::ScalarType dt = omni::nn::compute_dtype(wdt, dev), narrow = omni::nn::narrow_linear_dtype(wdt, dev);
   const auto opts = torch::TensorOptions().device(dev).dtype(dt);
   const int64_t es = static_cast<int64_t>(c10::elementSize(dt));  // bytes per weight / cache element
   // Timings on a GPU wait for the queued work (CPU calls are synchronous already).
@@ -253,6 +254,10 @@ int main(int argc, char** argv) {
   built_in.reset();
   if (dev != torch::Device(torch::kCPU) || dt != torch::kFloat32) model.to(dev, dt);
   auto& net = model.net();
+  if (narrow == torch::kBFloat16) {  // as the CLI builds it (nn::NarrowLinearBuild): the layers' linears and lm_head
+    omni::nn::narrow_linears_bf16(*net, "language_model.model.layers.");
+    omni::nn::narrow_linears_bf16(*net, "language_model.lm_head");
+  }
   if (omni::nn::is_int8(wdt)) {
     omni::nn::quantize_linears_int8(*net, "language_model.model.layers.");
     torch::NoGradGuard ng;

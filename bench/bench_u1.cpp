@@ -112,13 +112,14 @@ int main(int argc, char** argv) {
     else if (!std::strcmp(argv[i], "--device") && i + 1 < argc) g_dev = omni::models::parse_device(argv[++i]);
     else if (!std::strcmp(argv[i], "--dtype") && i + 1 < argc) {
       g_wdt = omni::models::parse_dtype(argv[++i]);
-      g_dt = omni::nn::compute_dtype(g_wdt);
     }
     else {
       std::fprintf(stderr, "usage: bench_u1 [--threads N] [--quick] [--device D] [--dtype T]\n");
       return 2;
     }
   }
+  g_dt = omni::nn::compute_dtype(g_wdt, g_dev);
+  const auto narrow = omni::nn::narrow_linear_dtype(g_wdt, g_dev);  // the decoder linears' dtype where narrower
   omni::keep_freed_memory_for_reuse();
   torch::set_num_threads(std::max(1, threads));
   c10::InferenceMode guard;
@@ -136,6 +137,9 @@ int main(int argc, char** argv) {
   model->to(g_dev);
   model->eval();
   if (omni::nn::is_int8(g_wdt)) omni::nn::quantize_linears_int8(*model, "language_model.model.layers.");
+  // bf16 on a CPU without bf16 GEMM kernels: bf16 decoder linears over fp32 compute, as the CLI builds it
+  if (narrow == torch::kBFloat16)
+    omni::nn::narrow_linears_bf16(*model, "language_model.model.layers.");
   auto& lm = *model->language_model->model;
   auto& layer = *lm.layer_ptrs[0];
   const int64_t C = cfg.llm.hidden_size, und_lin = branch_linear(layer, false), gen_lin = branch_linear(layer, true);
@@ -175,7 +179,7 @@ int main(int argc, char** argv) {
     });
     const double head_bytes = static_cast<double>(cfg.llm.vocab_size) * C * c10::elementSize(g_dt);
     const double t_dec42 = L * (t_dec - t_head) + t_head;
-    const double bytes = (L * und_lin) * (omni::nn::is_int8(g_wdt) ? 1 : c10::elementSize(g_dt)) + head_bytes;
+    const double bytes = (L * und_lin) * c10::elementSize(narrow != c10::ScalarType::Undefined ? narrow : g_dt) + head_bytes;
     rows.push_back({"greedy decode step (per token)", t_dec42, bytes / b0.copy, fmt("%.1f GB streamed", bytes / 1e9)});
   }
 

@@ -19,6 +19,7 @@
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/image.h"
 #include "omni/io/trace_torch.h"
+#include "omni/nn/cpu_bf16.h"
 #include "test_paths.h"
 
 namespace fs = std::filesystem;
@@ -49,18 +50,33 @@ struct Runs {
 
 Runs runs_of(const std::string& name, const std::string& args) {
   auto d = tmpdir("bf16_" + name);
-  std::vector<std::pair<std::string, std::string>> configs = {{"cpu", "fp32"}};
+  // {device, dtype, the bf16 route of a CPU without bf16 GEMM kernels forced (OMNI_NO_BF16_GEMM=1)}:
+  // where this CPU has the kernels the plain bf16 run computes in bf16, so the other route runs too
+  struct Config {
+    std::string dev, dt;
+    bool no_bf16_gemm = false;
+  };
+  const bool native_bf16 = omni::nn::cpu_has_bf16_gemm();
+  std::vector<Config> configs = {{"cpu", "fp32"}};
   if (test_device() == "cpu") configs.insert(configs.end(), {{"cpu", "bf16"}, {"cpu", "int8"}});
   else configs.insert(configs.end(), {{test_device(), "fp32"}, {test_device(), "bf16"}});
+  if (test_device() == "cpu" && native_bf16) configs.push_back({"cpu", "bf16", true});
   std::vector<std::pair<std::string, Checkpoint>> traces;
-  for (const auto& [dev, dt] : configs) {
-    const std::string label = dev + "_" + dt;
+  for (const auto& [dev, dt, no_bf16_gemm] : configs) {
+    const std::string label = dev + "_" + dt + (no_bf16_gemm ? "_fp32_compute" : "");
     const std::string trace = (d / (label + ".safetensors")).string();
     const std::string out_png = (d / (label + ".png")).string();
+    if (no_bf16_gemm) setenv("OMNI_NO_BF16_GEMM", "1", 1);
     CliRun r = run("infer " + args + " --device " + dev + " --dtype " + dt + " --trace " + trace +
                    (args.find("--mode understand") == std::string::npos ? " --output " + out_png : ""));
+    unsetenv("OMNI_NO_BF16_GEMM");
     EXPECT_EQ(r.rc, 0) << label << ": " << r.err;
     EXPECT_NE(r.err.find(" on " + dev + " in " + dt), std::string::npos) << r.err;
+    // bf16 weights over fp32 compute exactly where the CPU has no bf16 GEMM kernels
+    const bool fp32_compute = dev == "cpu" && dt == "bf16" && (no_bf16_gemm || !native_bf16);
+    EXPECT_EQ(r.err.find("fp32 compute") != std::string::npos, fp32_compute) << label << ": " << r.err;
+    EXPECT_EQ(r.err.find("decoder linears stored in bf16, computed in fp32") != std::string::npos, fp32_compute)
+        << label << ": " << r.err;
     if (args.find("--mode understand") == std::string::npos) {
       EXPECT_TRUE(fs::exists(out_png)) << out_png;
     } else {

@@ -30,6 +30,7 @@
 #include "omni/nn/attention_rows.h"
 #include "omni/nn/attention_tiles.h"
 #include "omni/nn/attention_tiles_onednn.h"
+#include "omni/nn/cpu_bf16.h"
 #include "omni/nn/linear_onednn.h"
 #include "omni/nn/elementwise_cpu.h"
 #include "omni/nn/kv_cache.h"
@@ -234,12 +235,21 @@ TEST(Attention, TilesWithoutAutogradEqualTheBatchedRoute) {
                    .defined());
   EXPECT_FALSE(nn::attention_tiles(qb.narrow(2, 0, 63), kb, vb, 0.1, false, {}).defined());
   const auto tiles_b = nn::attention_tiles(qb, kb, vb, scale_b, true, {});
+  if (!nn::cpu_has_bf16_gemm()) {  // no bf16 tiles: attention() runs the fp32 route on widened q, k, v
+    EXPECT_FALSE(tiles_b.defined());
+    const auto f32 = torch::kFloat32;
+    EXPECT_TRUE(torch::equal(nn::attention(qb, kb, vb, oc),
+                             nn::attention(qb.to(f32), kb.to(f32), vb.to(f32), oc).to(torch::kBFloat16)));
+    EXPECT_LT(max_abs(nn::attention(q100, kb, vb).to(f32), full_b), 1.6e-2);
+    at::set_num_threads(saved_threads);
+    return;
+  }
   ASSERT_TRUE(tiles_b.defined());
   EXPECT_EQ(tiles_b.scalar_type(), torch::kBFloat16);
   EXPECT_LT(max_abs(tiles_b.to(torch::kFloat32), causal_b), 1.6e-2);
   EXPECT_TRUE(torch::equal(nn::attention(qb, kb, vb, oc), tiles_b));
   const auto packed_b = nn::attention_tiles(q100, kb, vb, scale_b, false, {});
-  EXPECT_EQ(packed_b.defined(), nn::detail::onednn_built());
+  EXPECT_EQ(packed_b.defined(), nn::detail::onednn_built());  // here the CPU has bf16 GEMM kernels
   if (packed_b.defined()) EXPECT_LT(max_abs(packed_b.to(torch::kFloat32), full_b), 1.6e-2);
   at::set_num_threads(saved_threads);
 }
@@ -556,9 +566,11 @@ TEST(LinearRows, Bf16PackedOrPaddedRowsEqualTheModule) {
   const auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat64); };
   c10::InferenceMode guard;
   // 1369 rows: packed (computed on 1369 rows) or padded (1376); 577: padded to 592; a multiple of
-  // 16, or fewer than 512 rows: torch's linear as it is
+  // 16, or fewer than 512 rows: torch's linear as it is. On a CPU without bf16 GEMM kernels all are
+  // widened to fp32 on the rows given (cpu_bf16.h).
+  const bool native = nn::cpu_has_bf16_gemm(), packs = native && nn::detail::onednn_built();
   for (const auto& [rows, computed] : std::vector<std::pair<int64_t, int64_t>>{
-           {1369, nn::detail::onednn_built() ? 1369 : 1376}, {577, 592}, {560, 560}, {500, 500}}) {
+           {1369, packs || !native ? 1369 : 1376}, {577, native ? 592 : 577}, {560, 560}, {500, 500}}) {
     const auto xr = x.narrow(1, 0, rows);
     const auto got = nn::linear_rows(l, xr), want = l->forward(xr);
     ASSERT_EQ(got.sizes(), want.sizes()) << rows;
@@ -575,7 +587,7 @@ TEST(LinearRows, Bf16PackedOrPaddedRowsEqualTheModule) {
   const auto got2 = nn::linear_rows(nb, x2), want2 = nb->forward(x2);
   ASSERT_EQ(got2.sizes(), want2.sizes());
   EXPECT_LE((f(got2) - f(want2)).abs().max().item<double>(), f(want2).abs().max().item<double>() / 128);
-  EXPECT_EQ(nn::detail::bf16_linear_packed(x2, nb->weight, {}).defined(), nn::detail::onednn_built());
+  EXPECT_EQ(nn::detail::bf16_linear_packed(x2, nb->weight, {}).defined(), packs);
   EXPECT_FALSE(nn::detail::bf16_linear_packed(x2.narrow(1, 0, 500), nb->weight, {}).defined());  // 1000 rows
 }
 
@@ -593,7 +605,8 @@ TEST(LinearRows, Bf16WithAutogradIsTheModuleOnTheRowsGiven) {
 // The few-row linear (decode steps, CFG pairs) equals the module's forward: for 1..4 fp32 rows its
 // own loop (fp32 summation order aside; K not a multiple of the 8-wide loop), for 1..2 bf16 rows
 // linear_bf16_rows (fp32 sums in another order, then one rounding to bf16: within a bf16 step),
-// otherwise the module itself (libtorch's oneDNN bf16 GEMM).
+// otherwise the module itself (libtorch's oneDNN bf16 GEMM), or on a CPU without bf16 GEMM kernels
+// the fp32 product rounded once.
 TEST(LinearRows, EqualsTheModuleForFp32AndBf16) {
   c10::InferenceMode guard;
   torch::manual_seed(3);
@@ -612,6 +625,11 @@ TEST(LinearRows, EqualsTheModuleForFp32AndBf16) {
         else if (dt == torch::kBFloat16 && rows <= 2) {
           EXPECT_LT(err, 8e-3 * scale) << rows << " rows, bias " << bias;
           EXPECT_TRUE(omni::nn::linear_bf16_rows(x, l->weight, l->bias).equal(got));
+        } else if (dt == torch::kBFloat16 && !omni::nn::cpu_has_bf16_gemm()) {
+          // widened to fp32 (cpu_bf16.h): the fp32 product, rounded once
+          const auto f = torch::kFloat32;
+          const auto exact = torch::nn::functional::linear(x.to(f), l->weight.to(f), bias ? l->bias.to(f) : torch::Tensor());
+          EXPECT_LE((got.to(f) - exact).abs().max().item<double>(), exact.abs().max().item<double>() / 256) << rows;
         } else
           EXPECT_EQ(err, 0.0) << rows << " rows, bias " << bias;
       }
@@ -687,7 +705,8 @@ TEST(LinearRows, WeightsStoredTransposedComputeTheSame) {
     c10::InferenceMode guard;
     ref = vt->forward(px);
   }
-  const bool bf16_too = omni::nn::detail::onednn_built();  // linear_onednn.h packs such a bf16 weight faster
+  // linear_onednn.h packs such a bf16 weight faster (where the CPU has bf16 GEMM kernels)
+  const bool bf16_too = omni::nn::detail::onednn_built() && omni::nn::cpu_has_bf16_gemm();
   EXPECT_EQ(omni::nn::store_linear_weights_transposed(*vt), 2 * 4 + (bf16_too ? 1 : 0));  // qkv, proj, fc1, fc2 per block
   for (const auto& p : vt->named_parameters()) {
     ASSERT_TRUE(before.count(p.key())) << p.key();
@@ -792,7 +811,7 @@ TEST(LinearInt8, BuiltInt8AndFilledByTheStrictLoader) {
   struct Net : torch::nn::Module {
     torch::nn::Linear dec{nullptr}, head{nullptr};
     Net() {
-      omni::nn::Int8LinearBuild int8(true);
+      omni::nn::NarrowLinearBuild int8(torch::kChar);
       dec = register_module("dec", omni::nn::decoder_linear(40, 24, true));
       head = register_module("head", torch::nn::Linear(24, 8));  // not a decoder linear: stays float
     }
@@ -827,6 +846,64 @@ TEST(LinearInt8, BuiltInt8AndFilledByTheStrictLoader) {
     EXPECT_NE(std::string(e.what()).find("missing tensor 'dec.weight'"), std::string::npos) << e.what();
   }
   std::filesystem::remove(path);
+}
+
+// --dtype bf16 on a CPU without bf16 GEMM kernels (and int8 anywhere): decoder linears stored
+// narrow over fp32 compute; on CUDA, and on a CPU with the kernels, bf16 is the compute dtype.
+// Inside NarrowLinearBuild(BFloat16) decoder linears are uninitialised bf16 that the strict loader
+// converts an fp32 checkpoint into; linear_rows then equals fp32 math on the bf16-rounded weight
+// for any row count (1-2 rows: the bf16 row kernel; more: the block-widened GEMM).
+TEST(LinearNarrow, Bf16DecoderLinearsOverFp32Compute) {
+  const c10::Device cpu(c10::kCPU), cuda(c10::kCUDA);
+  const auto undef = c10::ScalarType::Undefined;
+  EXPECT_EQ(omni::nn::compute_dtype(torch::kChar, cpu), torch::kFloat32);
+  EXPECT_EQ(omni::nn::narrow_linear_dtype(torch::kChar, cpu), torch::kChar);
+  EXPECT_EQ(omni::nn::compute_dtype(torch::kBFloat16, cuda), torch::kBFloat16);
+  EXPECT_EQ(omni::nn::narrow_linear_dtype(torch::kBFloat16, cuda), undef);
+  EXPECT_EQ(omni::nn::narrow_linear_dtype(torch::kFloat32, cpu), undef);
+  const bool native = omni::nn::cpu_has_bf16_gemm();
+  EXPECT_EQ(omni::nn::compute_dtype(torch::kBFloat16, cpu), native ? torch::kBFloat16 : torch::kFloat32);
+  EXPECT_EQ(omni::nn::narrow_linear_dtype(torch::kBFloat16, cpu), native ? undef : torch::kBFloat16);
+  omni::models::LoadOptions lo;
+  lo.dtype = torch::kBFloat16;
+  EXPECT_EQ(lo.narrow_linear_dtype(), undef);  // a model to be trained computes in the bf16 asked for
+  EXPECT_EQ(lo.compute_dtype(), torch::kBFloat16);
+  lo.inference_only = true;
+  EXPECT_EQ(lo.compute_dtype(), native ? torch::kBFloat16 : torch::kFloat32);
+
+  struct Net : torch::nn::Module {
+    torch::nn::Linear dec{nullptr};
+    torch::nn::Embedding table{nullptr};
+    Net() {
+      omni::nn::NarrowLinearBuild narrow(torch::kBFloat16);
+      dec = register_module("dec", omni::nn::decoder_linear(40, 24, true));
+      table = register_module("table", omni::nn::embedding_table(30, 40));
+    }
+  };
+  torch::manual_seed(7);
+  const auto w = torch::randn({24, 40}), b = torch::randn({24}), t = torch::randn({30, 40});
+  const std::string path = (std::filesystem::temp_directory_path() / "omni_bf16_narrow.safetensors").string();
+  omni::io::save_safetensors(path, {{"dec.weight", w}, {"dec.bias", b}, {"table.weight", t}});
+  auto net = std::make_shared<Net>();
+  EXPECT_EQ(net->dec->weight.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(net->dec->bias.scalar_type(), torch::kFloat32);
+  EXPECT_EQ(net->table->weight.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(omni::nn::narrow_linear_build(), undef);  // the scope ended
+  EXPECT_EQ(omni::io::load_module(*net, omni::io::Checkpoint::open(path)).tensors, 3u);
+  EXPECT_TRUE(torch::equal(net->dec->weight, w.to(torch::kBFloat16)));
+  EXPECT_TRUE(torch::equal(net->dec->bias, b));
+  std::filesystem::remove(path);
+  c10::InferenceMode guard;
+  const auto wr = w.to(torch::kBFloat16).to(torch::kFloat32);
+  for (int64_t rows : {1, 2, 3, 37}) {
+    const auto x = torch::randn({rows, 40});
+    const auto got = omni::nn::linear_rows(net->dec, x);
+    EXPECT_EQ(got.scalar_type(), torch::kFloat32);
+    EXPECT_LT((got - torch::linear(x, wr, b)).abs().max().item<float>(), 1e-4f) << rows;
+  }
+  const auto ids = torch::tensor({3, 29}, torch::kLong);
+  EXPECT_TRUE(torch::equal(omni::nn::embed_rows(net->table, ids, torch::kFloat32),
+                           t.to(torch::kBFloat16).to(torch::kFloat32).index_select(0, ids)));
 }
 
 // Weights stored narrower than the fp32 activations: int8 (with scales) and bf16 (the heads and
@@ -872,13 +949,13 @@ TEST(LinearWidened, Int8BuildKeepsHeadsAndTablesInBf16) {
   torch::nn::Linear head{nullptr};
   torch::nn::Embedding table{nullptr};
   {
-    omni::nn::Int8LinearBuild int8(true);
-    EXPECT_TRUE(omni::nn::int8_build());
+    omni::nn::NarrowLinearBuild int8(torch::kChar);
+    EXPECT_EQ(omni::nn::narrow_linear_build(), torch::kChar);
     head = omni::nn::head_linear(16, 40, false);
     table = omni::nn::embedding_table(40, 16);
     EXPECT_EQ(omni::nn::decoder_linear(16, 8, false)->weight.scalar_type(), torch::kChar);
   }
-  EXPECT_FALSE(omni::nn::int8_build());
+  EXPECT_EQ(omni::nn::narrow_linear_build(), c10::ScalarType::Undefined);
   EXPECT_EQ(head->weight.scalar_type(), torch::kBFloat16);
   EXPECT_EQ(head->weight.sizes(), (std::vector<int64_t>{40, 16}));
   EXPECT_EQ(table->weight.scalar_type(), torch::kBFloat16);

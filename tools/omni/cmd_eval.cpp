@@ -144,7 +144,7 @@ void add_eval_command(CLI::App& app, Runner& run) {
         if (!a->output.empty()) std::printf("predictions: %s\n", a->output.c_str());
         return 0;
       }
-      log_info(family.name, " on ", lo.device.str(), " in ", models::dtype_name(lo.resolved_dtype() == c10::ScalarType::Char ? c10::ScalarType::Char : model->dtype()), ": ", items.size(),
+      log_info(family.name, " on ", lo.device.str(), " in ", models::precision_name(lo, model->dtype()), ": ", items.size(),
                " questions from ", a->data);
 
       eval::EvalOptions o;

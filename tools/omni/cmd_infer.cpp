@@ -234,7 +234,7 @@ void add_infer_command(CLI::App& app, Runner& run) {
       lo.threads = models::set_threads(lo.threads);
       log_debug("model type ", family.name, " (", a->model_path, ")");
       auto model = family.load(lo);
-      log_info(family.name, " on ", lo.device.str(), " in ", models::dtype_name(lo.resolved_dtype() == c10::ScalarType::Char ? c10::ScalarType::Char : model->dtype()));
+      log_info(family.name, " on ", lo.device.str(), " in ", models::precision_name(lo, model->dtype()));
       io::Trace trace(a->trace);
       req.trace = &trace;
       CliSink sink(output);

@@ -32,7 +32,7 @@ struct LoadReport {
 
 // Throws omni::Error naming the tensor and the file: missing, unexpected, wrong shape, or a
 // dtype that cannot be converted (float <-> integer/bool). Float dtypes convert to the module's;
-// a float weight loaded into an int8 linear (nn::decoder_linear under nn::Int8LinearBuild) is
+// a float weight loaded into an int8 linear (nn::decoder_linear under nn::NarrowLinearBuild(Char)) is
 // quantized into its weight and `weight_scale`. Each tensor's mapped pages are released once
 // copied (Checkpoint::release).
 LoadReport load_module(torch::nn::Module& module, const Checkpoint& ckpt, const LoadOptions& opts = {});

@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include "omni/core/error.h"
+#include "omni/nn/linear.h"
 
 namespace omni::models {
 
@@ -36,6 +37,14 @@ c10::ScalarType parse_dtype(const std::string& s) {
   if (s == "fp16" || s == "float16" || s == "half") return c10::ScalarType::Half;
   if (s == "int8") return c10::ScalarType::Char;  // int8 decoder-layer weights, fp32 compute (nn/linear.h)
   throw Error("--dtype " + s, "expected fp32, bf16, fp16 or int8");
+}
+
+c10::ScalarType LoadOptions::narrow_linear_dtype() const {
+  const auto t = resolved_dtype();
+  return nn::is_int8(t) || inference_only ? nn::narrow_linear_dtype(t, device) : c10::ScalarType::Undefined;
+}
+c10::ScalarType LoadOptions::compute_dtype() const {
+  return narrow_linear_dtype() == c10::ScalarType::Undefined ? resolved_dtype() : c10::ScalarType::Float;
 }
 
 int set_threads(int threads, int local_processes) {
@@ -72,6 +81,12 @@ std::string dtype_name(c10::ScalarType t) {
     case c10::ScalarType::Char: return "int8";
     default: return c10::toString(t);
   }
+}
+
+std::string precision_name(const LoadOptions& lo, c10::ScalarType model_dtype) {
+  const auto narrow = lo.narrow_linear_dtype();
+  if (narrow == c10::ScalarType::BFloat16) return "bf16 (bf16 weights, fp32 compute: no bf16 GEMM kernels on this CPU)";
+  return dtype_name(narrow == c10::ScalarType::Char ? narrow : model_dtype);
 }
 
 std::string ExtraFlags::get(const std::string& flag, const std::string& fallback) const {

@@ -33,6 +33,11 @@ struct LoadOptions {
   c10::ScalarType resolved_dtype() const {
     return dtype ? *dtype : (device.is_cpu() ? c10::ScalarType::Float : c10::ScalarType::BFloat16);
   }
+  // What the model is built and computes in, and the narrower dtype its decoder-layer linears are
+  // stored in (Undefined: none): nn::compute_dtype and nn::narrow_linear_dtype, except that a model
+  // to be trained computes in the bf16 it asked for (its trainer keeps fp32 master weights).
+  c10::ScalarType compute_dtype() const;
+  c10::ScalarType narrow_linear_dtype() const;
 };
 
 // Sets libtorch's intra-op threads for a run (omni infer / eval / train) and returns the count:
@@ -62,6 +67,9 @@ struct InitOptions {
 c10::Device parse_device(const std::string& s);
 c10::ScalarType parse_dtype(const std::string& s);
 std::string dtype_name(c10::ScalarType t);  // "fp32", "bf16", "fp16"
+// The CLI's "<family> on <device> in <this>": the loaded model's dtype, "int8", or bf16 with how a
+// CPU without bf16 GEMM kernels runs it.
+std::string precision_name(const LoadOptions& lo, c10::ScalarType model_dtype);
 
 struct TextSampling {
   std::optional<int> max_new_tokens;  // unset: the family's official default for the mode

@@ -8,6 +8,7 @@
 #include "omni/core/error.h"
 #include "omni/nn/attention_rows.h"
 #include "omni/nn/attention_tiles.h"
+#include "omni/nn/cpu_bf16.h"
 #include "omni/nn/mask_value.h"
 #include "omni/nn/sequence_parallel.h"
 #include "omni/nn/softmax_cpu.h"
@@ -54,6 +55,12 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   if (!torch::GradMode::is_enabled()) {  // decode steps over a cache: one pass, no copies
     auto rows = attention_rows(q, k, v, scale, o.causal, mask);
     if (rows.defined()) return rows;
+  }
+  // bf16 on a CPU without bf16 GEMM kernels (cpu_bf16.h): libtorch's generic bf16 matmul there is
+  // slower than sgemm and sums in bf16, so q, k and v are widened and the fp32 route runs.
+  if (q.scalar_type() == torch::kBFloat16 && q.device().is_cpu() && !cpu_has_bf16_gemm()) {
+    return attention(q.to(torch::kFloat32), k.to(torch::kFloat32), v.to(torch::kFloat32), o)
+        .to(torch::kBFloat16);
   }
 #ifdef OMNI_HAVE_SDPA
   if ((G == 1 || q.is_cuda()) && (!o.causal || mask.defined() || past == 0)) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "omni/nn/attention_tiles_onednn.h"
+#include "omni/nn/cpu_bf16.h"
 #include "omni/nn/mask_value.h"
 #include "omni/nn/softmax_cpu.h"
 
@@ -33,7 +34,7 @@ at::Tensor attention_tiles(const at::Tensor& q, const at::Tensor& k, const at::T
   const auto st = q.scalar_type();
   const bool bf16 = st == at::kBFloat16;
   if (!q.device().is_cpu() || (st != at::kFloat && !bf16) || k.scalar_type() != st || v.scalar_type() != st ||
-      !c10::InferenceMode::is_enabled())
+      !c10::InferenceMode::is_enabled() || (bf16 && !cpu_has_bf16_gemm()))  // attention() widens bf16 there
     return {};
   const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3), kvH = k.size(1), S = k.size(2);
   const int64_t G = H / kvH, past = S - Tq;

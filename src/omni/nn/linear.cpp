@@ -3,6 +3,7 @@
 #include "omni/nn/linear.h"
 
 #include "omni/core/memory.h"
+#include "omni/nn/cpu_bf16.h"
 #include "omni/nn/linear_bf16.h"
 #include "omni/nn/linear_int8.h"
 #include "omni/nn/linear_onednn.h"
@@ -111,6 +112,10 @@ torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& W, const 
   if (!ys.empty()) return ys[0];
   if (W.scalar_type() == torch::kChar) return linear_widened(x, W, scale, bias);
   if (W.scalar_type() != x.scalar_type()) return linear_widened(x, W, {}, bias);
+  // bf16 on a CPU without bf16 GEMM kernels (cpu_bf16.h): widened to fp32, summed in fp32.
+  if (W.scalar_type() == torch::kBFloat16 && x.device().is_cpu() && !cpu_has_bf16_gemm() &&
+      !(torch::GradMode::is_enabled() && (x.requires_grad() || W.requires_grad())))
+    return linear_widened(x.to(torch::kFloat32), W, {}, bias).to(torch::kBFloat16);
   auto packed = detail::bf16_linear_packed(x, W, bias);
   if (packed.defined()) return packed;
   auto padded = bf16_linear_padded_rows(x, W, bias);
@@ -142,7 +147,7 @@ int64_t store_linear_weights_transposed(torch::nn::Module& root) {
     // bf16: only where oneDNN packs [in, out] storage faster, which it measured to do for out a
     // multiple of 64 and in of 32 (2-6x: 1152 -> 1152, 1024 -> 3072 / 4096, 4096 -> 1024); for
     // others it took 2-5x longer (NaViT's 1152 -> 4304 and 4304 -> 1152).
-    const bool bf16_packs_faster = W.scalar_type() == torch::kBFloat16 && detail::onednn_built() &&
+    const bool bf16_packs_faster = W.scalar_type() == torch::kBFloat16 && detail::onednn_built() && cpu_has_bf16_gemm() &&
                                    W.size(0) % 64 == 0 && W.size(1) % 32 == 0;
     if (W.scalar_type() != torch::kFloat32 && !bf16_packs_faster) continue;
     l->weight.set_data(W.t().contiguous().t());

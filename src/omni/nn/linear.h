@@ -18,7 +18,7 @@
 namespace omni::nn {
 
 // == l->forward(x); takes the row loop for 1..4 rows of fp32 on the CPU without autograd.
-// For an int8 `l` (decoder_linear under Int8LinearBuild, or quantize_linears_int8):
+// For an int8 `l` (decoder_linear under NarrowLinearBuild(Char), or quantize_linears_int8):
 // x @ (q * scale)^T + b, in x's dtype. For a weight stored narrower than x (a bf16 lm_head under
 // --dtype int8's fp32 compute): x @ W.to(x's dtype)^T + b, without a widened copy of W.
 torch::Tensor linear_rows(torch::nn::Linear l, const torch::Tensor& x);
@@ -44,10 +44,16 @@ torch::Tensor linear_widened(const torch::Tensor& x, const torch::Tensor& W, con
 // (bf16 under --dtype int8) are widened after the gather, so only the looked-up rows are.
 torch::Tensor embed_rows(const torch::nn::Embedding& table, const torch::Tensor& ids, c10::ScalarType dtype);
 
-// --dtype int8 asks for int8 decoder-layer linears over fp32 compute: the dtype the rest of the
-// model is built and run in.
+// --dtype int8 asks for int8 decoder-layer linears over fp32 compute. --dtype bf16 computes in bf16
+// where the device has bf16 GEMM kernels (CUDA; a CPU with cpu_has_bf16_gemm, cpu_bf16.h); on a CPU
+// without them it stores the decoder-layer linears bf16 and computes in fp32, the int8 way (bf16
+// weights, half the bytes a decode step streams; fp32 GEMMs, which such a CPU runs fastest).
 inline bool is_int8(c10::ScalarType t) { return t == c10::ScalarType::Char; }
-inline c10::ScalarType compute_dtype(c10::ScalarType t) { return is_int8(t) ? c10::ScalarType::Float : t; }
+// The dtype a model is built and run in for --dtype `t` on `device`.
+c10::ScalarType compute_dtype(c10::ScalarType t, const c10::Device& device);
+// The dtype its decoder-layer linears are stored in where narrower than compute_dtype (Char,
+// BFloat16), else Undefined: the argument of NarrowLinearBuild.
+c10::ScalarType narrow_linear_dtype(c10::ScalarType t, const c10::Device& device);
 
 // Per-output-channel symmetric int8 of a float [O, K] weight: {q int8 [O, K], scale float32 [O]},
 // scale = max|W[o]| / 127 (1 for an all-zero row), q = round(W / scale).
@@ -59,25 +65,30 @@ void quantize_rows_int8_into(const torch::Tensor& w, torch::Tensor q, torch::Ten
 torch::Tensor dequantize_rows_int8(const torch::Tensor& q, const torch::Tensor& scale, c10::ScalarType dtype);
 
 // A decoder layer's linear (attention q/k/v/o, MLP gate/up/down; both experts of a MoT). Inside
-// an Int8LinearBuild scope it is built int8 from the start: an uninitialised int8 [out, in]
+// a NarrowLinearBuild(Char) scope it is built int8 from the start: an uninitialised int8 [out, in]
 // `weight` and a `weight_scale` [out] buffer, which load_module fills by quantizing the
 // checkpoint's float weight (io/module_loader_torch.h), so no float copy of the decoder ever
-// exists. Otherwise a plain torch::nn::Linear in the default dtype.
+// exists. Inside NarrowLinearBuild(BFloat16): an uninitialised bf16 weight (the bias in the
+// default dtype) that load_module converts into. Otherwise a plain torch::nn::Linear in the
+// default dtype. Either narrow weight computes through linear_rows in the default dtype.
 torch::nn::Linear decoder_linear(int64_t in, int64_t out, bool bias);
-// Inside the scope nn::head_linear and nn::embedding_table (uninitialised.h) build bf16 weights:
-// vocabulary-sized tables that int8 would hurt most (the logits) and fp32 would double (BAGEL-7B:
-// 4.4 GB for the two in fp32, 2.2 in bf16); linear_rows and embed_rows compute with them in fp32.
-class Int8LinearBuild {
+// Inside a narrow scope nn::head_linear and nn::embedding_table (uninitialised.h) build bf16
+// weights: vocabulary-sized tables that int8 would hurt most (the logits) and fp32 would double
+// (BAGEL-7B: 4.4 GB for the two in fp32, 2.2 in bf16); linear_rows and embed_rows compute with
+// them in the default dtype. Undefined: no scope (decoder_linear builds plain linears).
+class NarrowLinearBuild {
  public:
-  explicit Int8LinearBuild(bool on);
-  ~Int8LinearBuild();
-  Int8LinearBuild(const Int8LinearBuild&) = delete;
-  Int8LinearBuild& operator=(const Int8LinearBuild&) = delete;
+  explicit NarrowLinearBuild(c10::ScalarType weights);  // Char, BFloat16 or Undefined (off)
+  ~NarrowLinearBuild();  // bf16: logs how many decoder linears it built
+  NarrowLinearBuild(const NarrowLinearBuild&) = delete;
+  NarrowLinearBuild& operator=(const NarrowLinearBuild&) = delete;
 
  private:
-  bool prev_;
+  c10::ScalarType prev_;
+  int64_t prev_built_;
 };
-bool int8_build();  // inside an Int8LinearBuild(true) scope on this thread
+// The weight dtype of the innermost NarrowLinearBuild on this thread; Undefined outside one.
+c10::ScalarType narrow_linear_build();
 
 // Quantizes, in place, the weight of every torch::nn::Linear whose dotted name starts with
 // `prefix` (e.g. "language_model.model.layers."); their forward must go through linear_rows.
@@ -88,6 +99,9 @@ struct Int8Report {
   int64_t bytes_before = 0, bytes_after = 0;  // the quantized weights (and scales) only
 };
 Int8Report quantize_linears_int8(torch::nn::Module& root, const std::string& prefix);
+// The same for the bf16 weights a CPU without bf16 GEMM kernels runs --dtype bf16 with
+// (narrow_linear_dtype): every such Linear's weight stored bf16 in place; returns how many.
+int64_t narrow_linears_bf16(torch::nn::Module& root, const std::string& prefix);
 
 // CPU inference of modules whose linears always see many rows (the vision towers). fp32: OpenBLAS's
 // sgemm runs x @ W^T 3-10% faster at their shapes when W^T's storage is the contiguous one (the

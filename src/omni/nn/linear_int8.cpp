@@ -8,6 +8,7 @@
 #include "omni/core/log.h"
 #include "omni/core/memory.h"
 #include "omni/nn/linear.h"
+#include "omni/nn/cpu_bf16.h"
 #include "omni/nn/linear_int8.h"
 #include "omni/nn/row_kernel.h"
 #include "omni/nn/uninitialised.h"
@@ -127,15 +128,37 @@ torch::Tensor embed_rows(const torch::nn::Embedding& table, const torch::Tensor&
 }
 
 namespace {
-thread_local bool g_int8_build = false;
+thread_local c10::ScalarType g_narrow = c10::ScalarType::Undefined;
+thread_local int64_t g_narrow_built = 0;  // decoder linears built narrow in the innermost scope
 }
 
-Int8LinearBuild::Int8LinearBuild(bool on) : prev_(g_int8_build) { g_int8_build = on; }
-Int8LinearBuild::~Int8LinearBuild() { g_int8_build = prev_; }
-bool int8_build() { return g_int8_build; }
+NarrowLinearBuild::NarrowLinearBuild(c10::ScalarType weights) : prev_(g_narrow), prev_built_(g_narrow_built) {
+  check(weights == torch::kChar || weights == torch::kBFloat16 || weights == c10::ScalarType::Undefined,
+        "narrow linear build", "weights are int8 or bf16");
+  g_narrow = weights;
+  g_narrow_built = 0;
+}
+NarrowLinearBuild::~NarrowLinearBuild() {
+  if (g_narrow == torch::kBFloat16 && g_narrow_built > 0)  // int8's count comes from the loader
+    log_info("bf16: ", g_narrow_built, " decoder linears stored in bf16, computed in fp32");
+  g_narrow = prev_;
+  g_narrow_built = prev_built_;
+}
+c10::ScalarType narrow_linear_build() { return g_narrow; }
+
+c10::ScalarType compute_dtype(c10::ScalarType t, const c10::Device& device) {
+  return narrow_linear_dtype(t, device) == c10::ScalarType::Undefined ? t : c10::ScalarType::Float;
+}
+c10::ScalarType narrow_linear_dtype(c10::ScalarType t, const c10::Device& device) {
+  if (is_int8(t)) return t;
+  if (t == torch::kBFloat16 && device.is_cpu() && !cpu_has_bf16_gemm()) return t;
+  return c10::ScalarType::Undefined;
+}
 
 torch::nn::Linear decoder_linear(int64_t in, int64_t out, bool bias) {
-  if (!g_int8_build) return head_linear(in, out, bias);  // initialised unless in an UninitialisedBuild
+  if (g_narrow == c10::ScalarType::Undefined) return head_linear(in, out, bias);  // initialised unless Uninitialised
+  ++g_narrow_built;
+  if (g_narrow == torch::kBFloat16) return linear_over_empty(in, out, bias, torch::kBFloat16);
   auto l = linear_over_empty(in, out, bias, torch::kChar);
   l->register_buffer("weight_scale", torch::empty({out}, torch::TensorOptions().dtype(torch::kFloat32)));
   return l;
@@ -167,6 +190,20 @@ Int8Report quantize_linears_int8(torch::nn::Module& root, const std::string& pre
   log_info("int8: ", rep.linears, " linears under ", prefix, " quantized (", rep.bytes_before / 1e6, " MB -> ",
            rep.bytes_after / 1e6, " MB)");
   return rep;
+}
+
+int64_t narrow_linears_bf16(torch::nn::Module& root, const std::string& prefix) {
+  torch::NoGradGuard no_grad;
+  int64_t n = 0;
+  for (const auto& item : root.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
+    auto* lin = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
+    if (!lin || item.key().compare(0, prefix.size(), prefix) != 0 || !c10::isFloatingType(lin->weight.scalar_type()))
+      continue;
+    lin->weight.set_data(lin->weight.to(torch::kBFloat16));
+    ++n;
+  }
+  return_free_memory_to_os();
+  return n;
 }
 
 }  // namespace omni::nn

@@ -29,13 +29,13 @@ torch::nn::Linear linear_over_empty(int64_t in, int64_t out, bool bias, torch::S
 }
 
 torch::nn::Linear head_linear(int64_t in, int64_t out, bool bias) {
-  if (int8_build()) return linear_over_empty(in, out, bias, torch::kBFloat16);
+  if (narrow_linear_build() != c10::ScalarType::Undefined) return linear_over_empty(in, out, bias, torch::kBFloat16);
   if (!g_uninitialised) return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
   return linear_over_empty(in, out, bias, default_dtype());
 }
 
 torch::nn::Embedding embedding_table(int64_t n, int64_t dim) {
-  const bool narrow = int8_build();
+  const bool narrow = narrow_linear_build() != c10::ScalarType::Undefined;
   if (!g_uninitialised && !narrow) return torch::nn::Embedding(n, dim);
   torch::nn::Embedding e(torch::nn::EmbeddingOptions(1, dim));
   torch::NoGradGuard no_grad;

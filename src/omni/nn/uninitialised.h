@@ -24,15 +24,15 @@ class UninitialisedBuild {
 bool uninitialised_build();  // inside a scope on this thread
 
 // torch::nn::Linear(in, out, bias) in the default dtype: an output head (lm_head) or any linear
-// that is never int8. Inside an nn::Int8LinearBuild: uninitialised bf16 (linear.h).
+// that is never int8. Inside an nn::NarrowLinearBuild: uninitialised bf16 (linear.h).
 torch::nn::Linear head_linear(int64_t in, int64_t out, bool bias);
-// torch::nn::Embedding(n, dim) in the default dtype; inside an nn::Int8LinearBuild, uninitialised
+// torch::nn::Embedding(n, dim) in the default dtype; inside an nn::NarrowLinearBuild, uninitialised
 // bf16, looked up through nn::embed_rows.
 torch::nn::Embedding embedding_table(int64_t n, int64_t dim);
 
 // A Linear whose `weight` is uninitialised [out, in] storage of `weight_dtype` (and an
 // uninitialised bias): what the three above build inside the scope, and decoder_linear's int8
-// weights (kChar: not trainable) always.
+// weights (kChar: not trainable) and bf16 ones always.
 torch::nn::Linear linear_over_empty(int64_t in, int64_t out, bool bias, torch::ScalarType weight_dtype);
 
 }  // namespace omni::nn

@@ -185,9 +185,9 @@ class Bagel : public Model, public Understands, public Generates, public Edits, 
  protected:
   static BagelInferencer load(const LoadOptions& lo) {
     StageTimer t("load model");
-    const auto dt = lo.resolved_dtype();
-    nn::Int8LinearBuild int8(nn::is_int8(dt));  // the decoder's linears built and loaded as int8
-    auto inf = BagelInferencer::load(lo.path, lo.device, nn::compute_dtype(dt));
+    // int8 decoder linears, or bf16 ones on a CPU without bf16 GEMM kernels, over fp32 (linear.h)
+    nn::NarrowLinearBuild narrow(lo.narrow_linear_dtype());
+    auto inf = BagelInferencer::load(lo.path, lo.device, lo.compute_dtype());
     if (lo.inference_only) {  // fp32 / bf16 CPU only; the ViT and its connector, which see every patch
       nn::store_linear_weights_transposed(*inf.model().vit_model);
       nn::store_linear_weights_transposed(*inf.model().connector);

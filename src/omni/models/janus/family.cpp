@@ -46,9 +46,9 @@ class Janus final : public Model, public Understands, public Generates, public T
   explicit Janus(const LoadOptions& lo)
       : tok_(load_tokenizer(lo.path)), proc_(ProcessorConfig::load(lo.path)), ids_(SpecialIds::lookup(tok_, proc_)) {
     StageTimer t("load model");
-    const auto dt = lo.resolved_dtype();
-    nn::Int8LinearBuild int8(nn::is_int8(dt));  // the decoder's linears built and loaded as int8
-    model_ = JanusModel::load(lo.path, {lo.device, nn::compute_dtype(dt)});
+    // int8 decoder linears, or bf16 ones on a CPU without bf16 GEMM kernels, over fp32 (linear.h)
+    nn::NarrowLinearBuild narrow(lo.narrow_linear_dtype());
+    model_ = JanusModel::load(lo.path, {lo.device, lo.compute_dtype()});
     if (lo.inference_only) {  // fp32 / bf16 CPU only; the tower and its projector, which see 576 rows an image
       nn::store_linear_weights_transposed(*model_->net()->vision_model);
       nn::store_linear_weights_transposed(*model_->net()->aligner);

@@ -145,9 +145,9 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     check(static_cast<int64_t>(tok_.vocab_size()) <= cfg_.llm.vocab_size, lo.path,
           "tokenizer has more ids than llm_config.vocab_size");
     StageTimer t("load model");
-    const auto dt = lo.resolved_dtype();
-    nn::Int8LinearBuild int8(nn::is_int8(dt));  // the decoder's linears built and loaded as int8
-    model_ = NeoChatImpl::load(cfg_, lo.device, nn::compute_dtype(dt));
+    // int8 decoder linears, or bf16 ones on a CPU without bf16 GEMM kernels, over fp32 (linear.h)
+    nn::NarrowLinearBuild narrow(lo.narrow_linear_dtype());
+    model_ = NeoChatImpl::load(cfg_, lo.device, lo.compute_dtype());
   }
   std::string family() const override { return "u1"; }
   c10::Device device() const override { return model_->device(); }
