@@ -433,7 +433,8 @@ int main(int argc, char** argv) {
        fmt("%.2f", rss / wbytes), "9.5", fmt("%.2fx less", 9.5 * gib / rss)});
 
   std::printf("\nJanus-Pro-1B pipeline, random %s weights (%lld parameters, %.2f GB), %s, %d threads%s\n",
-              omni::models::dtype_name(wdt).c_str(), static_cast<long long>(n_params), wbytes / 1e9, dev.str().c_str(),
+              (omni::models::dtype_name(wdt) + (narrow == torch::kBFloat16 ? " (LM linears; fp32 compute)" : "")).c_str(),
+              static_cast<long long>(n_params), wbytes / 1e9, dev.str().c_str(),
               threads, quick ? " [--quick]" : "");
   std::printf(malloc_reuse ? "[malloc reuse as the CLI: blocks under 256 MiB stay in the heap for reuse (omni/core/memory.h)]\n"
                            : "[--no_malloc_reuse: glibc defaults, blocks over 32 MB are munmapped on free]\n");

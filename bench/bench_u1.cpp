@@ -217,7 +217,10 @@ int main(int argc, char** argv) {
   const double gemm = std::max(b0.gemm, b1.gemm), copy = std::max(b0.copy, b1.copy);
 
   std::printf("bench_u1: SenseNova-U1-8B-MoT dims (hidden %ld, 42 layers x 2 branches extrapolated from 1), %s %s, %d threads\n",
-              static_cast<long>(C), g_dev.str().c_str(), omni::models::dtype_name(g_wdt).c_str(), threads);
+              static_cast<long>(C), g_dev.str().c_str(),
+              (omni::models::dtype_name(g_wdt) + (narrow == torch::kBFloat16 ? " (decoder linears; fp32 compute)" : ""))
+                  .c_str(),
+              threads);
   std::printf("bounds: GEMM %.1f GFLOP/s, copy %.1f GB/s (better of before / after)\n\n", gemm / 1e9, copy / 1e9);
   std::printf("| stage | ours | bound | ours / bound | note |\n|---|---:|---:|---:|---|\n");
   for (auto& r : rows) {
