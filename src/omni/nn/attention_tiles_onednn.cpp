@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <vector>
 
-#include "omni/nn/cpu_bf16.h"
 #include "omni/nn/onednn_util.h"
 #endif
 
@@ -32,7 +31,6 @@ std::unique_ptr<PackedTileGemms> PackedTileGemms::create(at::ScalarType st, int6
                                                          int64_t D, int64_t q_stride, int64_t k_stride,
                                                          int64_t v_stride, int64_t o_stride) {
   if ((st != at::kFloat && st != at::kBFloat16) || rows <= 0 || last_rows <= 0 || S <= 0 || D <= 0) return nullptr;
-  if (st == at::kBFloat16 && !cpu_has_bf16_gemm()) return nullptr;  // attention() widens bf16 there
   const auto dt = onednn::data_type(st);
   try {
     auto p = std::make_unique<Plan>();

@@ -3,6 +3,7 @@
 // activations (int8 for larger batches, the bf16 heads). See linear.h.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "omni/core/error.h"
 #include "omni/core/log.h"
@@ -171,13 +172,23 @@ torch::Tensor int8_scale(const torch::nn::LinearImpl& l) {
   return *s;
 }
 
+namespace {
+// The torch::nn::Linear modules under `root` whose dotted names start with `prefix`.
+std::vector<torch::nn::LinearImpl*> linears_under(torch::nn::Module& root, const std::string& prefix) {
+  std::vector<torch::nn::LinearImpl*> out;
+  for (const auto& item : root.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
+    auto* lin = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
+    if (lin && item.key().compare(0, prefix.size(), prefix) == 0) out.push_back(lin);
+  }
+  return out;
+}
+}  // namespace
+
 Int8Report quantize_linears_int8(torch::nn::Module& root, const std::string& prefix) {
   torch::NoGradGuard no_grad;
   Int8Report rep;
-  for (const auto& item : root.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
-    auto* lin = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
-    if (!lin || item.key().compare(0, prefix.size(), prefix) != 0 || lin->weight.scalar_type() == torch::kChar)
-      continue;
+  for (auto* lin : linears_under(root, prefix)) {
+    if (lin->weight.scalar_type() == torch::kChar) continue;
     rep.bytes_before += lin->weight.numel() * lin->weight.element_size();
     auto [q, scale] = quantize_rows_int8(lin->weight);
     lin->weight.requires_grad_(false);
@@ -195,10 +206,8 @@ Int8Report quantize_linears_int8(torch::nn::Module& root, const std::string& pre
 int64_t narrow_linears_bf16(torch::nn::Module& root, const std::string& prefix) {
   torch::NoGradGuard no_grad;
   int64_t n = 0;
-  for (const auto& item : root.named_modules(/*name_prefix=*/"", /*include_self=*/false)) {
-    auto* lin = dynamic_cast<torch::nn::LinearImpl*>(item.value().get());
-    if (!lin || item.key().compare(0, prefix.size(), prefix) != 0 || !c10::isFloatingType(lin->weight.scalar_type()))
-      continue;
+  for (auto* lin : linears_under(root, prefix)) {
+    if (!c10::isFloatingType(lin->weight.scalar_type())) continue;
     lin->weight.set_data(lin->weight.to(torch::kBFloat16));
     ++n;
   }

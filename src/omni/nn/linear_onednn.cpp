@@ -32,8 +32,7 @@ at::Tensor bf16_linear_packed(const at::Tensor& x, const at::Tensor& W, const at
   using dnnl::memory;
   const auto bf16 = at::kBFloat16;
   if (x.scalar_type() != bf16 || W.scalar_type() != bf16 || !x.device().is_cpu() || !W.device().is_cpu() ||
-      !cpu_has_bf16_gemm() ||
-      c10::GradMode::is_enabled() || x.dim() < 2 || W.dim() != 2 || x.size(-1) != W.size(1) ||
+      !cpu_has_bf16_gemm() || c10::GradMode::is_enabled() || x.dim() < 2 || W.dim() != 2 || x.size(-1) != W.size(1) ||
       !(W.is_contiguous() || W.t().is_contiguous()) ||
       (bias.defined() && (bias.scalar_type() != bf16 || bias.dim() != 1 || bias.size(0) != W.size(0) ||
                           !bias.is_contiguous())))
