@@ -151,7 +151,10 @@ int main(int argc, char** argv) {
   // int8 weights, and bf16 ones on a CPU without bf16 GEMM kernels, compute in fp32 (nn/linear.h)
   const torch::ScalarType dt = omni::nn::compute_dtype(wdt, dev), narrow = omni::nn::narrow_linear_dtype(wdt, dev);
   const auto opts = torch::TensorOptions().device(dev).dtype(dt);
-  const int64_t es = static_cast<int64_t>(c10::elementSize(dt));  // bytes per weight / cache element
+  const int64_t es = static_cast<int64_t>(c10::elementSize(dt));  // bytes per weight element
+  // bytes per cache element (bf16 under bf16 weights over fp32 compute: nn::kv_cache_dtype)
+  const int64_t kv_es = static_cast<int64_t>(
+      c10::elementSize(omni::nn::kv_cache_dtype(dt, narrow == torch::kBFloat16 ? narrow : dt)));
   // Timings on a GPU wait for the queued work (CPU calls are synchronous already).
   auto sync = [&] {
     if (dev.is_cuda()) torch::cuda::synchronize();
@@ -254,9 +257,11 @@ int main(int argc, char** argv) {
   built_in.reset();
   if (dev != torch::Device(torch::kCPU) || dt != torch::kFloat32) model.to(dev, dt);
   auto& net = model.net();
-  if (narrow == torch::kBFloat16) {  // as the CLI builds it (nn::NarrowLinearBuild): the layers' linears and lm_head
-    omni::nn::narrow_linears_bf16(*net, "language_model.model.layers.");
-    omni::nn::narrow_linears_bf16(*net, "language_model.lm_head");
+  if (narrow == torch::kBFloat16) {  // as the CLI builds it (nn::NarrowLinearBuild): the layers' linears,
+    // lm_head and the towers' linears (nn::tower_linear)
+    for (const char* prefix : {"language_model.model.layers.", "language_model.lm_head", "vision_model.", "aligner.",
+                               "gen_aligner.", "gen_head."})
+      omni::nn::narrow_linears_bf16(*net, prefix);
   }
   if (omni::nn::is_int8(wdt)) {
     omni::nn::quantize_linears_int8(*net, "language_model.model.layers.");
@@ -347,7 +352,7 @@ int main(int argc, char** argv) {
                  cold_prefill, pf_flops / 1e9, pf_flops / r.prefill_seconds / 1e9);
 
     const int steps = static_cast<int>(r.tokens.size()) - 1;  // forwards in decode_seconds
-    const double kv_bytes = 2.0 * Lyr * D * es * (T + 1 + steps / 2.0);  // K+V read per step, mean length
+    const double kv_bytes = 2.0 * Lyr * D * kv_es * (T + 1 + steps / 2.0);  // K+V read per step, mean length
     const double dec_bound_tps = copy_bps / (lm_stream_bytes + kv_bytes);
     const double dec_tps = steps / r.decode_seconds;
     std::snprintf(name, sizeof name, "greedy decode, %d tokens after the prefill (tokens/s)", steps);
@@ -387,8 +392,8 @@ int main(int argc, char** argv) {
     const double per_tok = std::chrono::duration<double>(stamps.back() - stamps.front()).count() / (n_tok - 1);
     const int64_t L = static_cast<int64_t>(prompt.size());
     const int64_t t2i_bytes = matrix_bytes(*lm->model->layers) + bytes_of(*net->gen_head) + bytes_of(*net->gen_aligner);
-    const double kv_window = 2.0 * 2 * Lyr * D * es * (L + n_tok / 2.0);  // 2 rows, mean length over the window
-    const double kv_576 = 2.0 * 2 * Lyr * D * es * (L + 288.0);           // mean over a full image
+    const double kv_window = 2.0 * 2 * Lyr * D * kv_es * (L + n_tok / 2.0);  // 2 rows, mean length over the window
+    const double kv_576 = 2.0 * 2 * Lyr * D * kv_es * (L + 288.0);           // mean over a full image
     const double bound = (t2i_bytes + kv_window) / copy_bps;
     char name[128];
     std::snprintf(name, sizeof name, "text-to-image CFG step, 2 rows, mean of tokens 2..%lld (s/image token)",

@@ -75,8 +75,11 @@ Runs runs_of(const std::string& name, const std::string& args) {
     // bf16 weights over fp32 compute exactly where the CPU has no bf16 GEMM kernels
     const bool fp32_compute = dev == "cpu" && dt == "bf16" && (no_bf16_gemm || !native_bf16);
     EXPECT_EQ(r.err.find("fp32 compute") != std::string::npos, fp32_compute) << label << ": " << r.err;
-    EXPECT_EQ(r.err.find("decoder linears stored in bf16, computed in fp32") != std::string::npos, fp32_compute)
+    // the decoder's linears and those of the vision towers (Janus, BAGEL; U1 has none)
+    EXPECT_EQ(r.err.find("tower linears stored in bf16, computed in fp32") != std::string::npos, fp32_compute)
         << label << ": " << r.err;
+    EXPECT_EQ(r.err.find(" 0 decoder"), std::string::npos) << r.err;
+    if (name.rfind("u1", 0) != 0) EXPECT_EQ(r.err.find(" 0 tower"), std::string::npos) << r.err;
     if (args.find("--mode understand") == std::string::npos) {
       EXPECT_TRUE(fs::exists(out_png)) << out_png;
     } else {

@@ -553,6 +553,48 @@ TEST(Attention, FewRowsOverACacheViewMatchTheDefinitionInFp32AndBf16) {
     }
 }
 
+// --dtype bf16 without bf16 GEMM kernels keeps the cache bf16 under fp32 compute (kv_cache.h):
+// fp32 queries over bf16 keys and values, in the few-row kernel and the many-row routes alike,
+// equal the fp32 attention over the same (rounded) keys and values and come out fp32.
+TEST(Attention, Fp32QueriesOverABf16CacheEqualTheWidenedCache) {
+  torch::manual_seed(12);
+  const int64_t B = 2, H = 8, kvH = 2, S = 45, cap = 64, D = 16;
+  auto kbuf = torch::randn({B, kvH, cap, D}).to(torch::kBFloat16), vbuf = torch::randn({B, kvH, cap, D}).to(torch::kBFloat16);
+  auto k = kbuf.narrow(2, 0, S), v = vbuf.narrow(2, 0, S);
+  auto kf = k.to(torch::kFloat32), vf = v.to(torch::kFloat32);
+  c10::InferenceMode guard;
+  for (int64_t Tq : {1, 2, 20}) {
+    auto q = torch::randn({B, H, Tq, D});
+    nn::AttentionOptions o;
+    o.causal = true;
+    auto got = nn::attention(q, k, v, o), want = nn::attention(q, kf, vf, o);
+    ASSERT_EQ(got.scalar_type(), torch::kFloat32) << Tq;
+    EXPECT_LT(max_abs(got, want), 1e-5) << Tq << " rows";
+    EXPECT_LT(max_abs(got, reference_attention(q, kf, vf, torch::zeros({Tq, S}).masked_fill(
+                                                             torch::arange(S).unsqueeze(0) > torch::arange(S - Tq, S).unsqueeze(1),
+                                                             -std::numeric_limits<float>::infinity()))),
+              1e-5)
+        << Tq << " rows";
+    // the kernel takes it for few rows; bf16 queries over an fp32 cache it declines
+    EXPECT_EQ(nn::attention_rows(q, k, v, 0.25, true, {}).defined(), Tq <= 8) << Tq;
+    if (Tq <= 8) EXPECT_FALSE(nn::attention_rows(q.to(torch::kBFloat16), kf, vf, 0.25, true, {}).defined());
+  }
+  // the cache: bf16 where the decoder's linears are bf16 over fp32 compute, else the compute dtype;
+  // made bf16, it stays bf16 when reserved with fp32 options and rounds what is written
+  EXPECT_EQ(nn::kv_cache_dtype(torch::kFloat32, torch::kBFloat16), torch::kBFloat16);
+  EXPECT_EQ(nn::kv_cache_dtype(torch::kFloat32, torch::kChar), torch::kFloat32);
+  EXPECT_EQ(nn::kv_cache_dtype(torch::kFloat32, torch::kFloat32), torch::kFloat32);
+  EXPECT_EQ(nn::kv_cache_dtype(torch::kBFloat16, torch::kBFloat16), torch::kBFloat16);
+  auto c = nn::KVCache::allocate(1, 1, 1, 2, 4, torch::TensorOptions().dtype(torch::kBFloat16));
+  const auto x = torch::randn({1, 1, 3, 4});
+  c.reserve(3, torch::TensorOptions().dtype(torch::kFloat32));  // grows past 2
+  c.write(0, x, -x);
+  c.length = 3;
+  EXPECT_EQ(c.keys(0).scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(c.keys(0), x.to(torch::kBFloat16)));
+  EXPECT_TRUE(torch::equal(c.values(0), (-x).to(torch::kBFloat16)));
+}
+
 // bf16 inference linears from 1024 rows run through oneDNN with the weight packed for the call
 // (linear_onednn.h, where oneDNN is built in); from 512 rows otherwise on rows zero-padded to a
 // multiple of 16 (oneDNN's slow row counts, linear.cpp): the result is the first M rows of the
@@ -873,24 +915,30 @@ TEST(LinearNarrow, Bf16DecoderLinearsOverFp32Compute) {
 
   struct Net : torch::nn::Module {
     torch::nn::Linear dec{nullptr};
+    torch::nn::Linear dec_tower{nullptr};
     torch::nn::Embedding table{nullptr};
     Net() {
       omni::nn::NarrowLinearBuild narrow(torch::kBFloat16);
       dec = register_module("dec", omni::nn::decoder_linear(40, 24, true));
+      dec_tower = register_module("dec_tower", omni::nn::tower_linear(40, 24));
       table = register_module("table", omni::nn::embedding_table(30, 40));
     }
   };
   torch::manual_seed(7);
   const auto w = torch::randn({24, 40}), b = torch::randn({24}), t = torch::randn({30, 40});
   const std::string path = (std::filesystem::temp_directory_path() / "omni_bf16_narrow.safetensors").string();
-  omni::io::save_safetensors(path, {{"dec.weight", w}, {"dec.bias", b}, {"table.weight", t}});
+  omni::io::save_safetensors(path, {{"dec.weight", w}, {"dec.bias", b}, {"dec_tower.weight", w}, {"dec_tower.bias", b},
+                                    {"table.weight", t}});
   auto net = std::make_shared<Net>();
   EXPECT_EQ(net->dec->weight.scalar_type(), torch::kBFloat16);
   EXPECT_EQ(net->dec->bias.scalar_type(), torch::kFloat32);
+  EXPECT_EQ(net->dec_tower->weight.scalar_type(), torch::kBFloat16);  // the towers too, in bf16 only
+  EXPECT_EQ(net->dec_tower->bias.scalar_type(), torch::kFloat32);
   EXPECT_EQ(net->table->weight.scalar_type(), torch::kBFloat16);
   EXPECT_EQ(omni::nn::narrow_linear_build(), undef);  // the scope ended
-  EXPECT_EQ(omni::io::load_module(*net, omni::io::Checkpoint::open(path)).tensors, 3u);
+  EXPECT_EQ(omni::io::load_module(*net, omni::io::Checkpoint::open(path)).tensors, 5u);
   EXPECT_TRUE(torch::equal(net->dec->weight, w.to(torch::kBFloat16)));
+  EXPECT_TRUE(torch::equal(net->dec_tower->weight, w.to(torch::kBFloat16)));
   EXPECT_TRUE(torch::equal(net->dec->bias, b));
   std::filesystem::remove(path);
   c10::InferenceMode guard;
@@ -900,6 +948,7 @@ TEST(LinearNarrow, Bf16DecoderLinearsOverFp32Compute) {
     const auto got = omni::nn::linear_rows(net->dec, x);
     EXPECT_EQ(got.scalar_type(), torch::kFloat32);
     EXPECT_LT((got - torch::linear(x, wr, b)).abs().max().item<float>(), 1e-4f) << rows;
+    EXPECT_TRUE(torch::equal(omni::nn::linear_rows(net->dec_tower, x), got)) << rows;
   }
   const auto ids = torch::tensor({3, 29}, torch::kLong);
   EXPECT_TRUE(torch::equal(omni::nn::embed_rows(net->table, ids, torch::kFloat32),
@@ -954,7 +1003,9 @@ TEST(LinearWidened, Int8BuildKeepsHeadsAndTablesInBf16) {
     head = omni::nn::head_linear(16, 40, false);
     table = omni::nn::embedding_table(40, 16);
     EXPECT_EQ(omni::nn::decoder_linear(16, 8, false)->weight.scalar_type(), torch::kChar);
+    EXPECT_EQ(omni::nn::tower_linear(16, 8)->weight.scalar_type(), torch::kFloat32);  // int8 keeps towers
   }
+  EXPECT_EQ(omni::nn::tower_linear(16, 8)->weight.scalar_type(), torch::kFloat32);
   EXPECT_EQ(omni::nn::narrow_linear_build(), c10::ScalarType::Undefined);
   EXPECT_EQ(head->weight.scalar_type(), torch::kBFloat16);
   EXPECT_EQ(head->weight.sizes(), (std::vector<int64_t>{40, 16}));

@@ -56,6 +56,10 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
     auto rows = attention_rows(q, k, v, scale, o.causal, mask);
     if (rows.defined()) return rows;
   }
+  // A cache stored narrower than the compute (bf16 keys and values under fp32 compute: kv_cache.h):
+  // the many-row routes widen the prefix, once a call.
+  if (k.scalar_type() != q.scalar_type() || v.scalar_type() != q.scalar_type())
+    return attention(q, k.to(q.scalar_type()), v.to(q.scalar_type()), o);
   // bf16 on a CPU without bf16 GEMM kernels (cpu_bf16.h): libtorch's generic bf16 matmul there is
   // slower than sgemm and sums in bf16, so q, k and v are widened and the fp32 route runs.
   if (q.scalar_type() == torch::kBFloat16 && q.device().is_cpu() && !cpu_has_bf16_gemm()) {

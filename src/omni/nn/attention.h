@@ -62,6 +62,7 @@ struct AttentionMask {
   }
 };
 
+// Output in q's dtype; k and v may be stored narrower (a bf16 cache under fp32 compute).
 torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                         const AttentionOptions& o = {});
 

@@ -52,8 +52,8 @@ struct Block {
 };
 
 // scores -> softmax -> weighted sum of values for one kv head; `p` [rows, S] and `acc` [rows, D]
-// are the caller's scratch.
-template <typename T>
+// are the caller's scratch. T: the keys' and values' dtype, O: the output's (q's).
+template <typename T, typename O>
 inline __attribute__((always_inline)) void block_body(const Block& b, float* p, float* acc) {
   const T* K = static_cast<const T*>(b.k);
   const T* V = static_cast<const T*>(b.v);
@@ -87,35 +87,35 @@ inline __attribute__((always_inline)) void block_body(const Block& b, float* p, 
       for (int64_t d = 0; d < D; ++d) ar[d] += w * to_f(vr[d]);
     }
   }
-  T* out = static_cast<T*>(b.out);
+  O* out = static_cast<O*>(b.out);
   for (int64_t i = 0; i < b.rows * D; ++i) store(out + i, acc[i]);
 }
 
-template <typename T>
+template <typename T, typename O>
 void block_generic(const Block& b, float* p, float* acc) {
-  block_body<T>(b, p, acc);
+  block_body<T, O>(b, p, acc);
 }
 #if defined(__GNUC__) && defined(__x86_64__)
-template <typename T>
+template <typename T, typename O>
 __attribute__((target("avx2,fma"))) void block_avx2(const Block& b, float* p, float* acc) {
-  block_body<T>(b, p, acc);
+  block_body<T, O>(b, p, acc);
 }
-template <typename T>
+template <typename T, typename O>
 __attribute__((target("avx512f"))) void block_avx512(const Block& b, float* p, float* acc) {
-  block_body<T>(b, p, acc);
+  block_body<T, O>(b, p, acc);
 }
 #endif
 
-template <typename T>
+template <typename T, typename O>
 void run_block(const Block& b, float* p, float* acc) {
 #if defined(__GNUC__) && defined(__x86_64__)
   static const int isa = __builtin_cpu_supports("avx512f")                                      ? 2
                          : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1
                                                                                             : 0;
-  if (isa == 2) return block_avx512<T>(b, p, acc);
-  if (isa == 1) return block_avx2<T>(b, p, acc);
+  if (isa == 2) return block_avx512<T, O>(b, p, acc);
+  if (isa == 1) return block_avx2<T, O>(b, p, acc);
 #endif
-  block_generic<T>(b, p, acc);
+  block_generic<T, O>(b, p, acc);
 }
 
 bool rows_of_d(const torch::Tensor& t) { return t.stride(3) == 1 && t.stride(2) == t.size(3); }
@@ -125,8 +125,10 @@ bool rows_of_d(const torch::Tensor& t) { return t.stride(3) == 1 && t.stride(2) 
 torch::Tensor attention_rows(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v, double scale,
                              bool causal, const torch::Tensor& mask) {
   if (q.dim() != 4 || k.dim() != 4 || v.sizes() != k.sizes()) return {};
-  const auto dt = q.scalar_type();
-  if ((dt != torch::kFloat32 && dt != torch::kBFloat16) || k.scalar_type() != dt || v.scalar_type() != dt) return {};
+  const auto dt = q.scalar_type(), kv = k.scalar_type();
+  const auto fp32_or_bf16 = [](c10::ScalarType t) { return t == torch::kFloat32 || t == torch::kBFloat16; };
+  // fp32 queries over a bf16 cache too (bf16 weights over fp32 compute: kv_cache.h)
+  if (!fp32_or_bf16(dt) || !fp32_or_bf16(kv) || v.scalar_type() != kv || (dt == torch::kBFloat16 && kv != dt)) return {};
   if (!q.device().is_cpu() || !k.device().is_cpu() || !v.device().is_cpu()) return {};
   if (q.requires_grad() || k.requires_grad() || v.requires_grad()) return {};
   const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3);
@@ -145,7 +147,7 @@ torch::Tensor attention_rows(const torch::Tensor& q, const torch::Tensor& k, con
   auto out = torch::empty({B, H, Tq, D}, q.options());
   const float* qp = qf.data_ptr<float>();
   const float* mp = m.defined() ? m.data_ptr<float>() : nullptr;
-  const int64_t esz = static_cast<int64_t>(q.element_size());
+  const int64_t esz = static_cast<int64_t>(k.element_size()), osz = static_cast<int64_t>(out.element_size());
   const auto* kp = static_cast<const char*>(k.data_ptr());
   const auto* vp = static_cast<const char*>(v.data_ptr());
   auto* op = static_cast<char*>(out.data_ptr());
@@ -158,15 +160,16 @@ torch::Tensor attention_rows(const torch::Tensor& q, const torch::Tensor& k, con
       blk.k = kp + (b * k.stride(0) + h * k.stride(1)) * esz;
       blk.v = vp + (b * v.stride(0) + h * v.stride(1)) * esz;
       blk.mask = mp ? mp + (m.size(0) == 1 ? 0 : b) * Tq * S : nullptr;
-      blk.out = op + (b * H + h * G) * Tq * D * esz;
+      blk.out = op + (b * H + h * G) * Tq * D * osz;
       blk.rows = rows;
       blk.Tq = Tq;
       blk.S = S;
       blk.D = D;
       blk.scale = static_cast<float>(scale);
       blk.causal = causal && !mp;
-      if (dt == torch::kFloat32) run_block<float>(blk, p.data(), acc.data());
-      else run_block<bf16>(blk, p.data(), acc.data());
+      if (kv == torch::kFloat32) run_block<float, float>(blk, p.data(), acc.data());
+      else if (dt == torch::kFloat32) run_block<bf16, float>(blk, p.data(), acc.data());
+      else run_block<bf16, bf16>(blk, p.data(), acc.data());
     }
   });
   return out;

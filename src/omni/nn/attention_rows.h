@@ -4,9 +4,10 @@
 
 namespace omni::nn {
 
-// attention() for q [B, H, Tq <= 8, D] over k, v [B, kvH, S, D] on the CPU, fp32 or bf16, without
-// autograd: one pass over each kv head's keys and values for all of its query rows (G = H / kvH
-// heads x Tq), scores, softmax and the weighted sum in fp32, the output rounded once to q's dtype.
+// attention() for q [B, H, Tq <= 8, D] over k, v [B, kvH, S, D] on the CPU, fp32 or bf16 (also fp32
+// q over a bf16 cache), without autograd: one pass over each kv head's keys and values for all of
+// its query rows (G = H / kvH heads x Tq), scores, softmax and the weighted sum in fp32, the output
+// rounded once to q's dtype.
 // k and v may be views of a longer cache (rows of D contiguous elements; any batch/head strides),
 // so nothing is copied. `mask` (additive, [B|1, 1, Tq, S] float) or `causal` (bottom-right: query
 // t sees keys [0, S - Tq + t]) as attention(). Returns an undefined tensor outside that case.

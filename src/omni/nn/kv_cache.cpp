@@ -17,15 +17,17 @@ KVCache KVCache::allocate(int64_t layers, int64_t batch, int64_t kv_heads, int64
 void KVCache::reserve(int64_t t, const torch::TensorOptions& opts) {
   check(layers_ > 0, "kv cache", "not made for a model (no layers)");
   const int64_t need = length + t;
+  // Buffers keep the dtype they were made in (a bf16 cache under fp32 compute: kv_cache_dtype).
+  const torch::TensorOptions o = buf_ ? opts.dtype(buf_->k[0].scalar_type()) : opts;
   const bool shared = buf_ && buf_.use_count() > 1;
   const int64_t cap = capacity();
   if (buf_ && !shared && need <= cap) return;
   const int64_t new_cap = need <= cap ? cap : std::max<int64_t>(need, std::max<int64_t>(64, cap * 2));
   // The positions a request needs can never fit: an error now, not the OOM killer later (Janus
   // with --parallel_size 100000). Only `need`: the doubled capacity beyond it is never touched.
-  if (opts.device().is_cpu()) {
+  if (o.device().is_cpu()) {
     const double bytes = 2.0 * layers_ * batch_ * kv_heads_ * need * head_dim_ *
-                         static_cast<double>(c10::elementSize(c10::typeMetaToScalarType(opts.dtype())));
+                         static_cast<double>(c10::elementSize(c10::typeMetaToScalarType(o.dtype())));
     const size_t avail = available_memory_bytes();
     if (avail > 0 && bytes > static_cast<double>(avail)) {
       char msg[256];
@@ -39,8 +41,8 @@ void KVCache::reserve(int64_t t, const torch::TensorOptions& opts) {
   }
   auto nb = std::make_shared<Buffers>();
   for (int64_t l = 0; l < layers_; ++l) {
-    auto k = torch::empty({batch_, kv_heads_, new_cap, head_dim_}, opts);
-    auto v = torch::empty({batch_, kv_heads_, new_cap, head_dim_}, opts);
+    auto k = torch::empty({batch_, kv_heads_, new_cap, head_dim_}, o);
+    auto v = torch::empty({batch_, kv_heads_, new_cap, head_dim_}, o);
     if (buf_ && length > 0) {
       k.narrow(2, 0, length).copy_(buf_->k[l].narrow(2, 0, length));
       v.narrow(2, 0, length).copy_(buf_->v[l].narrow(2, 0, length));
@@ -68,6 +70,10 @@ torch::Tensor KVCache::keys(int64_t l, int64_t n) const {
 torch::Tensor KVCache::values(int64_t l, int64_t n) const {
   if (!buf_) return {};
   return buf_->v[l].narrow(2, 0, n < 0 ? length : n);
+}
+
+c10::ScalarType kv_cache_dtype(c10::ScalarType compute, c10::ScalarType linear_weights) {
+  return compute == c10::ScalarType::Float && linear_weights == c10::ScalarType::BFloat16 ? linear_weights : compute;
 }
 
 uint64_t KVCache::bytes() const {

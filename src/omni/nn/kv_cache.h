@@ -32,9 +32,11 @@ class KVCache {
   int64_t capacity() const { return buf_ ? buf_->k[0].size(2) : 0; }
 
   // Makes room for `t` more positions: a shared or too small buffer is copied (growing by
-  // doubling); afterwards writes are in place.
+  // doubling); afterwards writes are in place. The first buffers take `opts`' dtype, later ones
+  // keep it.
   void reserve(int64_t t, const torch::TensorOptions& opts);
-  // Writes layer l's new keys / values [B, kvH, t, D] at [length, length + t) (after reserve).
+  // Writes layer l's new keys / values [B, kvH, t, D] at [length, length + t) (after reserve),
+  // rounded to the cache's dtype where that is narrower.
   void write(int64_t l, const torch::Tensor& k, const torch::Tensor& v);
   // Layer l's first n positions (n < 0: `length`) [B, kvH, n, D] (views).
   torch::Tensor keys(int64_t l, int64_t n = -1) const;
@@ -48,5 +50,11 @@ class KVCache {
   std::shared_ptr<Buffers> buf_;
   int64_t layers_ = 0, kv_heads_ = 0, head_dim_ = 0, batch_ = 1;
 };
+
+// The dtype a decoder's cache holds its keys and values in: the compute dtype, but bf16 where the
+// decoder's linears are stored bf16 over fp32 compute (--dtype bf16 on a CPU without bf16 GEMM
+// kernels, linear.h): half the cache's bytes (Janus-Pro-7B, a 384^2 image's CFG pair: 1.2 -> 0.6
+// GB) and the rounding a bf16 model's cache makes. attention() reads such a cache directly.
+c10::ScalarType kv_cache_dtype(c10::ScalarType compute, c10::ScalarType linear_weights);
 
 }  // namespace omni::nn

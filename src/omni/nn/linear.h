@@ -72,6 +72,12 @@ torch::Tensor dequantize_rows_int8(const torch::Tensor& q, const torch::Tensor& 
 // default dtype) that load_module converts into. Otherwise a plain torch::nn::Linear in the
 // default dtype. Either narrow weight computes through linear_rows in the default dtype.
 torch::nn::Linear decoder_linear(int64_t in, int64_t out, bool bias);
+// A linear of a vision tower, projector or image head, computed through linear_rows: a plain
+// torch::nn::Linear in the default dtype (uninitialised inside an UninitialisedBuild), but inside
+// NarrowLinearBuild(BFloat16) an uninitialised bf16 weight, as decoder_linear's: bf16 weights over
+// fp32 compute (Janus-Pro-7B's SigLIP tower and image head: 1.7 -> 0.85 GB). int8 keeps these in
+// the compute dtype: a few % of the bytes, and every token sees their error.
+torch::nn::Linear tower_linear(int64_t in, int64_t out, bool bias = true);
 // Inside a narrow scope nn::head_linear and nn::embedding_table (uninitialised.h) build bf16
 // weights: vocabulary-sized tables that int8 would hurt most (the logits) and fp32 would double
 // (BAGEL-7B: 4.4 GB for the two in fp32, 2.2 in bf16); linear_rows and embed_rows compute with
@@ -85,7 +91,7 @@ class NarrowLinearBuild {
 
  private:
   c10::ScalarType prev_;
-  int64_t prev_built_;
+  int64_t prev_built_, prev_towers_;
 };
 // The weight dtype of the innermost NarrowLinearBuild on this thread; Undefined outside one.
 c10::ScalarType narrow_linear_build();

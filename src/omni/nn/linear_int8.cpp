@@ -131,19 +131,23 @@ torch::Tensor embed_rows(const torch::nn::Embedding& table, const torch::Tensor&
 namespace {
 thread_local c10::ScalarType g_narrow = c10::ScalarType::Undefined;
 thread_local int64_t g_narrow_built = 0;  // decoder linears built narrow in the innermost scope
+thread_local int64_t g_narrow_towers = 0;  // tower linears built bf16 in it
 }
 
-NarrowLinearBuild::NarrowLinearBuild(c10::ScalarType weights) : prev_(g_narrow), prev_built_(g_narrow_built) {
+NarrowLinearBuild::NarrowLinearBuild(c10::ScalarType weights)
+    : prev_(g_narrow), prev_built_(g_narrow_built), prev_towers_(g_narrow_towers) {
   check(weights == torch::kChar || weights == torch::kBFloat16 || weights == c10::ScalarType::Undefined,
         "narrow linear build", "weights are int8 or bf16");
   g_narrow = weights;
   g_narrow_built = 0;
+  g_narrow_towers = 0;
 }
 NarrowLinearBuild::~NarrowLinearBuild() {
-  if (g_narrow == torch::kBFloat16 && g_narrow_built > 0)  // int8's count comes from the loader
-    log_info("bf16: ", g_narrow_built, " decoder linears stored in bf16, computed in fp32");
+  if (g_narrow == torch::kBFloat16 && g_narrow_built + g_narrow_towers > 0)  // int8's count comes from the loader
+    log_info("bf16: ", g_narrow_built, " decoder and ", g_narrow_towers, " tower linears stored in bf16, computed in fp32");
   g_narrow = prev_;
   g_narrow_built = prev_built_;
+  g_narrow_towers = prev_towers_;
 }
 c10::ScalarType narrow_linear_build() { return g_narrow; }
 
@@ -163,6 +167,15 @@ torch::nn::Linear decoder_linear(int64_t in, int64_t out, bool bias) {
   auto l = linear_over_empty(in, out, bias, torch::kChar);
   l->register_buffer("weight_scale", torch::empty({out}, torch::TensorOptions().dtype(torch::kFloat32)));
   return l;
+}
+
+torch::nn::Linear tower_linear(int64_t in, int64_t out, bool bias) {
+  if (g_narrow == torch::kBFloat16) {
+    ++g_narrow_towers;
+    return linear_over_empty(in, out, bias, torch::kBFloat16);
+  }
+  if (!uninitialised_build()) return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
+  return linear_over_empty(in, out, bias, torch::typeMetaToScalarType(torch::get_default_dtype()));
 }
 
 torch::Tensor int8_scale(const torch::nn::LinearImpl& l) {

@@ -155,8 +155,9 @@ LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c) : cfg(c) {
 
 KVCache LlamaModelImpl::make_cache(int64_t batch, int64_t capacity) const {
   auto w = norm->weight;  // the compute dtype (the embedding table may be narrower)
+  const auto linears = layer_ptrs.empty() ? w.scalar_type() : layer_ptrs[0]->self_attn->k_proj->weight.scalar_type();
   return KVCache::allocate(cfg.num_hidden_layers, batch, cfg.num_key_value_heads, capacity, cfg.head_dim,
-                           torch::TensorOptions().dtype(w.scalar_type()).device(w.device()));
+                           torch::TensorOptions().dtype(kv_cache_dtype(w.scalar_type(), linears)).device(w.device()));
 }
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& inputs_embeds, KVCache* cache,

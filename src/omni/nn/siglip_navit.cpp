@@ -151,10 +151,10 @@ torch::Tensor SiglipVisionEmbeddingsImpl::forward(const torch::Tensor& pixels, c
 SiglipAttentionImpl::SiglipAttentionImpl(const SiglipVisionConfig& c)
     : heads(c.num_attention_heads), head_dim(c.head_dim()) {
   const int64_t d = c.hidden_size;
-  k_proj = register_module("k_proj", torch::nn::Linear(d, d));
-  v_proj = register_module("v_proj", torch::nn::Linear(d, d));
-  q_proj = register_module("q_proj", torch::nn::Linear(d, d));
-  out_proj = register_module("out_proj", torch::nn::Linear(d, d));
+  k_proj = register_module("k_proj", tower_linear(d, d));
+  v_proj = register_module("v_proj", tower_linear(d, d));
+  q_proj = register_module("q_proj", tower_linear(d, d));
+  out_proj = register_module("out_proj", tower_linear(d, d));
 }
 
 torch::Tensor SiglipAttentionImpl::forward(const torch::Tensor& x, const std::vector<int64_t>& seqlens) {
@@ -168,8 +168,8 @@ torch::Tensor SiglipAttentionImpl::forward(const torch::Tensor& x, const std::ve
 
 SiglipMLPImpl::SiglipMLPImpl(const SiglipVisionConfig& c) : act(c.hidden_act) {
   check_hf_activation(act, "siglip mlp");
-  fc1 = register_module("fc1", torch::nn::Linear(c.hidden_size, c.intermediate_size));
-  fc2 = register_module("fc2", torch::nn::Linear(c.intermediate_size, c.hidden_size));
+  fc1 = register_module("fc1", tower_linear(c.hidden_size, c.intermediate_size));
+  fc2 = register_module("fc2", tower_linear(c.intermediate_size, c.hidden_size));
 }
 
 torch::Tensor SiglipMLPImpl::forward(const torch::Tensor& x) {

@@ -9,8 +9,8 @@ namespace omni::nn {
 
 ViTAttentionImpl::ViTAttentionImpl(int64_t dim, int64_t heads_, bool qkv_bias) : heads(heads_), head_dim(dim / heads_) {
   check(dim % heads_ == 0, "vit attention", "width must be divisible by heads");
-  qkv = register_module("qkv", torch::nn::Linear(torch::nn::LinearOptions(dim, 3 * dim).bias(qkv_bias)));
-  proj = register_module("proj", torch::nn::Linear(dim, dim));
+  qkv = register_module("qkv", tower_linear(dim, 3 * dim, qkv_bias));
+  proj = register_module("proj", tower_linear(dim, dim));
 }
 
 torch::Tensor ViTAttentionImpl::forward(const torch::Tensor& x) {
@@ -24,8 +24,8 @@ torch::Tensor ViTAttentionImpl::forward(const torch::Tensor& x) {
 }
 
 ViTMlpImpl::ViTMlpImpl(int64_t dim, int64_t hidden) {
-  fc1 = register_module("fc1", torch::nn::Linear(dim, hidden));
-  fc2 = register_module("fc2", torch::nn::Linear(hidden, dim));
+  fc1 = register_module("fc1", tower_linear(dim, hidden));
+  fc2 = register_module("fc2", tower_linear(hidden, dim));
 }
 
 torch::Tensor ViTMlpImpl::forward(const torch::Tensor& x) { return linear_rows(fc2, torch::gelu(linear_rows(fc1, x))); }
@@ -75,20 +75,20 @@ MlpProjectorImpl::MlpProjectorImpl(const std::string& type_, int64_t input_dim, 
     : type(type_) {
   if (type == "identity") return;
   if (type == "linear") {
-    linear = register_module("layers", torch::nn::Linear(input_dim, n_embed));
+    linear = register_module("layers", tower_linear(input_dim, n_embed));
     return;
   }
   check(type == "mlp_gelu", "projector_type", "unsupported projector \"" + type + "\" (identity, linear, mlp_gelu)");
   check(depth >= 1, "projector depth", "must be >= 1");
   auto layers = register_module("layers", std::make_shared<torch::nn::Module>());
-  mlp.push_back(layers->register_module("0", torch::nn::Linear(input_dim, n_embed)));
+  mlp.push_back(layers->register_module("0", tower_linear(input_dim, n_embed)));
   for (int64_t i = 1; i < depth; ++i)
-    mlp.push_back(layers->register_module(std::to_string(2 * i), torch::nn::Linear(n_embed, n_embed)));
+    mlp.push_back(layers->register_module(std::to_string(2 * i), tower_linear(n_embed, n_embed)));
 }
 
 torch::Tensor MlpProjectorImpl::forward(const torch::Tensor& x) {
   if (type == "identity") return x;
-  if (linear) return linear->forward(x);
+  if (linear) return linear_rows(linear, x);
   auto h = linear_rows(mlp[0], x);
   for (size_t i = 1; i < mlp.size(); ++i) h = linear_rows(mlp[i], torch::gelu(h));
   return h;

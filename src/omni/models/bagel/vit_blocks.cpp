@@ -9,8 +9,8 @@ namespace omni::bagel {
 
 MLPconnectorImpl::MLPconnectorImpl(int64_t in_dim, int64_t out_dim, const std::string& hidden_act) : act(hidden_act) {
   nn::check_hf_activation(act, "connector_act");
-  fc1 = register_module("fc1", torch::nn::Linear(in_dim, out_dim));
-  fc2 = register_module("fc2", torch::nn::Linear(out_dim, out_dim));
+  fc1 = register_module("fc1", nn::tower_linear(in_dim, out_dim));
+  fc2 = register_module("fc2", nn::tower_linear(out_dim, out_dim));
 }
 
 torch::Tensor MLPconnectorImpl::forward(const torch::Tensor& x) {

@@ -44,8 +44,8 @@ torch::Tensor CLIPVisionTowerImpl::forward(const torch::Tensor& pixels) {
 }
 
 VisionHeadImpl::VisionHeadImpl(const GenHeadConfig& c) {
-  output_mlp_projector = register_module("output_mlp_projector", torch::nn::Linear(c.n_embed, c.image_token_embed));
-  vision_head = register_module("vision_head", torch::nn::Linear(c.image_token_embed, c.image_token_size));
+  output_mlp_projector = register_module("output_mlp_projector", nn::tower_linear(c.n_embed, c.image_token_embed));
+  vision_head = register_module("vision_head", nn::tower_linear(c.image_token_embed, c.image_token_size));
 }
 
 torch::Tensor VisionHeadImpl::forward(const torch::Tensor& x) {
