@@ -49,6 +49,8 @@ class StageTimer {
 
 // Peak resident set size of this process in bytes (getrusage).
 uint64_t peak_rss_bytes();
+// Resident set size now, in bytes (/proc/self/statm; 0 where it cannot be read).
+uint64_t rss_bytes();
 std::string format_bytes(uint64_t bytes);  // "1.50 GiB"
 
 }  // namespace omni

@@ -16,6 +16,15 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride = 1, i
 
 torch::Tensor swish(const torch::Tensor& x) { return x * torch::sigmoid(x); }
 
+namespace {
+// No autograd graph is recorded through x: an op may overwrite a fresh tensor x.
+bool may_overwrite(const torch::Tensor& x) { return c10::InferenceMode::is_enabled() || !x.requires_grad(); }
+
+// swish of a fresh tensor (a norm's output): in place where no graph is recorded, the same values
+// without the product's new tensor.
+torch::Tensor swish_fresh(torch::Tensor x) { return may_overwrite(x) ? x.mul_(torch::sigmoid(x)) : swish(x); }
+}  // namespace
+
 torch::nn::GroupNorm vq_group_norm(int64_t channels) {
   return torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, channels).eps(1e-6).affine(true));
 }
@@ -34,10 +43,16 @@ VQResnetBlockImpl::VQResnetBlockImpl(int64_t in, int64_t out) : in_ch(in), out_c
   if (in != out) nin_shortcut = register_module("nin_shortcut", conv(in, out, 1));
 }
 
+// At the top level of a decoder these are the largest tensors of a run (Janus's VQ at 384^2: 75 MB
+// each, 128 channels): the swish and the residual sum overwrite fresh tensors where no graph is
+// recorded, so a block holds two fewer of them (x + h and h + x are the same sums).
 torch::Tensor VQResnetBlockImpl::forward(const torch::Tensor& x) {
-  auto h = conv1->forward(swish(norm1->forward(x)));
-  h = conv2->forward(swish(norm2->forward(h)));
-  return (nin_shortcut ? nin_shortcut->forward(x) : x) + h;
+  auto h = swish_fresh(norm1->forward(x));
+  h = conv1->forward(h);  // one statement each: a tensor is released as soon as the next exists
+  h = swish_fresh(norm2->forward(h));
+  h = conv2->forward(h);
+  const auto& skip = nin_shortcut ? nin_shortcut->forward(x) : x;
+  return may_overwrite(h) ? h.add_(skip) : skip + h;
 }
 
 VQAttnBlockImpl::VQAttnBlockImpl(int64_t ch) {
@@ -130,7 +145,7 @@ torch::Tensor VQEncoderImpl::forward(const torch::Tensor& x) {
     if (blk->downsample) h = blk->downsample->forward(h);
   }
   h = mid2->forward(mid1->forward(mid0->forward(h)));
-  return conv_out->forward(swish(norm_out->forward(h)));
+  return conv_out->forward(swish_fresh(norm_out->forward(h)));
 }
 
 VQDecoderImpl::VQDecoderImpl(const VQConfig& c) {
@@ -181,7 +196,7 @@ torch::Tensor VQDecoderImpl::forward(const torch::Tensor& z) {
     }
     if (blk->upsample) h = blk->upsample->forward(h);
   }
-  return conv_out->forward(swish(norm_out->forward(h)));
+  return conv_out->forward(swish_fresh(norm_out->forward(h)));
 }
 
 // ---------------------------------------------------------------------------------------------
