@@ -174,8 +174,7 @@ torch::nn::Linear tower_linear(int64_t in, int64_t out, bool bias) {
     ++g_narrow_towers;
     return linear_over_empty(in, out, bias, torch::kBFloat16);
   }
-  if (!uninitialised_build()) return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
-  return linear_over_empty(in, out, bias, torch::typeMetaToScalarType(torch::get_default_dtype()));
+  return default_linear(in, out, bias);
 }
 
 torch::Tensor int8_scale(const torch::nn::LinearImpl& l) {

@@ -28,10 +28,14 @@ torch::nn::Linear linear_over_empty(int64_t in, int64_t out, bool bias, torch::S
   return l;
 }
 
-torch::nn::Linear head_linear(int64_t in, int64_t out, bool bias) {
-  if (narrow_linear_build() != c10::ScalarType::Undefined) return linear_over_empty(in, out, bias, torch::kBFloat16);
+torch::nn::Linear default_linear(int64_t in, int64_t out, bool bias) {
   if (!g_uninitialised) return torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(bias));
   return linear_over_empty(in, out, bias, default_dtype());
+}
+
+torch::nn::Linear head_linear(int64_t in, int64_t out, bool bias) {
+  if (narrow_linear_build() != c10::ScalarType::Undefined) return linear_over_empty(in, out, bias, torch::kBFloat16);
+  return default_linear(in, out, bias);
 }
 
 torch::nn::Embedding embedding_table(int64_t n, int64_t dim) {

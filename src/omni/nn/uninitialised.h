@@ -23,6 +23,10 @@ class UninitialisedBuild {
 };
 bool uninitialised_build();  // inside a scope on this thread
 
+// torch::nn::Linear(in, out, bias) in the default dtype, initialised outside a scope, over
+// uninitialised storage inside one: what head_linear and nn::tower_linear build outside their
+// narrow cases.
+torch::nn::Linear default_linear(int64_t in, int64_t out, bool bias);
 // torch::nn::Linear(in, out, bias) in the default dtype: an output head (lm_head) or any linear
 // that is never int8. Inside an nn::NarrowLinearBuild: uninitialised bf16 (linear.h).
 torch::nn::Linear head_linear(int64_t in, int64_t out, bool bias);
