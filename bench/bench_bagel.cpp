@@ -641,7 +641,9 @@ int main(int argc, char** argv) {
     const double t_norm = best_of(5, [&] { auto y = mot->norm->forward(hr); });
     const double per_layer = std::max(1e-9, t_fwd - t_norm);
     const double S = decode_ctx + 2 + decode_steps / 2.0;
-    const double kv_bytes = 2.0 * S * cfg.llm.llm.num_key_value_heads * cfg.llm.llm.head_dim * g_es;
+    // at the cache's dtype: bf16 under bf16 decoder linears over fp32 compute (nn::kv_cache_dtype)
+    const double kv_es = static_cast<double>(ctx.keys(0).element_size());
+    const double kv_bytes = 2.0 * S * cfg.llm.llm.num_key_value_heads * cfg.llm.llm.head_dim * kv_es;
     const double head_bytes = lm->lm_head->weight.numel() * head_es + C * g_es;
     // Where the layer's time goes: each und Linear alone on 1 row (linear_rows, as the layer runs it).
     std::string lin_note;

@@ -11,6 +11,7 @@
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/hf_config.h"
 #include "omni/io/module_loader_torch.h"
+#include "omni/nn/linear.h"
 #include "omni/nn/qwen2_mot.h"
 #include "test_paths.h"
 
@@ -127,4 +128,62 @@ TEST_F(BagelMoT, ContextForkIsCopyOnWrite) {
   EXPECT_EQ(fork.length, 4);
   EXPECT_TRUE(torch::equal(fork.keys(0), k_before));
   EXPECT_TRUE(torch::equal(ctx.keys(0).narrow(2, 0, 4), k_before));
+}
+
+// --dtype bf16 on a CPU without bf16 GEMM kernels (bf16 decoder linears over fp32 compute) keeps
+// the context bf16 (nn::kv_cache_dtype), as Janus's cache: the prefill's keys and values are
+// stored rounded, a query that leaves the context unchanged (the flow steps) reads it widened, and
+// both stay within bf16 rounding of the fp32 model.
+TEST_F(BagelMoT, Bf16LinearsKeepABf16Context) {
+  c10::InferenceMode g;
+  Fix f("edit.safetensors");
+  auto cfg = nn::Qwen2MoTConfig::from_hf(io::HfConfig::from_file(bagel_dir() + "/llm_config.json"));
+  nn::MoTForCausalLM lm16(cfg);
+  auto ck = io::Checkpoint::open(bagel_dir() + "/ema.safetensors");
+  io::LoadOptions lo;
+  lo.prefix = "language_model.";
+  io::load_module(*lm16, ck, lo);
+  lm16->eval();
+  EXPECT_EQ(nn::narrow_linears_bf16(*lm16, "model.layers."), 14 * cfg.llm.num_hidden_layers);
+  auto& lm32 = tiny_llm();
+  auto ids = torch::tensor({501, 97, 98, 502}, torch::kLong);
+  auto x = f("vae_block_llm_input");
+  const int64_t T = x.size(0);
+  torch::Tensor h[2];
+  nn::KVContext ctxs[2];
+  for (int i = 0; i < 2; ++i) {
+    auto& m = i == 0 ? lm32->model : lm16->model;
+    ctxs[i] = m->make_context();
+    m->forward_inference(m->embed(ids), torch::arange(4, torch::kLong), ctxs[i], nn::TokenRoute::understanding(), true,
+                         true);
+    // the image block against the context, leaving it unchanged
+    h[i] = m->forward_inference(x, f("vae_block_position_ids") + 4, ctxs[i], nn::TokenRoute::gen_range(T, 1, T - 1),
+                                false, false);
+    EXPECT_EQ(ctxs[i].length, 4);
+  }
+  EXPECT_EQ(ctxs[0].keys(0).scalar_type(), torch::kFloat32);
+  EXPECT_EQ(ctxs[1].keys(0).scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(ctxs[1].values(cfg.llm.num_hidden_layers - 1).scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(h[1].scalar_type(), torch::kFloat32);
+  for (int64_t l = 0; l < cfg.llm.num_hidden_layers; ++l) {
+    const auto k32 = ctxs[0].keys(l), k16 = ctxs[1].keys(l).to(torch::kFloat32);
+    const double rel = ((k16 - k32).norm() / k32.norm()).item<double>();
+    EXPECT_LT(rel, 1e-2) << "layer " << l;
+    EXPECT_GT(rel, 0) << "layer " << l;  // the bf16 weights and cache did round
+  }
+  const double rel = ((h[1] - h[0]).norm() / h[0].norm()).item<double>();
+  EXPECT_LT(rel, 2e-2);
+  EXPECT_GT(rel, 0);
+}
+
+// cached_then_fresh: the cache's positions widened to the new rows' dtype, then the new rows.
+TEST(KVCache, CachedThenFreshWidensTheCachedPositions) {
+  auto fresh = torch::randn({1, 2, 3, 4});
+  auto cached = torch::randn({1, 2, 5, 4}).to(torch::kBFloat16);
+  auto both = nn::cached_then_fresh(cached, fresh);
+  EXPECT_EQ(both.scalar_type(), torch::kFloat32);
+  ASSERT_EQ(both.sizes(), torch::IntArrayRef({1, 2, 8, 4}));
+  EXPECT_TRUE(torch::equal(both.narrow(2, 0, 5), cached.to(torch::kFloat32)));
+  EXPECT_TRUE(torch::equal(both.narrow(2, 5, 3), fresh));
+  EXPECT_TRUE(torch::equal(nn::cached_then_fresh(fresh, fresh), torch::cat({fresh, fresh}, 2)));
 }

@@ -678,6 +678,36 @@ TEST(LinearRows, EqualsTheModuleForFp32AndBf16) {
     }
 }
 
+// The bf16-weight row kernel (linear_bf16.h) for one and two rows of fp32 or bf16 activations,
+// against the fp64 product of the same bf16 weights: K shorter than, equal to and longer than the
+// 16 weights an AVX2 step loads (the rest in the scalar tail), O = 9 (two 4-row tiles and one row).
+// Each row's sum does not depend on how many rows came with it: row 0 of a pair equals that row
+// alone where one tile serves both counts (every CPU but AVX512-BF16's one-row loop).
+TEST(LinearBf16Rows, OneOrTwoRowsEqualTheWidenedProduct) {
+  c10::InferenceMode guard;
+  torch::manual_seed(11);
+  const auto f64 = torch::kFloat64;
+  for (int64_t K : {8, 16, 40, 203, 2048}) {
+    const auto w = torch::randn({9, K}).to(torch::kBFloat16), b = torch::randn({9});
+    for (auto xt : {torch::kFloat32, torch::kBFloat16}) {
+      const auto x = torch::randn({2, K}).to(xt);
+      for (int64_t rows : {1, 2}) {
+        const auto xr = x.narrow(0, 0, rows);
+        const auto got = omni::nn::linear_bf16_rows(xr, w, b);
+        ASSERT_TRUE(got.defined()) << K;
+        ASSERT_EQ(got.scalar_type(), xt);
+        const auto want = torch::linear(xr.to(f64), w.to(f64), b.to(f64));
+        // fp32 sums of K products (bf16 activations: then one rounding to bf16)
+        const double tol = (xt == torch::kFloat32 ? 1e-6 : 4e-3) * want.abs().max().item<double>();
+        EXPECT_LT((got.to(f64) - want).abs().max().item<double>(), tol) << "K " << K << ", " << rows << " rows";
+      }
+      if (!__builtin_cpu_supports("avx512bf16") || xt == torch::kFloat32)
+        EXPECT_TRUE(omni::nn::linear_bf16_rows(x, w, b)[0].equal(omni::nn::linear_bf16_rows(x.narrow(0, 0, 1), w, b)[0]))
+            << "K " << K;
+    }
+  }
+}
+
 // --dtype int8: per-channel symmetric quantization, the int8 row loop against the dequantized
 // weight (K = 203 leaves a tail after the 16- and 8-wide steps), and quantize_linears_int8 on a
 // module tree: only the linears under the prefix change, and they still compute the layer.

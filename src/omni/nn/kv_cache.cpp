@@ -76,6 +76,17 @@ c10::ScalarType kv_cache_dtype(c10::ScalarType compute, c10::ScalarType linear_w
   return compute == c10::ScalarType::Float && linear_weights == c10::ScalarType::BFloat16 ? linear_weights : compute;
 }
 
+torch::Tensor cached_then_fresh(const torch::Tensor& cached, const torch::Tensor& fresh) {
+  if (cached.scalar_type() == fresh.scalar_type()) return torch::cat({cached, fresh}, 2);
+  auto sizes = fresh.sizes().vec();
+  const int64_t n = cached.size(2), t = fresh.size(2);
+  sizes[2] = n + t;
+  auto out = torch::empty(sizes, fresh.options());
+  out.narrow(2, 0, n).copy_(cached);
+  out.narrow(2, n, t).copy_(fresh);
+  return out;
+}
+
 uint64_t KVCache::bytes() const {
   if (!buf_) return 0;
   uint64_t n = 0;

@@ -56,5 +56,14 @@ class KVCache {
 // kernels, linear.h): half the cache's bytes (Janus-Pro-7B, a 384^2 image's CFG pair: 1.2 -> 0.6
 // GB) and the rounding a bf16 model's cache makes. attention() reads such a cache directly.
 c10::ScalarType kv_cache_dtype(c10::ScalarType compute, c10::ScalarType linear_weights);
+// The options a decoder's first reserve() makes its cache with: x's device, and kv_cache_dtype of
+// x's dtype and of `k_proj_weight`'s (a key projection of the decoder's layers).
+inline torch::TensorOptions kv_cache_options(const torch::Tensor& x, const torch::Tensor& k_proj_weight) {
+  return x.options().dtype(kv_cache_dtype(x.scalar_type(), k_proj_weight.scalar_type()));
+}
+// The cache's first positions `cached` [B, kvH, n, D] followed by new ones `fresh` [B, kvH, t, D]
+// in fresh's dtype (a query that leaves a bf16 cache unchanged reads it widened, its own rows
+// unrounded).
+torch::Tensor cached_then_fresh(const torch::Tensor& cached, const torch::Tensor& fresh);
 
 }  // namespace omni::nn

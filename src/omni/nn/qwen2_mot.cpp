@@ -119,8 +119,8 @@ torch::Tensor MoTAttentionImpl::forward(const torch::Tensor& x, const RopeCosSin
     K = cache->keys(layer, cache->length + T);
     V = cache->values(layer, cache->length + T);
   } else if (cache && cache->length > 0) {  // a query against the context that leaves it unchanged
-    K = torch::cat({cache->keys(layer), kb}, 2);
-    V = torch::cat({cache->values(layer), vb}, 2);
+    K = cached_then_fresh(cache->keys(layer), kb);
+    V = cached_then_fresh(cache->values(layer), vb);
   }
   AttentionOptions ao;
   ao.scale = scale;
@@ -203,7 +203,8 @@ torch::Tensor MoTModelImpl::forward_inference(const torch::Tensor& x, const torc
   check(ctx.layers() == cfg.llm.num_hidden_layers, "KVContext", "was made for another model");
   const TokenRoute route = route_in.on(x.device());
   auto rope = packed_rope(inv_freq, positions, x);
-  if (update) ctx.reserve(T, x.options());
+  if (update)
+    ctx.reserve(T, layer_ptrs.empty() ? x.options() : kv_cache_options(x, layer_ptrs[0]->self_attn->k_proj->weight));
   auto h = x;
   for (int64_t l = 0; l < static_cast<int64_t>(layer_ptrs.size()); ++l)
     h = layer_ptrs[l]->forward(h, rope, route, &ctx, l, update, causal, {});

@@ -44,6 +44,13 @@ void rows_generic(const P& p, int64_t o0, int64_t o1) {
 }
 
 #if defined(__GNUC__) && defined(__x86_64__)
+// The 8 lanes' sum, in a fixed order.
+__attribute__((target("avx2"), always_inline)) inline float sum8(__m256 a) {
+  alignas(32) float v[8];
+  _mm256_store_ps(v, a);
+  return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
 // OT weight rows x R input rows per pass over K: each x chunk is loaded once for OT weight rows
 // and the OT * R accumulators are independent FMA chains (AVX2 has 16 registers: <= 8 of them).
 template <int R, int OT, class P>
@@ -61,12 +68,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void tile_avx2(const P
     }
   }
   for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) {
-      alignas(32) float v[8];
-      _mm256_store_ps(v, acc[t][r]);
-      const float s = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
-      p.put(r, o + t, tail(p, r, o + t, k, s));
-    }
+    for (int r = 0; r < R; ++r) p.put(r, o + t, tail(p, r, o + t, k, sum8(acc[t][r])));
 }
 
 // AVX-512F: 16 elements per step and 32 registers, so more weight rows per pass (more

@@ -162,7 +162,8 @@ torch::Tensor Qwen3MoTModelImpl::forward(const torch::Tensor& x, const torch::Te
   const auto rp = rope(indexes, x);
   if (kv) {
     check(kv->layers() == cfg.num_hidden_layers, "KV cache", "was made for another model");
-    kv->reserve(T, x.options());  // a Peek writes its block past `length` and leaves length alone
+    // a Peek writes its block past `length` and leaves length alone
+    kv->reserve(T, layer_ptrs.empty() ? x.options() : nn::kv_cache_options(x, layer_ptrs[0]->self_attn->k_proj->weight));
   }
   auto h = x;
   if (kv || !layer_runner) {
