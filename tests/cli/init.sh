@@ -31,6 +31,16 @@ img="$tmp/data/images/train_00000.png"
 "$omni" --log warn infer --model_path "$tmp/a" --mode generate --prompt "a small red circle in the center" --steps 2 \
   --output "$tmp/g.png" > /dev/null || fail "generate"
 [ "$(png_size "$tmp/g.png")" = "64x64" ] || fail "generate: $(png_size "$tmp/g.png"), 64x64 expected"
+# --output by its extension: .jpg / .jpeg write a JPEG (read back as the next run's input image),
+# an extension it cannot write fails before any work and writes nothing
+"$omni" --log warn infer --model_path "$tmp/a" --mode generate --prompt "a small red circle in the center" --steps 2 \
+  --output "$tmp/g.JPG" > /dev/null || fail "generate .JPG"
+[ "$(od -An -tx1 -N3 "$tmp/g.JPG" | tr -d ' ')" = "ffd8ff" ] || fail "--output g.JPG is not a JPEG"
+"$omni" --log warn infer --model_path "$tmp/a" --mode understand --image "$tmp/g.JPG" --prompt "What shape is this?" \
+  --max_new_tokens 2 > /dev/null || fail "understand the generated JPEG"
+expect_error "--output $tmp/g.bmp: cannot write '.bmp' images (write .png, .jpg or .jpeg)" \
+  "$omni" infer --model_path "$tmp/a" --mode generate --prompt "a circle" --steps 2 --output "$tmp/g.bmp"
+[ ! -e "$tmp/g.bmp" ] || fail "--output g.bmp was written"
 "$omni" --log warn infer --model_path "$tmp/a" --mode edit --image "$img" --prompt "Make the circle blue." --steps 2 \
   --output "$tmp/e.png" > /dev/null || fail "edit"
 [ "$(png_size "$tmp/e.png")" = "64x64" ] || fail "edit: $(png_size "$tmp/e.png"), 64x64 expected"

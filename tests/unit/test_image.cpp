@@ -235,6 +235,54 @@ TEST(ImagePng, EncodeErrors) {
   }
 }
 
+// JPEG output: baseline RGB at quality 95 decodes to the same size and close to the input (a
+// smooth image: every channel within a few levels on average); the extension picks the format
+// (case-insensitive; none = PNG) and any other extension is refused, naming the ones written.
+TEST(ImageJpeg, EncodeDecodeAndTheFormatFromTheExtension) {
+  for (auto [w, h] : {std::pair{1, 1}, {7, 5}, {64, 48}, {3, 300}}) {
+    Image img(w, h);
+    for (int y = 0; y < h; ++y)
+      for (int x = 0; x < w; ++x) {
+        img.at(x, y, 0) = static_cast<uint8_t>(255 * x / std::max(1, w - 1));
+        img.at(x, y, 1) = static_cast<uint8_t>(255 * y / std::max(1, h - 1));
+        img.at(x, y, 2) = 128;
+      }
+    const auto jpg = encode_jpeg(img);
+    ASSERT_GT(jpg.size(), 3u);
+    EXPECT_EQ(jpg[0], 0xFF);
+    EXPECT_EQ(jpg[1], 0xD8);
+    const Image back = decode_image(jpg.data(), jpg.size(), "roundtrip.jpg");
+    ASSERT_EQ(back.width, w);
+    ASSERT_EQ(back.height, h);
+    double err = 0;
+    for (size_t i = 0; i < img.rgb.size(); ++i) err += std::abs(int(back.rgb[i]) - int(img.rgb[i]));
+    EXPECT_LT(err / img.rgb.size(), 3.0) << w << "x" << h;
+  }
+  EXPECT_THROW(encode_jpeg(Image()), Error);
+  EXPECT_THROW(encode_jpeg(Image(2, 2), 0), Error);
+  EXPECT_EQ(output_image_format("a/b.png", "--output"), ImageFormat::png);
+  EXPECT_EQ(output_image_format("a/b", "--output"), ImageFormat::png);
+  EXPECT_EQ(output_image_format("a/b.JPG", "--output"), ImageFormat::jpeg);
+  EXPECT_EQ(output_image_format("a/b.jpeg", "--output"), ImageFormat::jpeg);
+  try {
+    output_image_format("a/b.webp", "--output a/b.webp");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "--output a/b.webp: cannot write '.webp' images (write .png, .jpg or .jpeg)");
+  }
+  const Image img = read_image(fx("in_photo_640x427.png"));
+  const std::string base = std::string(OMNI_BINARY_DIR) + "/test_image_write";
+  write_image(base + ".jpg", img);
+  write_image(base + ".png", img);
+  EXPECT_EQ(std::ifstream(base + ".jpg", std::ios::binary).get(), 0xFF);
+  EXPECT_EQ(compare(read_image(base + ".png"), img), "");  // PNG stays lossless
+  const Image back = read_image(base + ".jpg");
+  EXPECT_EQ(back.width, 640);
+  EXPECT_EQ(back.height, 427);
+  EXPECT_THROW(write_image(base + ".bmp", img), Error);
+  for (const char* ext : {".jpg", ".png"}) std::remove((base + ext).c_str());
+}
+
 // An output file goes through a temporary renamed into place: a write that fails (here the file
 // size limit, as a full disk) leaves the old file as it was and no temporary; a device is never
 // replaced; a path that names one of the run's inputs is refused before any work.

@@ -92,7 +92,7 @@ class CliSink final : public models::OutputSink {
   }
   std::string image(const io::Image& img) override {
     const std::string path = generate::numbered_output(output_, count_++);
-    io::write_png(path, img);
+    io::write_image(path, img);  // PNG, or JPEG for .jpg / .jpeg
     std::printf("%s\n", path.c_str());
     std::fflush(stdout);
     return path;
@@ -137,7 +137,7 @@ void add_infer_command(CLI::App& app, Runner& run) {
   cmd->add_option("--mode", a->mode, "understand | generate | edit | interleave")->default_str("understand");
   cmd->add_option("--prompt", a->prompt, "question, instruction or image description; <image> marks image places");
   cmd->add_option("--image", a->images, "input image (repeat for several)");
-  cmd->add_option("--output", a->output, "output image path (numbered out_1.png, ... when several)");
+  cmd->add_option("--output", a->output, "output image path, .png or .jpg (numbered out_1.png, ... when several)");
   cmd->add_option("--trace", a->trace, "write named intermediates to this .safetensors file");
   optional_flag(cmd, "--seed", a->seed, "seed of the request's random generator");
   cmd->add_option("--device", a->device, "cpu | cuda | cuda:N")->default_str("cpu");
@@ -217,13 +217,14 @@ void add_infer_command(CLI::App& app, Runner& run) {
         throw Error("--timestep_shift", "must be in [1e-6, 1e6]");
       std::string output = a->output;
       if (output.empty() && a->mode != "understand")
-        throw Error("--output", "required for --mode " + a->mode + " (the PNG to write)");
+        throw Error("--output", "required for --mode " + a->mode + " (the image to write: .png or .jpg)");
       if (output.empty()) output = family.name + ".png";  // images drawn while understanding
       if (family.check) family.check(a->mode, req);
       // Neither output may replace an input (the weights, an image) or a device like /dev/full.
       std::vector<std::string> inputs = a->images;
       inputs.push_back(a->model_path);
       io::check_output_path("--output", output, inputs);
+      io::output_image_format(output, "--output " + output);  // a format it cannot write: before any work
       if (!a->trace.empty()) {
         inputs.push_back(output);
         io::check_output_path("--trace", a->trace, inputs);

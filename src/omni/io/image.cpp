@@ -8,11 +8,13 @@
 #include "omni/io/image.h"
 #include "omni/io/output_file.h"
 
+#include <cctype>
 #include <cerrno>
 #include <csetjmp>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 
@@ -609,6 +611,83 @@ std::vector<uint8_t> encode_png(const Image& img) {
   if (!png_write_all(w.png, w.info, img.width, img.height, rows.data()))
     throw Error("PNG encoder", st.message);
   return out;
+}
+
+namespace {
+struct JpegWrite {
+  jpeg_compress_struct cinfo;
+  JpegError err;
+  bool created = false;
+  unsigned char* mem = nullptr;
+  unsigned long size = 0;
+  ~JpegWrite() {
+    if (created) jpeg_destroy_compress(&cinfo);
+    std::free(mem);
+  }
+};
+
+// setjmp in a function without objects to destroy (libjpeg's error_exit longjmps back here).
+bool jpeg_write_all(JpegWrite* w, const Image& img, int quality) {
+  if (setjmp(w->err.jump)) return false;
+  jpeg_create_compress(&w->cinfo);
+  w->created = true;
+  jpeg_mem_dest(&w->cinfo, &w->mem, &w->size);
+  w->cinfo.image_width = static_cast<JDIMENSION>(img.width);
+  w->cinfo.image_height = static_cast<JDIMENSION>(img.height);
+  w->cinfo.input_components = 3;
+  w->cinfo.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&w->cinfo);
+  jpeg_set_quality(&w->cinfo, quality, TRUE);
+  // 4:4:4, no chroma subsampling: generated images are small and their colour edges sharp
+  for (int c = 0; c < w->cinfo.num_components; ++c) w->cinfo.comp_info[c].h_samp_factor = w->cinfo.comp_info[c].v_samp_factor = 1;
+  jpeg_start_compress(&w->cinfo, TRUE);
+  while (w->cinfo.next_scanline < w->cinfo.image_height) {
+    JSAMPROW row = const_cast<uint8_t*>(img.row(static_cast<int>(w->cinfo.next_scanline)));
+    jpeg_write_scanlines(&w->cinfo, &row, 1);
+  }
+  jpeg_finish_compress(&w->cinfo);
+  return true;
+}
+
+std::string lower_extension(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
+  for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext;
+}
+}  // namespace
+
+std::vector<uint8_t> encode_jpeg(const Image& img, int quality) {
+  check(img.width > 0 && img.height > 0, "JPEG encoder",
+        "image size " + std::to_string(img.width) + "x" + std::to_string(img.height) + " is empty");
+  check(img.rgb.size() == static_cast<size_t>(img.width) * img.height * 3, "JPEG encoder",
+        "image buffer size does not match its dimensions");
+  check(img.width <= JPEG_MAX_DIMENSION && img.height <= JPEG_MAX_DIMENSION, "JPEG encoder",
+        "image size " + std::to_string(img.width) + "x" + std::to_string(img.height) + " is over JPEG's " +
+            std::to_string(JPEG_MAX_DIMENSION) + " pixels a side");
+  check(quality >= 1 && quality <= 100, "JPEG encoder", "quality must be in 1..100");
+  JpegWrite w;
+  w.cinfo.err = jpeg_std_error(&w.err.pub);
+  w.err.pub.error_exit = jpeg_on_error;
+  if (!jpeg_write_all(&w, img, quality)) throw Error("JPEG encoder", w.err.message);
+  return std::vector<uint8_t>(w.mem, w.mem + w.size);
+}
+
+ImageFormat output_image_format(const std::string& path, const std::string& what) {
+  const std::string ext = lower_extension(path);
+  if (ext.empty() || ext == ".png") return ImageFormat::png;
+  if (ext == ".jpg" || ext == ".jpeg") return ImageFormat::jpeg;
+  throw Error(what, "cannot write '" + ext + "' images (write .png, .jpg or .jpeg)");
+}
+
+void write_image(const std::string& path, const Image& img) {
+  if (output_image_format(path, path) == ImageFormat::png) return write_png(path, img);
+  std::vector<uint8_t> bytes;
+  try {
+    bytes = encode_jpeg(img);
+  } catch (const Error& e) {
+    throw e.with_context(path);
+  }
+  write_file_atomically(path, bytes.data(), bytes.size());
 }
 
 void write_png(const std::string& path, const Image& img) {

@@ -82,6 +82,17 @@ Image composite_alpha(const Image& rgb, const uint8_t* alpha, uint8_t r = 255, u
 std::vector<uint8_t> encode_png(const Image& img);
 void write_png(const std::string& path, const Image& img);
 
+// Baseline 8-bit RGB JPEG (libjpeg, 4:4:4: no chroma subsampling, `quality` 1..100). `path` / "JPEG encoder" appear in
+// error messages.
+std::vector<uint8_t> encode_jpeg(const Image& img, int quality = 95);
+
+// The file format an output path asks for by its extension, case-insensitive: .jpg / .jpeg →
+// JPEG, .png or none → PNG. Any other extension throws Error(what, ...) naming the ones written.
+enum class ImageFormat { png, jpeg };
+ImageFormat output_image_format(const std::string& path, const std::string& what);
+// write_png, or the JPEG of output_image_format(path) at quality 95 (written atomically).
+void write_image(const std::string& path, const Image& img);
+
 // Whether this build can decode WebP (libwebp was found at configure time).
 bool have_webp();
 
