@@ -143,6 +143,13 @@ TEST(TrainConfig, KeysTypesOverridesAndTheResolvedFileRoundTrip) {
   write(d / "section.yaml", "optimizer: {lr: 1}\n");
   EXPECT_NE(error_of([&] { train::load_config(d / "section.yaml"); }).find("unknown section 'optimizer'"), std::string::npos);
   EXPECT_NE(error_of([&] { train::load_config(d / "missing.yaml"); }).find("cannot read the config file"), std::string::npos);
+  // a key or a section written twice is an error naming it and the second line, not a silent last-wins
+  write(d / "twice.yaml", "model: {model_path: m}\ndata: {train_path: a.jsonl}\ntrain:\n  output_dir: o\n  lr: 1e-4\n  lr: 1e-3\n");
+  const auto twice = error_of([&] { train::load_config(d / "twice.yaml"); });
+  EXPECT_NE(twice.find("twice.yaml: train.lr: set twice (again on line 6)"), std::string::npos) << twice;
+  write(d / "twice_sec.yaml", "model: {model_path: m}\ndata: {train_path: a.jsonl}\nmodel: {model_path: n}\n");
+  const auto sec = error_of([&] { train::load_config(d / "twice_sec.yaml"); });
+  EXPECT_NE(sec.find("twice_sec.yaml: model: section written twice (again on line 3)"), std::string::npos) << sec;
 }
 
 // ---- data --------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <set>
 #include <cerrno>
 #include <cstdio>
 
@@ -316,15 +317,22 @@ Config load_config(const std::string& path, const std::vector<std::pair<std::str
   c.source = path;
   if (!root.IsNull() && !root.IsMap()) throw Error(path, "expected a mapping with the sections model, data and train");
   if (root.IsMap()) {
+    // yaml-cpp keeps both entries of a key written twice; the second would silently win
+    auto line_of = [](const YAML::Node& n) { return std::to_string(n.Mark().line + 1); };
+    std::set<std::string> sections_seen, keys_seen;
     for (const auto& sec : root) {
       const std::string sname = sec.first.Scalar();
       if (!is_section(sname)) throw Error(path, "unknown section '" + sname + "' (sections: model, data, train)");
+      if (!sections_seen.insert(sname).second)
+        throw Error(path + ": " + sname, "section written twice (again on line " + line_of(sec.first) + ")");
       if (sec.second.IsNull()) continue;
       if (!sec.second.IsMap()) throw Error(path + ": " + sname, "expected a mapping of keys");
       for (const auto& kv : sec.second) {
         const std::string kname = kv.first.Scalar();
         const Key* key = find_key(sname, kname);
         if (!key) throw Error(path + ": " + sname + "." + kname, "unknown key (valid " + sname + " keys: " + valid_keys(sname) + ")");
+        if (!keys_seen.insert(key->dotted()).second)
+          throw Error(path + ": " + key->dotted(), "set twice (again on line " + line_of(kv.first) + ")");
         key->read(c, kv.second, path + ": " + key->dotted());
         c.explicitly_set.insert(key->dotted());
       }
