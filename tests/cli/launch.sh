@@ -130,6 +130,11 @@ for addr in 127.0.0.1 no-such-host.invalid; do
 done
 
 # 4. Bad launch input.
+# a bad config every rank reads: one line from the launch (the ranks' own error lines are held back)
+expect_error "launch: rank [01] exited with code 1: $tmp/none.yaml: cannot read the config file" \
+  "$omni" launch --nproc_per_node 2 -- omni train "$tmp/none.yaml"
+expect_error "launch: rank [01] exited with code 1: --train.lr: expected a number, got 'fast'" \
+  "$omni" launch --nproc_per_node 2 -- omni train examples/train/janus_tiny.yaml --train.lr fast
 expect_error "nproc_per_node" "$omni" launch --nproc_per_node 0 -- omni train x.yaml
 expect_error "node_rank" "$omni" launch --nproc_per_node 1 --nnodes 1 --node_rank 1 -- omni train x.yaml
 expect_error "WORLD_SIZE" env WORLD_SIZE=two "$omni" train examples/train/janus_tiny.yaml --train.output_dir "$tmp/bad"

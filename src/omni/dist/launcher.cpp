@@ -13,6 +13,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
 
 #include "omni/core/error.h"
 
@@ -28,7 +31,23 @@ struct Child {
   bool alive = true;
   int status = 0;
   std::string partial, last_line;
+  std::vector<std::string> errors;  // its "error: " lines, held back (report())
+  bool stopped = false;             // exited after the launcher began stopping the ranks
 };
+
+bool is_error_line(const std::string& line) { return line.rfind("error: ", 0) == 0; }
+
+// One whole line of a rank's stderr: relayed, but an "error: " line is held back, so that a bad
+// config every rank reads is one line (report()), not one per rank plus the launcher's.
+void relay_line(Child& c, const std::string& line) {
+  if (is_error_line(line)) {
+    c.errors.push_back(line);
+  } else {
+    const std::string out = line + "\n";
+    (void)!write(STDERR_FILENO, out.data(), out.size());
+  }
+  if (!line.empty() && line.find_first_not_of(" \r\t") != std::string::npos) c.last_line = line;
+}
 
 void relay(Child& c) {
   char buf[4096];
@@ -37,17 +56,17 @@ void relay(Child& c) {
     if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
       close(c.err_fd);
       c.err_fd = -1;
-      if (!c.partial.empty()) c.last_line = c.partial;
+      if (!c.partial.empty()) relay_line(c, c.partial);
+      c.partial.clear();
     }
     return;
   }
-  (void)!write(STDERR_FILENO, buf, static_cast<size_t>(n));
   c.partial.append(buf, static_cast<size_t>(n));
   size_t nl;
   while ((nl = c.partial.find('\n')) != std::string::npos) {
-    std::string line = c.partial.substr(0, nl);
+    const std::string line = c.partial.substr(0, nl);
     c.partial.erase(0, nl + 1);
-    if (!line.empty() && line.find_first_not_of(" \r\t") != std::string::npos) c.last_line = line;
+    relay_line(c, line);
   }
 }
 
@@ -154,6 +173,7 @@ int launch(const LaunchOptions& o) {
         k.alive = false;
         k.status = status;
         const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        k.stopped = stopping;
         if (!ok && failed < 0 && !stopping) {
           failed = static_cast<int>(j);
           stopping = true;
@@ -185,11 +205,26 @@ int launch(const LaunchOptions& o) {
   for (auto& k : kids)
     if (k.err_fd >= 0) close(k.err_fd);
   if (failed >= 0) {
+    // The first rank to fail names the launch's one error line, with its own error (or its last
+    // line); another rank's different error from before the stop is relayed above it, the same
+    // error and what the stopped ranks said on the way down are not.
     const auto& k = kids[static_cast<size_t>(failed)];
-    std::fprintf(stderr, "error: launch: rank %d %s%s%s\n", k.rank, describe(k.status).c_str(),
-                 k.last_line.empty() ? "" : ": ", k.last_line.c_str());
+    const std::string cause = k.errors.empty() ? k.last_line : k.errors.back().substr(7);
+    std::set<std::string> said;
+    for (size_t e = 0; e + 1 < k.errors.size(); ++e)
+      if (said.insert(k.errors[e]).second) std::fprintf(stderr, "%s\n", k.errors[e].c_str());
+    if (!k.errors.empty()) said.insert(k.errors.back());
+    for (const auto& other : kids)
+      if (&other != &k && !other.stopped)
+        for (const auto& e : other.errors)
+          if (said.insert(e).second) std::fprintf(stderr, "%s\n", e.c_str());
+    std::fprintf(stderr, "error: launch: rank %d %s%s%s\n", k.rank, describe(k.status).c_str(), cause.empty() ? "" : ": ",
+                 cause.c_str());
     return 1;
   }
+  for (const auto& k : kids)  // held but the launch did not fail (a rank said "error:" and exited 0)
+    if (!g_stop_signal)
+      for (const auto& e : k.errors) std::fprintf(stderr, "%s\n", e.c_str());
   if (g_stop_signal) {
     std::fprintf(stderr, "error: launch: interrupted (signal %d); stopped all ranks\n", static_cast<int>(g_stop_signal));
     return 128 + static_cast<int>(g_stop_signal);
