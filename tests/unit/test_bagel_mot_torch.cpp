@@ -21,17 +21,20 @@ using namespace omni::testing;
 namespace {
 using Fix = BagelFixture;
 
+// The tiny BAGEL's language model, loaded from the fixture (a fresh copy per call).
+nn::MoTForCausalLM load_tiny_llm() {
+  auto cfg = nn::Qwen2MoTConfig::from_hf(io::HfConfig::from_file(bagel_dir() + "/llm_config.json"));
+  nn::MoTForCausalLM lm(cfg);
+  auto ck = io::Checkpoint::open(bagel_dir() + "/ema.safetensors");
+  io::LoadOptions lo;
+  lo.prefix = "language_model.";
+  io::load_module(*lm, ck, lo);
+  lm->eval();
+  return lm;
+}
+
 nn::MoTForCausalLM& tiny_llm() {
-  static nn::MoTForCausalLM m = [] {
-    auto cfg = nn::Qwen2MoTConfig::from_hf(io::HfConfig::from_file(bagel_dir() + "/llm_config.json"));
-    nn::MoTForCausalLM lm(cfg);
-    auto ck = io::Checkpoint::open(bagel_dir() + "/ema.safetensors");
-    io::LoadOptions lo;
-    lo.prefix = "language_model.";
-    io::load_module(*lm, ck, lo);
-    lm->eval();
-    return lm;
-  }();
+  static nn::MoTForCausalLM m = load_tiny_llm();
   return m;
 }
 
@@ -137,13 +140,8 @@ TEST_F(BagelMoT, ContextForkIsCopyOnWrite) {
 TEST_F(BagelMoT, Bf16LinearsKeepABf16Context) {
   c10::InferenceMode g;
   Fix f("edit.safetensors");
-  auto cfg = nn::Qwen2MoTConfig::from_hf(io::HfConfig::from_file(bagel_dir() + "/llm_config.json"));
-  nn::MoTForCausalLM lm16(cfg);
-  auto ck = io::Checkpoint::open(bagel_dir() + "/ema.safetensors");
-  io::LoadOptions lo;
-  lo.prefix = "language_model.";
-  io::load_module(*lm16, ck, lo);
-  lm16->eval();
+  auto lm16 = load_tiny_llm();
+  const auto& cfg = lm16->cfg;
   EXPECT_EQ(nn::narrow_linears_bf16(*lm16, "model.layers."), 14 * cfg.llm.num_hidden_layers);
   auto& lm32 = tiny_llm();
   auto ids = torch::tensor({501, 97, 98, 502}, torch::kLong);

@@ -31,14 +31,14 @@ struct Child {
   bool alive = true;
   int status = 0;
   std::string partial, last_line;
-  std::vector<std::string> errors;  // its "error: " lines, held back (report())
+  std::vector<std::string> errors;  // its "error: " lines, held back for the launch's last line
   bool stopped = false;             // exited after the launcher began stopping the ranks
 };
 
 bool is_error_line(const std::string& line) { return line.rfind("error: ", 0) == 0; }
 
 // One whole line of a rank's stderr: relayed, but an "error: " line is held back, so that a bad
-// config every rank reads is one line (report()), not one per rank plus the launcher's.
+// config every rank reads is the launch's one error line, not one per rank plus the launcher's.
 void relay_line(Child& c, const std::string& line) {
   if (is_error_line(line)) {
     c.errors.push_back(line);

@@ -82,8 +82,8 @@ Image composite_alpha(const Image& rgb, const uint8_t* alpha, uint8_t r = 255, u
 std::vector<uint8_t> encode_png(const Image& img);
 void write_png(const std::string& path, const Image& img);
 
-// Baseline 8-bit RGB JPEG (libjpeg, 4:4:4: no chroma subsampling, `quality` 1..100). `path` / "JPEG encoder" appear in
-// error messages.
+// Baseline 8-bit RGB JPEG (libjpeg; 4:4:4, no chroma subsampling; `quality` 1..100). Errors
+// name "JPEG encoder" (write_image adds the path).
 std::vector<uint8_t> encode_jpeg(const Image& img, int quality = 95);
 
 // The file format an output path asks for by its extension, case-insensitive: .jpg / .jpeg →

@@ -130,8 +130,8 @@ OMNI_NN_SIMD_WARNINGS_OFF
 // a shift and a mask make both fp32, so x is read in that order (pair_order: each 16-block's even
 // elements, then its odd ones). Half the loads and widening instructions of row_kernel's
 // tile_avx2 (8 weights a load, a zero-extend and a shift each): streaming a t2i step's 24
-// Janus-1B layers (bf16, 2 fp32 rows, 2 threads) at 21-24 GB/s against 14-19 for that tile in
-// six interleaved rounds on the 2-core AVX2 EPYC; one row 22-25 against 17-19.
+// Janus-1B layers (bf16, 2 fp32 rows, 2 threads) at 21-24 GB/s against 14-20 for that tile in
+// interleaved rounds on the 2-core AVX2 EPYC (fp32 weights: 30-32); one row 22-25 against 17-19.
 template <int R, int OT, class A>
 __attribute__((target("avx2,fma"), always_inline)) inline void pair_tile_avx2(const Bf16Rows<A>& a, int64_t o) {
   __m256 acc[OT][R];

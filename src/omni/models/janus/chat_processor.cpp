@@ -31,7 +31,7 @@ std::array<double, N> read_array(const io::HfConfig& c, const std::string& key, 
   if (!c.has(key)) return fallback;
   auto v = c.get<std::vector<double>>(key);
   if (v.size() != N) throw Error(c.where(key), "expected " + std::to_string(N) + " values");
-  std::array<double, N> out;
+  std::array<double, N> out{};  // filled below; {} quiets GCC 12's maybe-uninitialized
   std::copy(v.begin(), v.end(), out.begin());
   return out;
 }
