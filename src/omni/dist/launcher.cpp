@@ -35,7 +35,9 @@ struct Child {
   bool stopped = false;             // exited after the launcher began stopping the ranks
 };
 
-bool is_error_line(const std::string& line) { return line.rfind("error: ", 0) == 0; }
+constexpr char kErrorPrefix[] = "error: ";  // how every omni error line starts (main.cpp)
+constexpr size_t kErrorPrefixLen = sizeof kErrorPrefix - 1;
+bool is_error_line(const std::string& line) { return line.compare(0, kErrorPrefixLen, kErrorPrefix) == 0; }
 
 // One whole line of a rank's stderr: relayed, but an "error: " line is held back, so that a bad
 // config every rank reads is the launch's one error line, not one per rank plus the launcher's.
@@ -209,7 +211,7 @@ int launch(const LaunchOptions& o) {
     // line); another rank's different error from before the stop is relayed above it, the same
     // error and what the stopped ranks said on the way down are not.
     const auto& k = kids[static_cast<size_t>(failed)];
-    const std::string cause = k.errors.empty() ? k.last_line : k.errors.back().substr(7);
+    const std::string cause = k.errors.empty() ? k.last_line : k.errors.back().substr(kErrorPrefixLen);
     std::set<std::string> said;
     for (size_t e = 0; e + 1 < k.errors.size(); ++e)
       if (said.insert(k.errors[e]).second) std::fprintf(stderr, "%s\n", k.errors[e].c_str());
@@ -222,8 +224,8 @@ int launch(const LaunchOptions& o) {
                  cause.c_str());
     return 1;
   }
-  for (const auto& k : kids)  // held but the launch did not fail (a rank said "error:" and exited 0)
-    if (!g_stop_signal)
+  if (!g_stop_signal)  // held, but the launch did not fail (a rank said "error:" and exited 0)
+    for (const auto& k : kids)
       for (const auto& e : k.errors) std::fprintf(stderr, "%s\n", e.c_str());
   if (g_stop_signal) {
     std::fprintf(stderr, "error: launch: interrupted (signal %d); stopped all ranks\n", static_cast<int>(g_stop_signal));

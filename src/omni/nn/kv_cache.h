@@ -56,8 +56,8 @@ class KVCache {
 // kernels, linear.h): half the cache's bytes (Janus-Pro-7B, a 384^2 image's CFG pair: 1.2 -> 0.6
 // GB) and the rounding a bf16 model's cache makes. attention() reads such a cache directly.
 c10::ScalarType kv_cache_dtype(c10::ScalarType compute, c10::ScalarType linear_weights);
-// The options a decoder's first reserve() makes its cache with: x's device, and kv_cache_dtype of
-// x's dtype and of `k_proj_weight`'s (a key projection of the decoder's layers).
+// The options a decoder's cache is made with: x's device (x: its input, or a tensor in the compute
+// dtype), and kv_cache_dtype of x's dtype and of `k_proj_weight`'s (a key projection of its layers).
 inline torch::TensorOptions kv_cache_options(const torch::Tensor& x, const torch::Tensor& k_proj_weight) {
   return x.options().dtype(kv_cache_dtype(x.scalar_type(), k_proj_weight.scalar_type()));
 }

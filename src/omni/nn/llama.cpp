@@ -154,10 +154,9 @@ LlamaModelImpl::LlamaModelImpl(const LlamaConfig& c) : cfg(c) {
 }
 
 KVCache LlamaModelImpl::make_cache(int64_t batch, int64_t capacity) const {
-  auto w = norm->weight;  // the compute dtype (the embedding table may be narrower)
-  const auto linears = layer_ptrs.empty() ? w.scalar_type() : layer_ptrs[0]->self_attn->k_proj->weight.scalar_type();
+  const auto& w = norm->weight;  // the compute dtype and device (the embedding table may be narrower)
   return KVCache::allocate(cfg.num_hidden_layers, batch, cfg.num_key_value_heads, capacity, cfg.head_dim,
-                           torch::TensorOptions().dtype(kv_cache_dtype(w.scalar_type(), linears)).device(w.device()));
+                           layer_ptrs.empty() ? w.options() : kv_cache_options(w, layer_ptrs[0]->self_attn->k_proj->weight));
 }
 
 torch::Tensor LlamaModelImpl::forward(const torch::Tensor& inputs_embeds, KVCache* cache,
