@@ -678,6 +678,42 @@ TEST(LinearRows, EqualsTheModuleForFp32AndBf16) {
     }
 }
 
+// fp32 inference GEMMs of 5..511 rows and a weight of 2^18+ elements run as one-thread GEMMs on
+// blocks of output rows (linear_widened with nothing to widen): the module's product up to fp32
+// summation order, the same on one thread as on two (OpenBLAS's own GEMM is not: at 512 rows its
+// sums differ between one and two threads); 512 rows, a small weight or autograd take the
+// module's own linear.
+TEST(LinearRows, Fp32FewHundredRowsRunInBlocksOfOutputRows) {
+  torch::manual_seed(12);
+  torch::nn::Linear l(torch::nn::LinearOptions(512, 520).bias(true)), small(torch::nn::LinearOptions(96, 40));
+  const int threads = at::get_num_threads();
+  {
+    c10::InferenceMode guard;
+    for (int64_t rows : {5, 77, 511, 512}) {
+      const auto x = torch::randn({1, rows, 512});
+      at::set_num_threads(2);
+      const auto got = omni::nn::linear_rows(l, x);
+      at::set_num_threads(1);
+      const auto one = omni::nn::linear_rows(l, x), want = l->forward(x);
+      at::set_num_threads(threads);
+      ASSERT_EQ(got.sizes(), want.sizes());
+      EXPECT_LT((got - want).abs().max().item<double>(), 1e-5 * want.abs().max().item<double>()) << rows;
+      if (rows < 512) {
+        EXPECT_TRUE(one.equal(got)) << rows;
+        EXPECT_TRUE(omni::nn::linear_widened(x, l->weight, {}, l->bias).equal(got)) << rows;
+      } else {
+        EXPECT_TRUE(want.equal(one));  // the module's linear (whose sums OpenBLAS splits by thread count)
+      }
+      EXPECT_TRUE(omni::nn::linear_rows(small, x.narrow(2, 0, 96)).equal(small->forward(x.narrow(2, 0, 96))));
+    }
+  }
+  const auto xg = torch::randn({77, 512}).requires_grad_(true);
+  const auto yg = omni::nn::linear_rows(l, xg);
+  yg.sum().backward();
+  EXPECT_TRUE(xg.grad().defined());
+  EXPECT_TRUE(yg.equal(l->forward(xg)));
+}
+
 // The bf16-weight row kernel (linear_bf16.h) for one and two rows of fp32 or bf16 activations,
 // against the fp64 product of the same bf16 weights: K shorter than, equal to and longer than the
 // 16 weights an AVX2 step loads (the rest in the scalar tail), O = 9 (two 4-row tiles and one row).
@@ -706,6 +742,30 @@ TEST(LinearBf16Rows, OneOrTwoRowsEqualTheWidenedProduct) {
             << "K " << K;
     }
   }
+}
+
+// 3..8 fp32 rows of a bf16 weight run as passes of two rows (Janus's CFG pairs of --parallel_size
+// 2..4): every row's output is bit for bit what that row gives alone, the outputs keep x's
+// leading shape, and 9 rows are not taken. Shared weights (q, k, v) get the same rows each.
+TEST(LinearBf16Rows, ThreeToEightRowsArePassesOfRowPairs) {
+  c10::InferenceMode guard;
+  torch::manual_seed(13);
+  const auto w = torch::randn({37, 203}).to(torch::kBFloat16), w2 = torch::randn({5, 203}).to(torch::kBFloat16);
+  const auto b = torch::randn({37});
+  for (int64_t rows = 3; rows <= omni::nn::kBf16PairedRowsMax; ++rows) {
+    const auto x = torch::randn({rows, 1, 203});
+    const auto ys = omni::nn::linear_bf16_rows_shared(x, {w, w2}, {b, {}});
+    ASSERT_EQ(ys.size(), 2u);
+    ASSERT_EQ(ys[0].sizes(), (std::vector<int64_t>{rows, 1, 37}));
+    ASSERT_EQ(ys[1].sizes(), (std::vector<int64_t>{rows, 1, 5}));
+    for (int64_t r = 0; r < rows; ++r) {
+      EXPECT_TRUE(ys[0][r].equal(omni::nn::linear_bf16_rows(x[r], w, b))) << rows << " rows, row " << r;
+      EXPECT_TRUE(ys[1][r].equal(omni::nn::linear_bf16_rows(x[r], w2, {}))) << rows << " rows, row " << r;
+    }
+    const auto want = torch::linear(x.to(torch::kFloat64), w.to(torch::kFloat64), b.to(torch::kFloat64));
+    EXPECT_LT((ys[0].to(torch::kFloat64) - want).abs().max().item<double>(), 1e-5 * want.abs().max().item<double>());
+  }
+  EXPECT_FALSE(omni::nn::linear_bf16_rows(torch::randn({omni::nn::kBf16PairedRowsMax + 1, 203}), w, b).defined());
 }
 
 // --dtype int8: per-channel symmetric quantization, the int8 row loop against the dequantized
@@ -986,10 +1046,11 @@ TEST(LinearNarrow, Bf16DecoderLinearsOverFp32Compute) {
 }
 
 // Weights stored narrower than the fp32 activations: int8 (with scales) and bf16 (the heads and
-// tables of --dtype int8). linear_widened widens one block of output rows at a time (K = 2048:
-// blocks of 2048 rows, so O = 4100 takes two whole blocks and a partial one) and must equal the
-// GEMM over the whole widened weight; linear_rows sends 1..2 rows of a bf16 weight to the bf16
-// kernel with fp32 activations and the rest to linear_widened.
+// tables of --dtype int8). linear_widened widens one block of output rows at a time in each
+// thread (K = 2048: 128-row blocks for up to 128 rows of x, 256 for 300, so O = 4100 ends in a
+// partial block) and must equal the GEMM over the whole widened weight, and give the same sums
+// on one thread as on two; linear_rows sends 1..8 rows of a bf16 weight to the bf16 kernel with
+// fp32 activations and the rest to linear_widened.
 TEST(LinearWidened, BlocksEqualTheWholeWidenedWeightForInt8AndBf16) {
   c10::InferenceMode guard;
   torch::manual_seed(8);
@@ -999,7 +1060,14 @@ TEST(LinearWidened, BlocksEqualTheWholeWidenedWeightForInt8AndBf16) {
   auto [q, scale] = omni::nn::quantize_rows_int8(w);
   const auto deq = omni::nn::dequantize_rows_int8(q, scale, torch::kFloat32);
   const auto wb = w.to(torch::kBFloat16);
-  for (int64_t rows : {1, 2, 5, 9}) {
+  EXPECT_EQ(omni::nn::widened_block_rows(5, K, O), 128);
+  EXPECT_EQ(omni::nn::widened_block_rows(300, K, O), 256);
+  EXPECT_EQ(omni::nn::widened_block_rows(5, 18944, 3584), 32);  // few rows of a wide K: small blocks
+  EXPECT_EQ(omni::nn::widened_block_rows(100, 3584, 512), 112);
+  EXPECT_EQ(omni::nn::widened_block_rows(300, 3584, 512), 128);  // at least four blocks
+  EXPECT_EQ(omni::nn::widened_block_rows(9, 64, 40), 16);
+  EXPECT_EQ(omni::nn::widened_block_rows(9, 64, 8), 8);
+  for (int64_t rows : {1, 2, 5, 9, 300}) {
     const auto x = torch::randn({rows, 1, K});
     for (bool with_bias : {true, false}) {
       const auto b = with_bias ? bias : torch::Tensor();
@@ -1014,10 +1082,20 @@ TEST(LinearWidened, BlocksEqualTheWholeWidenedWeightForInt8AndBf16) {
       const auto via_rows = omni::nn::linear_rows(x, wb, {}, b);
       ASSERT_EQ(via_rows.scalar_type(), torch::kFloat32);
       EXPECT_LT((via_rows - want_b).abs().max().item<double>(), 1e-5 * mag) << rows << " rows";
-      if (rows <= 2) EXPECT_TRUE(omni::nn::linear_bf16_rows(x, wb, b).equal(via_rows));
+      if (rows <= omni::nn::kBf16PairedRowsMax) EXPECT_TRUE(omni::nn::linear_bf16_rows(x, wb, b).equal(via_rows));
       else EXPECT_FALSE(omni::nn::linear_bf16_rows(x, wb, b).defined());
       // int8 beyond the row loop's 4 rows takes the blocks
       if (rows > 4) EXPECT_TRUE(omni::nn::linear_rows(x, q, scale, b).equal(got_q));
+      if (rows == 300 && with_bias) {  // the blocks do not depend on the thread count
+        const int threads = at::get_num_threads();
+        at::set_num_threads(2);
+        const auto two_q = omni::nn::linear_widened(x, q, scale, b), two_b = omni::nn::linear_widened(x, wb, {}, b);
+        at::set_num_threads(1);
+        const auto one_q = omni::nn::linear_widened(x, q, scale, b), one_b = omni::nn::linear_widened(x, wb, {}, b);
+        at::set_num_threads(threads);
+        EXPECT_TRUE(one_q.equal(two_q));
+        EXPECT_TRUE(one_b.equal(two_b));
+      }
     }
   }
 }

@@ -52,7 +52,7 @@ std::vector<torch::Tensor> fp32_rows(const torch::Tensor& x, const std::vector<t
 // weights in one pass, where one takes these arguments; empty otherwise. The one place that decides:
 // no autograd graph wanted; x on the CPU; the weights of one dtype and width K, contiguous on the
 // CPU; fp32 W: 1..4 fp32 rows; int8 W (with fp32 scales): 1..4 fp32 rows; bf16 W: 1..2 rows of
-// bf16 or fp32 (linear_bf16.h).
+// bf16 or fp32, up to 8 in passes of two rows (linear_bf16.h).
 std::vector<torch::Tensor> few_rows(const torch::Tensor& x, const std::vector<torch::Tensor>& Ws,
                                     const std::vector<torch::Tensor>& scales, const std::vector<torch::Tensor>& biases) {
   if (Ws.empty() || !x.device().is_cpu() || x.dim() < 1 || Ws[0].dim() != 2) return {};
@@ -67,7 +67,7 @@ std::vector<torch::Tensor> few_rows(const torch::Tensor& x, const std::vector<to
   }
   const int64_t R = x.size(-1) == K ? x.numel() / K : 0;
   if (autograd || R < 1) return {};
-  if (wt == torch::kBFloat16) return linear_bf16_rows_shared(x, Ws, biases);  // empty outside 1..2 rows
+  if (wt == torch::kBFloat16) return linear_bf16_rows_shared(x, Ws, biases);  // empty past 2 or 8 rows
   if (R > 4 || xt != torch::kFloat32) return {};
   if (wt == torch::kFloat32) return fp32_rows(x, Ws, biases, R);
   if (wt == torch::kChar) return int8_rows(x, Ws, scales, biases, R);
@@ -82,6 +82,7 @@ std::vector<torch::Tensor> few_rows(const torch::Tensor& x, const std::vector<to
 // rows bf16 inference linears run on zero-padded rows and return the first M of them (a
 // contiguous view); the padding rows never touch the real ones. Undefined where it does not apply.
 constexpr int64_t kPadRowsFrom = 512, kRowMultiple = 16;
+constexpr int64_t kBlockedRowsBelow = 512;  // fp32 GEMMs of fewer rows run in blocks (linear_rows)
 torch::Tensor bf16_linear_padded_rows(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& bias) {
   if (x.scalar_type() != torch::kBFloat16 || W.scalar_type() != torch::kBFloat16 || !x.device().is_cpu() ||
       torch::GradMode::is_enabled() || x.dim() < 2 || W.dim() != 2 || x.size(-1) != W.size(1))
@@ -112,6 +113,15 @@ torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& W, const 
   if (!ys.empty()) return ys[0];
   if (W.scalar_type() == torch::kChar) return linear_widened(x, W, scale, bias);
   if (W.scalar_type() != x.scalar_type()) return linear_widened(x, W, {}, bias);
+  // fp32 inference on 5..511 rows (short prefills, small flow steps, batched CFG): one-thread
+  // GEMMs on blocks of W's output rows, a block per thread at a time. OpenBLAS splits such
+  // narrow-M GEMMs across threads poorly: 2 threads, BAGEL-7B's and Janus-1B's layer matrices,
+  // 8 / 18 / 66 / 300 rows at 27 / 62 / 112 / 152 GFLOP/s through torch's linear, 59 / 82 / 131 /
+  // 170 in blocks; from ~600 rows the two are level.
+  if (W.scalar_type() == torch::kFloat32 && x.scalar_type() == torch::kFloat32 && x.device().is_cpu() &&
+      W.numel() >= (int64_t{1} << 18) && x.numel() < kBlockedRowsBelow * W.size(1) &&
+      !(torch::GradMode::is_enabled() && (x.requires_grad() || W.requires_grad())))
+    return linear_widened(x, W, {}, bias);
   // bf16 on a CPU without bf16 GEMM kernels (cpu_bf16.h): widened to fp32, summed in fp32.
   if (W.scalar_type() == torch::kBFloat16 && x.device().is_cpu() && !cpu_has_bf16_gemm() &&
       !(torch::GradMode::is_enabled() && (x.requires_grad() || W.requires_grad())))

@@ -4,9 +4,14 @@
 
 namespace omni::nn {
 
+constexpr int64_t kBf16PairedRowsMax = 8;
+
 // y = x @ W^T (+ b) for x with 1 or 2 rows and a contiguous bf16 W [O, K] on the CPU, for
 // callers without autograd (linear.cpp's few_rows checks; no graph is recorded here): each
 // weight row is read once for all rows, products accumulated in fp32, bias added in fp32.
+// 3..kBf16PairedRowsMax rows (Janus CFG pairs of --parallel_size 2..4) take one such pass per
+// pair of rows where x is fp32 or the CPU has no bf16 GEMM kernels (cpu_bf16.h); else these
+// return an undefined / empty result for more than 2 rows.
 // - bf16 x: one rounding to bf16 at the end (what torch::linear computes for bf16, in another
 //   summation order); AVX512-BF16 dot products where the CPU has them, else the weights and x
 //   widened to fp32 (AVX-512F / AVX2 / portable C++).

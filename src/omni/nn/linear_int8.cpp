@@ -5,6 +5,9 @@
 #include <cstring>
 #include <vector>
 
+#include <ATen/Parallel.h>
+#include <ATen/ThreadLocalState.h>
+
 #include "omni/core/error.h"
 #include "omni/core/log.h"
 #include "omni/core/memory.h"
@@ -90,6 +93,18 @@ torch::Tensor dequantize_rows_int8(const torch::Tensor& q, const torch::Tensor& 
   return (q.to(torch::kFloat32) * scale.unsqueeze(1)).to(dtype);
 }
 
+int64_t widened_block_rows(int64_t M, int64_t K, int64_t O) {
+  // BLAS packs all of x again for every block, M x K copies against 2 M K n FLOPs, so many rows
+  // take wide blocks (up to 256); few rows take blocks of about 1 MB of fp32 (2^18 / K rows) or
+  // of M rows, whichever is more, kept in a core's caches, and at least 32 rows. At least four
+  // blocks a matrix for the threads. The rule depends on the shapes only, not on the thread
+  // count, so a block's sums (and so y) are the same whatever the threads.
+  int64_t rows = std::max<int64_t>(M, (int64_t{1} << 18) / std::max<int64_t>(1, K));
+  rows = std::clamp<int64_t>((rows + 15) / 16 * 16, 32, 256);
+  rows = std::min(rows, std::max<int64_t>(16, O / 4 / 16 * 16));
+  return std::max<int64_t>(1, std::min(rows, O));
+}
+
 torch::Tensor linear_widened(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& scale,
                              const torch::Tensor& bias) {
   const auto dt = x.scalar_type();
@@ -101,19 +116,28 @@ torch::Tensor linear_widened(const torch::Tensor& x, const torch::Tensor& W, con
     return torch::linear(x, w, b);
   }
   auto x2 = x.reshape({-1, K}).contiguous();
-  auto y = torch::empty({x2.size(0), O}, x.options());
-  // 1 Mi weights per block (4 MB in fp32; K = 3584 -> 292 output rows, at least 64): reused from
-  // the heap instead of mapped anew. 4 Mi-weight blocks measured the same (0.75-0.95 of the fp32
-  // GEMM for 300-1000 rows of BAGEL-7B's matrices; widening each weight whole: 0.2-0.45).
-  const int64_t block = std::min<int64_t>(O, std::max<int64_t>(64, (int64_t{1} << 20) / K));
-  auto buf = torch::empty({block, K}, x.options());
-  for (int64_t o0 = 0; o0 < O; o0 += block) {
-    const int64_t n = std::min(block, O - o0);
-    auto w = buf.narrow(0, 0, n);
-    w.copy_(W.narrow(0, o0, n));  // int8 -> fp32 is exact; the scale is applied to y below
-    auto yv = y.narrow(1, o0, n);  // rows of stride O: BLAS writes them in place (ldc = O)
-    at::mm_out(yv, x2, w.t());
-  }
+  const int64_t M = x2.size(0);
+  auto y = torch::empty({M, O}, x.options());
+  // Each thread widens its own blocks of output rows into a buffer of its own and runs a
+  // one-thread GEMM on each (BLAS runs on one thread inside a parallel region), with no join
+  // between the widening and the GEMM. One shared block widened and then split across threads by
+  // BLAS ran 10-45% slower on 2 cores (8 to 1026 rows of BAGEL-7B's and Janus-1B's matrices;
+  // 1.6-2x at K = 18944, where its 64-row blocks made BLAS re-pack all of x 296 times a matrix).
+  const int64_t rows = widened_block_rows(M, K, O);
+  const int64_t blocks = (O + rows - 1) / rows;
+  const at::ThreadLocalState caller;  // inference mode for the worker threads
+  at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+    at::ThreadLocalStateGuard guard(caller);
+    const bool same = W.scalar_type() == x2.scalar_type();  // nothing to widen: the blocks alone
+    auto buf = same ? torch::Tensor() : torch::empty({rows, K}, x2.options());
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t o0 = b * rows, n = std::min(rows, O - o0);
+      auto w = same ? W.narrow(0, o0, n) : buf.narrow(0, 0, n);
+      if (!same) w.copy_(W.narrow(0, o0, n));  // int8 -> fp32 is exact; the scale is applied to y below
+      auto yv = y.narrow(1, o0, n);  // rows of stride O: BLAS writes them in place (ldc = O)
+      at::mm_out(yv, x2, w.t());
+    }
+  });
   // x @ (q * s)^T == (x @ q^T) * s per output column: one pass over y [R, O] instead of one over
   // each widened block [n, K] (R < K in every prefill and flow step).
   if (scale.defined()) y.mul_(scale.to(dt));
