@@ -852,6 +852,10 @@ TEST(LinearRows, WeightsStoredTransposedComputeTheSame) {
   EXPECT_TRUE(half_odd->weight.is_contiguous());
   c10::InferenceMode guard;
   EXPECT_LT((vt->forward(px) - ref).abs().max().item<float>(), 1e-5f);
+  // the residual stream is row-major [B, N, C] from the patch embedding on (a transposed view
+  // there kept every add and LayerNorm of the tower on [C, N] strides, 13-16x slower)
+  EXPECT_TRUE(vt->patch_embed->forward(px).is_contiguous());
+  EXPECT_TRUE(ref.is_contiguous());
   // bf16 from 512 rows: packed from the transposed storage (from 1024 rows with the loaded layout)
   const auto xb = torch::randn({600, 96}).to(torch::kBFloat16);
   const auto wb = before.at("bf16_probe.weight");
