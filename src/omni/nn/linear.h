@@ -33,12 +33,12 @@ std::vector<torch::Tensor> linear_rows_shared(const torch::Tensor& x, const std:
 
 // x @ (W * scale[:, None])^T (+ b) in x's dtype for a W stored in a narrower dtype (int8 with its
 // per-row scale, or bf16 with an undefined scale) or in x's own (linear_rows' fp32 GEMMs of a few
-// hundred rows, which take the same blocks without the widening): each thread widens blocks of output rows
+// hundred rows: the same blocks without the widening): each thread widens blocks of output rows
 // (widened_block_rows) into a buffer of its own and runs a one-thread GEMM per block into its
-// columns of y. Whole-
-// matrix widened temporaries (271 MB per BAGEL-7B MLP weight) are above glibc's mmap threshold,
-// so every call page-faulted fresh memory: BAGEL-7B's int8 prefill spent a third of its time
-// there. With autograd or off the CPU, the whole weight is widened and torch::linear used.
+// columns of y. Whole-matrix widened temporaries (271 MB per BAGEL-7B MLP weight) are above
+// glibc's mmap threshold, so every call page-faulted fresh memory: BAGEL-7B's int8 prefill spent
+// a third of its time there. With autograd, off the CPU or for a non-contiguous W, the whole
+// weight is widened and torch::linear used.
 torch::Tensor linear_widened(const torch::Tensor& x, const torch::Tensor& W, const torch::Tensor& scale,
                              const torch::Tensor& bias);
 // The output rows of W [O, K] linear_widened widens and multiplies at a time for M rows of x.

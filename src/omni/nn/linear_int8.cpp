@@ -122,13 +122,13 @@ torch::Tensor linear_widened(const torch::Tensor& x, const torch::Tensor& W, con
   // one-thread GEMM on each (BLAS runs on one thread inside a parallel region), with no join
   // between the widening and the GEMM. One shared block widened and then split across threads by
   // BLAS ran 10-45% slower on 2 cores (8 to 1026 rows of BAGEL-7B's and Janus-1B's matrices;
-  // 1.6-2x at K = 18944, where its 64-row blocks made BLAS re-pack all of x 296 times a matrix).
+  // 1.6-2x at K = 18944, where its 64-row blocks made BLAS re-pack all of x 56 times a matrix).
   const int64_t rows = widened_block_rows(M, K, O);
   const int64_t blocks = (O + rows - 1) / rows;
+  const bool same = W.scalar_type() == x2.scalar_type();  // nothing to widen: the blocks alone
   const at::ThreadLocalState caller;  // inference mode for the worker threads
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
     at::ThreadLocalStateGuard guard(caller);
-    const bool same = W.scalar_type() == x2.scalar_type();  // nothing to widen: the blocks alone
     auto buf = same ? torch::Tensor() : torch::empty({rows, K}, x2.options());
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t o0 = b * rows, n = std::min(rows, O - o0);
