@@ -48,6 +48,11 @@ out=$("$omni" --log warn eval --task shapes --model_path "$fixtures/janus_tiny" 
 grep -q "^generation: .* (.* of 1 pictures" <<<"$out" && grep -q "^edit: not checked (janus does not edit)" <<<"$out" ||
   fail "janus: $out"
 expect_error "--task: must be mc or shapes" "$omni" eval --task poems --model_path "$fixtures/u1_tiny" --data "$tmp/data/heldout.jsonl"
+# a multiple-choice file (or any with nothing to draw) is one error line, not a score of nothing
+expect_error "eval_mc.jsonl: no samples to draw: no text-to-image or edit sample" "$omni" eval --task shapes \
+  --model_path "$fixtures/u1_tiny" --data "$tmp/data/eval_mc.jsonl"
+expect_error "edits.jsonl: no samples to draw: no text-to-image sample .*; this model does not edit" "$omni" eval \
+  --task shapes --model_path "$fixtures/janus_tiny" --data "$tmp/data/edits.jsonl"
 expect_error "not a shapes caption" "$omni" eval --task shapes --model_path "$fixtures/u1_tiny" \
   --data examples/train/u1_tiny.jsonl --image_root examples/train/images
 expect_error "--size: must be in \[16, 1024\]" "$omni" shapes --output "$tmp/x" --size 4

@@ -92,6 +92,12 @@ std::vector<DrawTask> read_drawing_tasks(const std::string& data,
     }
     kept.push_back(std::move(t));
   }
+  // A score over nothing would read as a result (and exit 0): a wrong file is an error, as an
+  // empty multiple-choice file is.
+  if (kept.empty())
+    throw Error(data, std::string("no samples to draw: no text-to-image") + (o.edit ? " or edit" : "") +
+                          " sample (a conversation answered \"<image>\" with its picture in \"images\")" +
+                          (o.edit ? "" : "; this model does not edit"));
   return kept;
 }
 

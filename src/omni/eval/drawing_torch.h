@@ -31,7 +31,8 @@ struct DrawingResult {
 
 // The text-to-image and edit samples of `data` to check (other samples are skipped; o.limit,
 // o.generate and o.edit applied), each with the scene it must show. Throws omni::Error
-// "file:line: why" for a sample that is not of the shapes grammar — before any model loads.
+// "file:line: why" for a sample that is not of the shapes grammar, and "file: why" where no
+// sample is left to check (a multiple-choice file, say) — before any model loads.
 struct DrawTask {
   std::string id, where, prompt;
   std::string source;  // the edit's input picture (resolved); empty for text-to-image
