@@ -1,5 +1,6 @@
 #include "omni/models/bagel/inferencer.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -104,6 +105,9 @@ BagelInferencer::TextResult BagelInferencer::gen_text(const nn::KVContext& ctx_i
   nn::KVContext ctx = ctx_in.fork();  // the official deepcopy: the caller's context is unchanged
   int64_t cur = model_->ids.bos;
   int64_t pos = ctx.rope;
+  // the answer stops at the end of the model's positions (add_text_block keeps the prompt inside)
+  const int64_t room = config().llm.llm.max_position_embeddings - pos;
+  if (room < max_length) max_length = static_cast<int>(std::max<int64_t>(0, room));
   for (int step = 0; step < max_length; ++step) {
     if (step > 0) {
       r.tokens.push_back(cur);

@@ -1,5 +1,6 @@
 #include "omni/models/sensenova_u1/family.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -174,7 +175,9 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
       so.top_k = r.text.top_k.value_or(50);
     }
     at::Generator rng = generate::make_generator(device(), r.seed.value_or(kDefaultSeed));
-    const int max_new = r.text.max_new_tokens.value_or(kVqaMaxNewTokens);
+    // the answer stops at the end of the model's context (check_prompt_fits keeps the prompt inside)
+    const int max_new = static_cast<int>(std::min<int64_t>(r.text.max_new_tokens.value_or(kVqaMaxNewTokens),
+                                                           cfg_.llm.max_position_embeddings - static_cast<int64_t>(p.ids.size())));
     generate::TextStreamer s([this](const std::vector<int64_t>& t) { return decode(t, true); },
                              [&out](const std::string& piece) { out.text(piece); });
     std::vector<torch::Tensor> step_logits;
@@ -431,6 +434,16 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     return {W, H};
   }
 
+  // RoPE has no hard end, but past the trained positions the answer is noise, and a very long
+  // prompt's prefill asks for memory it may not get: a prompt must fit, as for Janus.
+  void check_prompt_fits(size_t tokens) const {
+    const int64_t context = cfg_.llm.max_position_embeddings;
+    if (static_cast<int64_t>(tokens) >= context)
+      throw Error("--prompt", "the prompt is " + std::to_string(tokens) +
+                                  " tokens with its template and image slots, the model's context is " +
+                                  std::to_string(context) + " (max_position_embeddings)");
+  }
+
   // A query with <image> markers -> ids, 3-D indexes and input embeddings (image rows from the
   // understanding embedder).
   Prefix build_prefix(const std::string& query, const std::vector<NativeImage>& imgs, io::Trace* trace,
@@ -444,6 +457,7 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
       pixels.push_back(im.pixel_values);
     }
     p.ids = encode(expand_images(query, counts));
+    check_prompt_fits(p.ids.size());
     p.indexes = thw_indexes(p.ids, p.grids, cfg_.merge(), ids_).to(device());
     auto ids = torch::tensor(p.ids, torch::kLong);
     torch::Tensor vis;
@@ -471,6 +485,7 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
   Branch text_branch(const std::string& query, io::Trace* trace, const std::string& tag) {
     Prefix p;
     p.ids = encode(query);
+    check_prompt_fits(p.ids.size());
     const auto T = static_cast<int64_t>(p.ids.size());
     auto t = torch::arange(T, torch::kLong);
     p.indexes = torch::stack({t, torch::zeros_like(t), torch::zeros_like(t)}).to(device());
