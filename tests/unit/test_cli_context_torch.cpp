@@ -77,14 +77,16 @@ TEST(CliContext, U1PromptPastTheContextIsAnErrorAndTheAnswerStopsAtItsEnd) {
     const std::string out = mode == "generate" ? " --width 64 --height 64 --steps 1 --output " +
                                                      (tmpdir("u1_ctx_out") / "x.png").string()
                                                : "";
-    CliRun r = run("--log warn infer --model_path " + m.string() + " --mode " + mode + " --prompt '" + words(60) + "'" + out);
+    CliRun r =
+        run("--log warn infer --model_path " + m.string() + " --mode " + mode + " --prompt '" + words(60) + "'" + out);
     EXPECT_EQ(r.rc, 1) << mode << ": " << r.err;
     EXPECT_NE(r.err.find("error: --prompt: the prompt is "), std::string::npos) << r.err;
     EXPECT_NE(r.err.find("the model's context is 60 (max_position_embeddings)"), std::string::npos) << r.err;
     EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << r.err;
   }
   const fs::path trace = tmpdir("u1_ctx_trace") / "t.safetensors";
-  CliRun r = run("--log warn infer --model_path " + m.string() + " --prompt hi --max_new_tokens 200 --trace " + trace.string());
+  CliRun r =
+      run("--log warn infer --model_path " + m.string() + " --prompt hi --max_new_tokens 200 --trace " + trace.string());
   ASSERT_EQ(r.rc, 0) << r.err;
   auto t = Checkpoint::open(trace.string());
   const int64_t prompt = t.get("input_ids").numel(), n = t.get("generated_ids").numel();

@@ -176,8 +176,8 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     }
     at::Generator rng = generate::make_generator(device(), r.seed.value_or(kDefaultSeed));
     // the answer stops at the end of the model's context (check_prompt_fits keeps the prompt inside)
-    const int max_new = static_cast<int>(std::min<int64_t>(r.text.max_new_tokens.value_or(kVqaMaxNewTokens),
-                                                           cfg_.llm.max_position_embeddings - static_cast<int64_t>(p.ids.size())));
+    const int64_t room = cfg_.llm.max_position_embeddings - static_cast<int64_t>(p.ids.size());
+    const int max_new = static_cast<int>(std::min<int64_t>(r.text.max_new_tokens.value_or(kVqaMaxNewTokens), room));
     generate::TextStreamer s([this](const std::vector<int64_t>& t) { return decode(t, true); },
                              [&out](const std::string& piece) { out.text(piece); });
     std::vector<torch::Tensor> step_logits;
