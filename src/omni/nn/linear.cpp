@@ -113,18 +113,18 @@ torch::Tensor linear_rows(const torch::Tensor& x, const torch::Tensor& W, const 
   if (!ys.empty()) return ys[0];
   if (W.scalar_type() == torch::kChar) return linear_widened(x, W, scale, bias);
   if (W.scalar_type() != x.scalar_type()) return linear_widened(x, W, {}, bias);
+  // the widened paths below record no autograd graph, so they are for inference only
+  const bool records_graph = torch::GradMode::is_enabled() && (x.requires_grad() || W.requires_grad());
   // fp32 inference on 5..511 rows (short prefills, small flow steps, batched CFG): one-thread
   // GEMMs on blocks of W's output rows, a block per thread at a time. OpenBLAS splits such
   // narrow-M GEMMs across threads poorly: 2 threads, BAGEL-7B's and Janus-1B's layer matrices,
   // 8 / 18 / 66 / 300 rows at 27 / 62 / 112 / 152 GFLOP/s through torch's linear, 59 / 82 / 131 /
   // 170 in blocks; from ~600 rows the two are level.
   if (W.scalar_type() == torch::kFloat32 && x.scalar_type() == torch::kFloat32 && x.device().is_cpu() &&
-      W.numel() >= (int64_t{1} << 18) && x.numel() < kBlockedRowsBelow * W.size(1) &&
-      !(torch::GradMode::is_enabled() && (x.requires_grad() || W.requires_grad())))
+      W.numel() >= (int64_t{1} << 18) && x.numel() < kBlockedRowsBelow * W.size(1) && !records_graph)
     return linear_widened(x, W, {}, bias);
   // bf16 on a CPU without bf16 GEMM kernels (cpu_bf16.h): widened to fp32, summed in fp32.
-  if (W.scalar_type() == torch::kBFloat16 && x.device().is_cpu() && !cpu_has_bf16_gemm() &&
-      !(torch::GradMode::is_enabled() && (x.requires_grad() || W.requires_grad())))
+  if (W.scalar_type() == torch::kBFloat16 && x.device().is_cpu() && !cpu_has_bf16_gemm() && !records_graph)
     return linear_widened(x.to(torch::kFloat32), W, {}, bias).to(torch::kBFloat16);
   auto packed = detail::bf16_linear_packed(x, W, bias);
   if (packed.defined()) return packed;

@@ -7,6 +7,7 @@
 #include "omni/core/error.h"
 #include "omni/core/log.h"
 #include "omni/generate/cfg.h"
+#include "omni/generate/context_window.h"
 #include "omni/models/bagel/image_transform.h"
 
 namespace fs = std::filesystem;
@@ -105,9 +106,7 @@ BagelInferencer::TextResult BagelInferencer::gen_text(const nn::KVContext& ctx_i
   nn::KVContext ctx = ctx_in.fork();  // the official deepcopy: the caller's context is unchanged
   int64_t cur = model_->ids.bos;
   int64_t pos = ctx.rope;
-  // the answer stops at the end of the model's positions (add_text_block keeps the prompt inside)
-  const int64_t room = config().llm.llm.max_position_embeddings - pos;
-  if (room < max_length) max_length = static_cast<int>(std::max<int64_t>(0, room));
+  max_length = static_cast<int>(generate::answer_room(pos, config().llm.llm.max_position_embeddings, max_length));
   for (int step = 0; step < max_length; ++step) {
     if (step > 0) {
       r.tokens.push_back(cur);

@@ -4,6 +4,7 @@
 
 #include "omni/core/error.h"
 #include "omni/core/log.h"
+#include "omni/generate/context_window.h"
 #include "omni/io/checkpoint_torch.h"
 #include "omni/io/module_loader_torch.h"
 #include "omni/nn/uninitialised.h"
@@ -65,14 +66,8 @@ torch::Tensor BagelImpl::marker_rows(int64_t n_inner, const torch::Tensor& inner
 
 torch::Tensor BagelImpl::add_text_block(nn::KVContext& ctx, const std::vector<int64_t>& ids_with_markers) {
   const int64_t L = static_cast<int64_t>(ids_with_markers.size());
-  // RoPE has no hard end, but past the trained positions the answer is noise (and a very long
-  // prompt's prefill asks for memory it may not get): the text must fit, as for Janus. An image
-  // block takes one position, a text token one each.
-  const int64_t context = cfg.llm.llm.max_position_embeddings;
-  if (ctx.rope + L >= context)
-    throw Error("--prompt", "the text so far takes " + std::to_string(ctx.rope + L) +
-                                " positions with the images before it, the model's context is " +
-                                std::to_string(context) + " (max_position_embeddings)");
+  // an image block takes one position, a text token one each
+  generate::check_prompt_fits(ctx.rope + L, cfg.llm.llm.max_position_embeddings, "positions with the images before it");
   auto x = language_model->model->embed(ids_tensor(ids_with_markers));
   auto pos = torch::arange(ctx.rope, ctx.rope + L, long_options());
   auto h = language_model->model->forward_inference(x, pos, ctx, nn::TokenRoute::understanding(), true, true);

@@ -7,6 +7,7 @@
 #include "omni/core/log.h"
 #include "omni/core/memory.h"
 #include "omni/core/progress.h"
+#include "omni/generate/context_window.h"
 #include "omni/generate/random.h"
 #include "omni/generate/streamer.h"
 #include "omni/io/checkpoint_export_torch.h"
@@ -71,20 +72,16 @@ class Janus final : public Model, public Understands, public Generates, public T
         {{"<|User|>", user_content(r.input, proc_.image_tag)}, {"<|Assistant|>", ""}}, kDefaultSystemPrompt);
     auto ids = expand_image_slots(tok_.encode(prompt, true), ids_.image, ids_.image_start, ids_.image_end,
                                   proc_.num_image_tokens);
-    // RoPE has no hard end, but past the trained positions the answer is noise, and a 72k-token
-    // prompt asked for a 21 GB score matrix: the prompt must fit, the answer stops at the end.
     const int64_t context = model_->config().language.max_position_embeddings;
     const int64_t prompt_tokens = static_cast<int64_t>(ids.size());
-    if (prompt_tokens >= context)
-      throw Error("--prompt", std::to_string(prompt_tokens) + " tokens with the image slots, the model's context is " +
-                                  std::to_string(context) + " (max_position_embeddings)");
+    generate::check_prompt_fits(prompt_tokens, context, "tokens with the image slots");
     torch::Tensor input_ids = ids_tensor(ids);
     io::record(r.trace, "input_ids", input_ids);
 
     torch::Tensor inputs_embeds = embed(input_ids, imgs, r.trace);
 
     TextGenOptions g;
-    g.max_new_tokens = std::min<int64_t>(r.text.max_new_tokens.value_or(512), context - prompt_tokens);
+    g.max_new_tokens = static_cast<int>(generate::answer_room(prompt_tokens, context, r.text.max_new_tokens.value_or(512)));
     g.eos_token_ids = {ids_.eos};
     g.temperature = r.text.temperature.value_or(0.0);  // greedy unless asked
     g.top_k = r.text.top_k.value_or(50);               // HF GenerationConfig defaults

@@ -8,6 +8,7 @@
 #include "omni/core/error.h"
 #include "omni/core/log.h"
 #include "omni/core/progress.h"
+#include "omni/generate/context_window.h"
 #include "omni/generate/flow.h"
 #include "omni/generate/random.h"
 #include "omni/generate/sampler.h"
@@ -175,9 +176,8 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
       so.top_k = r.text.top_k.value_or(50);
     }
     at::Generator rng = generate::make_generator(device(), r.seed.value_or(kDefaultSeed));
-    // the answer stops at the end of the model's context (check_prompt_fits keeps the prompt inside)
-    const int64_t room = cfg_.llm.max_position_embeddings - static_cast<int64_t>(p.ids.size());
-    const int max_new = static_cast<int>(std::min<int64_t>(r.text.max_new_tokens.value_or(kVqaMaxNewTokens), room));
+    const int max_new = static_cast<int>(generate::answer_room(
+        static_cast<int64_t>(p.ids.size()), cfg_.llm.max_position_embeddings, r.text.max_new_tokens.value_or(kVqaMaxNewTokens)));
     generate::TextStreamer s([this](const std::vector<int64_t>& t) { return decode(t, true); },
                              [&out](const std::string& piece) { out.text(piece); });
     std::vector<torch::Tensor> step_logits;
@@ -434,14 +434,9 @@ class U1 : public Model, public Understands, public Generates, public Edits, pub
     return {W, H};
   }
 
-  // RoPE has no hard end, but past the trained positions the answer is noise, and a very long
-  // prompt's prefill asks for memory it may not get: a prompt must fit, as for Janus.
   void check_prompt_fits(size_t tokens) const {
-    const int64_t context = cfg_.llm.max_position_embeddings;
-    if (static_cast<int64_t>(tokens) >= context)
-      throw Error("--prompt", "the prompt is " + std::to_string(tokens) +
-                                  " tokens with its template and image slots, the model's context is " +
-                                  std::to_string(context) + " (max_position_embeddings)");
+    generate::check_prompt_fits(static_cast<int64_t>(tokens), cfg_.llm.max_position_embeddings,
+                                "tokens with its template and image slots");
   }
 
   // A query with <image> markers -> ids, 3-D indexes and input embeddings (image rows from the
