@@ -38,6 +38,7 @@
 #include "omni/nn/layer_norm.h"
 #include "omni/nn/linear_bf16.h"
 #include "omni/nn/llama.h"
+#include "omni/nn/rope.h"
 #include "omni/nn/siglip_navit.h"
 #include "omni/nn/softmax_cpu.h"
 #include "omni/nn/uninitialised.h"
@@ -362,6 +363,61 @@ TEST(LlamaMlp, Bf16SiluIsRoundedOnce) {
 // no-grad forwards still take: fp32 to the row sum's order (RMSNorm) or bit for bit (SiLU·up,
 // libtorch's own ops in place); bf16 within one bf16 step where the fp32 intermediate rounds the
 // other way, in a handful of elements.
+TEST(Rope, OnePassInInferenceEqualsTheOpChainBitForBit) {
+  torch::manual_seed(47);
+  const int64_t B = 2, T = 3, H = 4, D = 10;
+  const auto inv = nn::rope_inv_freq(D, 10000.0);
+  for (const auto dt : {torch::kFloat32, torch::kBFloat16}) {
+    // Llama: [B, T, H, D] rows viewed as [B, H, T, D]; positions 1-D ([1, T, D] cos) and per row
+    const auto bthd = (torch::randn({B, T, H, D}) * 50).to(dt);
+    const auto llama_x = bthd.transpose(1, 2);
+    const auto pos2 = torch::tensor({{7, 8, 9}, {100, 2000, 30000}}, torch::kInt64);
+    // MoT: [T, H, D] narrowed out of packed q|k|v rows, cos/sin [T, D]
+    const auto packed = (torch::randn({T, 3 * H * D}) * 3).to(dt);
+    const auto mot_x = packed.narrow(1, H * D, H * D).view({T, H, D});
+    auto mot_cs = nn::rope_cos_sin(inv, torch::arange(T) + 5, dt);
+    mot_cs = {mot_cs.cos.squeeze(0), mot_cs.sin.squeeze(0)};
+    // SenseNova-U1: a part of each row's head dim with its own frequencies
+    auto part_cs = nn::rope_cos_sin(nn::rope_inv_freq(6, 10000.0), torch::arange(T) * 3, dt);
+    part_cs = {part_cs.cos.squeeze(0), part_cs.sin.squeeze(0)};
+    const std::vector<std::pair<torch::Tensor, nn::RopeCosSin>> cases = {
+        {llama_x, nn::rope_cos_sin(inv, torch::arange(T) + 11, dt)},
+        {llama_x, nn::rope_cos_sin(inv, pos2, dt)},
+        {mot_x, mot_cs},
+        {mot_x.narrow(-1, 2, 6), part_cs},
+    };
+    for (const auto& [x, cs] : cases) {
+      torch::Tensor chain;
+      {
+        torch::NoGradGuard guard;
+        EXPECT_FALSE(nn::apply_rope_rows(x, cs).defined()) << "outside InferenceMode";
+        chain = nn::apply_rope(x, cs);
+        // the chain is HF's definition: x * cos + cat(-x2, x1) * sin
+        const auto c = cs.cos.unsqueeze(1), s = cs.sin.unsqueeze(1);
+        const int64_t h = x.size(-1) / 2;
+        EXPECT_TRUE(torch::equal(chain, x * c + torch::cat({-x.narrow(-1, h, h), x.narrow(-1, 0, h)}, -1) * s));
+      }
+      c10::InferenceMode guard;
+      const auto fused = nn::apply_rope_rows(x, cs);
+      ASSERT_TRUE(fused.defined()) << x.sizes();
+      EXPECT_EQ(fused.scalar_type(), dt);
+      EXPECT_EQ(fused.sizes(), chain.sizes());
+      EXPECT_TRUE(torch::equal(fused, chain)) << dt << " " << x.sizes() << " max diff "
+                                              << (fused.to(torch::kFloat64) - chain.to(torch::kFloat64)).abs().max();
+      EXPECT_TRUE(torch::equal(nn::apply_rope(x, cs), chain));
+    }
+  }
+  // where it does not apply the chain runs: cos/sin of another dtype, a broadcast that grows x
+  c10::InferenceMode guard;
+  const auto x = torch::randn({1, H, T, D});
+  const auto cs = nn::rope_cos_sin(inv, torch::arange(T), torch::kBFloat16);
+  EXPECT_FALSE(nn::apply_rope_rows(x, cs).defined());
+  EXPECT_EQ(nn::apply_rope(x, cs).scalar_type(), torch::kFloat32);
+  const auto grow = nn::rope_cos_sin(inv, torch::tensor({{0, 1, 2}, {3, 4, 5}}, torch::kInt64));
+  EXPECT_FALSE(nn::apply_rope_rows(x, grow).defined());
+  EXPECT_EQ(nn::apply_rope(x, grow).sizes(), (std::vector<int64_t>{B, H, T, D}));
+}
+
 TEST(ElementwiseCpu, FusedRmsNormSiluMulAndGeluEqualTheOpChains) {
   if (!__builtin_cpu_supports("avx512f")) GTEST_SKIP() << "the fused kernels need AVX-512F; the op chains run";
   torch::manual_seed(31);

@@ -25,4 +25,12 @@ torch::Tensor rotate_half(const torch::Tensor& x);
 // x: [B, H, T, D]; cos/sin: [B, T, D] (broadcast over heads).
 torch::Tensor apply_rope(const torch::Tensor& x, const RopeCosSin& cs);
 
+// apply_rope in one pass, for inference on the CPU (under c10::InferenceMode), fp32 or bf16 with
+// cos/sin of x's dtype: bit-equal to the op chain (each product and sum rounded to x's dtype as
+// its kernels round them), without its six kernels and five temporaries per call (~50 us of the
+// ~250 us outside the linears of a Janus-1B decode layer, q and k of a CFG pair). Undefined where
+// it does not apply (autograd, another device or dtype, a broadcast that would grow x, a last dim
+// that is not contiguous); apply_rope then runs the chain.
+torch::Tensor apply_rope_rows(const torch::Tensor& x, const RopeCosSin& cs);
+
 }  // namespace omni::nn
