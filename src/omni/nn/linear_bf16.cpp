@@ -69,58 +69,41 @@ struct Bf16Rows {
 OMNI_NN_SIMD_WARNINGS_OFF
 // AVX512-BF16: 32 weights per step, vdpbf16ps (pairs of bf16 products summed into fp32 lanes);
 // bf16 activations only, so outside row_kernel's widen-then-FMA tile.
-template <int R, int OT>
-__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_avx512bf16(const Bf16Rows<bf16>& a,
-                                                                                          int64_t o) {
-  __m512 acc[OT][R];
-  for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) acc[t][r] = _mm512_setzero_ps();
-  int64_t k = 0;
-  for (; k + 32 <= a.K; k += 32) {
-    __m512bh xv[R];
-    for (int r = 0; r < R; ++r) xv[r] = (__m512bh)_mm512_loadu_si512(a.x + r * a.K + k);
-    for (int t = 0; t < OT; ++t) {
-      const __m512bh wv = (__m512bh)_mm512_loadu_si512(a.w + (o + t) * a.K + k);
-      for (int r = 0; r < R; ++r) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], wv, xv[r]);
-    }
-  }
-  for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r)
-      a.put(r, o + t, row_kernel::tail(a, r, o + t, k, _mm512_reduce_add_ps(acc[t][r])));
-}
-// One input row: each weight row read whole before the next, with U independent sums along k.
-// A bf16 row of K = 2048 is one 4 KiB page, and the 8-row tile above reads 8 pages at once. In a
-// stand-alone loop over Janus-1B-sized layers (2 threads, interleaved rounds, best of 10), one
-// row at a time streamed 52-55 GB/s against the tile's 39-43 when this VM's memory was quiet and
-// the same (33-34) when it was not; a read-only pass: 49-55 GB/s with one stream, 41 with 8.
-// Two input rows stay with the tile: there one row at a time loads x twice as often and measured
-// slower (35-36 against 37-38 GB/s).
-template <int U>
+// Each weight row is read whole before the next, for R input rows (1 or 2 here), with U independent
+// sums along k per input row. A bf16 row of K = 2048 is one 4 KiB page, and reading 8 rows at once
+// (the tile row_kernel uses) reads 8 pages at once. In a stand-alone loop over Janus-1B-sized
+// layers (2 threads, interleaved rounds, best of 8-10): one row at a time 52-55 GB/s against the
+// 8-row tile's 39-43 on a quiet VM (a read-only pass: 49-55 GB/s with one stream, 41 with 8). Two
+// rows (a CFG pair), nine runs on a busy VM (copy 41-63 GB/s): one weight row at a time 37-52
+// GB/s, mean 45.0, against the 8-row tile's 37-50, mean 43.4, ahead in six of the nine; and each
+// row of a pair is now summed exactly as one row alone is.
+template <int R, int U>
 __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void row_avx512bf16(const Bf16Rows<bf16>& a,
                                                                                          int64_t o) {
-  __m512 acc[U];
-  for (int u = 0; u < U; ++u) acc[u] = _mm512_setzero_ps();
+  __m512 acc[R][U];
+  for (int r = 0; r < R; ++r)
+    for (int u = 0; u < U; ++u) acc[r][u] = _mm512_setzero_ps();
   const bf16* w = a.w + o * a.K;
   int64_t k = 0;
   for (; k + 32 * U <= a.K; k += 32 * U)
-    for (int u = 0; u < U; ++u)
-      acc[u] = _mm512_dpbf16_ps(acc[u], (__m512bh)_mm512_loadu_si512(w + k + 32 * u),
-                                (__m512bh)_mm512_loadu_si512(a.x + k + 32 * u));
-  for (; k + 32 <= a.K; k += 32)
-    acc[0] = _mm512_dpbf16_ps(acc[0], (__m512bh)_mm512_loadu_si512(w + k), (__m512bh)_mm512_loadu_si512(a.x + k));
-  for (int u = 1; u < U; ++u) acc[0] = _mm512_add_ps(acc[0], acc[u]);
-  a.put(0, o, row_kernel::tail(a, 0, o, k, _mm512_reduce_add_ps(acc[0])));
+    for (int u = 0; u < U; ++u) {
+      const __m512bh wv = (__m512bh)_mm512_loadu_si512(w + k + 32 * u);
+      for (int r = 0; r < R; ++r)
+        acc[r][u] = _mm512_dpbf16_ps(acc[r][u], wv, (__m512bh)_mm512_loadu_si512(a.x + r * a.K + k + 32 * u));
+    }
+  for (; k + 32 <= a.K; k += 32) {
+    const __m512bh wv = (__m512bh)_mm512_loadu_si512(w + k);
+    for (int r = 0; r < R; ++r)
+      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], wv, (__m512bh)_mm512_loadu_si512(a.x + r * a.K + k));
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int u = 1; u < U; ++u) acc[r][0] = _mm512_add_ps(acc[r][0], acc[r][u]);
+    a.put(r, o, row_kernel::tail(a, r, o, k, _mm512_reduce_add_ps(acc[r][0])));
+  }
 }
 template <int R>
 __attribute__((target("avx512f,avx512bf16"))) void rows_avx512bf16(const Bf16Rows<bf16>& a, int64_t o0, int64_t o1) {
-  if constexpr (R == 1) {
-    for (int64_t o = o0; o < o1; ++o) row_avx512bf16<4>(a, o);
-  } else {
-    constexpr int OT = 8;
-    int64_t o = o0;
-    for (; o + OT <= o1; o += OT) tile_avx512bf16<R, OT>(a, o);
-    for (; o < o1; ++o) tile_avx512bf16<R, 1>(a, o);
-  }
+  for (int64_t o = o0; o < o1; ++o) row_avx512bf16<R, 4>(a, o);
 }
 OMNI_NN_SIMD_WARNINGS_ON
 #endif
