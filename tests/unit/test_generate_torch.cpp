@@ -358,14 +358,11 @@ TEST(LlamaMlp, Bf16SiluIsRoundedOnce) {
   EXPECT_TRUE(torch::equal(mlp->forward(x), want));
 }
 
-// The fused inference kernels for RMSNorm, SiLU(gate)·up and the tanh-GELU
-// (nn/elementwise_cpu.h) against the op chains they replace, which autograd and a training run's
-// no-grad forwards still take: fp32 to the row sum's order (RMSNorm) or bit for bit (SiLU·up,
-// libtorch's own ops in place); bf16 within one bf16 step where the fp32 intermediate rounds the
-// other way, in a handful of elements.
+// The one-pass inference RoPE (nn/rope.h) against the op chain autograd and training still take,
+// bit for bit, on the layouts the decoders hand it (Llama, BAGEL's MoT, U1's t/h/w parts).
 TEST(Rope, OnePassInInferenceEqualsTheOpChainBitForBit) {
   torch::manual_seed(47);
-  const int64_t B = 2, T = 3, H = 4, D = 10;
+  const int64_t B = 2, T = 3, H = 4, D = 40;  // half 20: one 16-lane step and a scalar tail
   const auto inv = nn::rope_inv_freq(D, 10000.0);
   for (const auto dt : {torch::kFloat32, torch::kBFloat16}) {
     // Llama: [B, T, H, D] rows viewed as [B, H, T, D]; positions 1-D ([1, T, D] cos) and per row
@@ -377,14 +374,14 @@ TEST(Rope, OnePassInInferenceEqualsTheOpChainBitForBit) {
     const auto mot_x = packed.narrow(1, H * D, H * D).view({T, H, D});
     auto mot_cs = nn::rope_cos_sin(inv, torch::arange(T) + 5, dt);
     mot_cs = {mot_cs.cos.squeeze(0), mot_cs.sin.squeeze(0)};
-    // SenseNova-U1: a part of each row's head dim with its own frequencies
-    auto part_cs = nn::rope_cos_sin(nn::rope_inv_freq(6, 10000.0), torch::arange(T) * 3, dt);
+    // SenseNova-U1: a part of each row's head dim with its own frequencies (half 18)
+    auto part_cs = nn::rope_cos_sin(nn::rope_inv_freq(36, 10000.0), torch::arange(T) * 3, dt);
     part_cs = {part_cs.cos.squeeze(0), part_cs.sin.squeeze(0)};
     const std::vector<std::pair<torch::Tensor, nn::RopeCosSin>> cases = {
         {llama_x, nn::rope_cos_sin(inv, torch::arange(T) + 11, dt)},
         {llama_x, nn::rope_cos_sin(inv, pos2, dt)},
         {mot_x, mot_cs},
-        {mot_x.narrow(-1, 2, 6), part_cs},
+        {mot_x.narrow(-1, 2, 36), part_cs},
     };
     for (const auto& [x, cs] : cases) {
       torch::Tensor chain;
@@ -418,6 +415,11 @@ TEST(Rope, OnePassInInferenceEqualsTheOpChainBitForBit) {
   EXPECT_EQ(nn::apply_rope(x, grow).sizes(), (std::vector<int64_t>{B, H, T, D}));
 }
 
+// The fused inference kernels for RMSNorm, SiLU(gate)·up and the tanh-GELU
+// (nn/elementwise_cpu.h) against the op chains they replace, which autograd and a training run's
+// no-grad forwards still take: fp32 to the row sum's order (RMSNorm) or bit for bit (SiLU·up,
+// libtorch's own ops in place); bf16 within one bf16 step where the fp32 intermediate rounds the
+// other way, in a handful of elements.
 TEST(ElementwiseCpu, FusedRmsNormSiluMulAndGeluEqualTheOpChains) {
   if (!__builtin_cpu_supports("avx512f")) GTEST_SKIP() << "the fused kernels need AVX-512F; the op chains run";
   torch::manual_seed(31);

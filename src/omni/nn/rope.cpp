@@ -45,11 +45,12 @@ namespace {
 // One row of D = 2 * half: y = x * cos + rotate_half(x) * sin, every product and the sum rounded
 // to T as the op chain's separate kernels round them (libtorch's bf16 ops compute in fp32 and
 // round each result; for fp32 this file builds with -ffp-contract=off, so no FMA joins them).
-// -x2 * s == -(x2 * s) exactly: rounding to nearest is symmetric.
+// rope_row_avx512 takes 16 lanes a step (the scalar loop's bf16 rounding measured ~40 us a
+// Janus-1B decode layer) and returns where rope_row's scalar tail starts; there -x2 flips the sign
+// bit, as negation does (0 - x2 would turn -0 into +0), and the scalar -(x2 * s) == -x2 * s
+// exactly, rounding to nearest being symmetric.
 #ifdef OMNI_NN_X86_SIMD
 OMNI_NN_SIMD_WARNINGS_OFF
-// The same, 16 lanes a step (a bf16 row's scalar rounding measured ~40 us a Janus-1B layer); returns
-// where the scalar tail starts. -x2 flips the sign bit, as negation does (0 - x2 would lose -0).
 template <class T>
 __attribute__((target("avx512f"))) int64_t rope_row_avx512(const T* x, const T* c, const T* s, T* y, int64_t half) {
   using namespace simd;
