@@ -1,6 +1,5 @@
 #include "omni/models/bagel/inferencer.h"
 
-#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
