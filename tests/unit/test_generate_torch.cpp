@@ -579,36 +579,40 @@ TEST(LayerNorm, Bf16IsTheExactNormRoundedOnceAndFp32IsTheModule) {
 
 // Decode-step attention (nn::attention without autograd: attention_rows) over views of a longer
 // cache buffer, as the KV cache hands them out, equals the definition: grouped heads, 1 and 3
-// query rows, causal or an additive mask, fp32 and bf16, D = 20 (not a multiple of the 16 lanes).
+// query rows (3 and 9 rows a kv head: pairs and a single row), causal or an additive mask, fp32
+// and bf16, D = 20 (not a multiple of the 16 lanes: the generic loop) and D = 32 / 128 (AVX-512's
+// register-blocked loop where the CPU has it); S = 37 leaves a tail after the 16-lane softmax.
 TEST(Attention, FewRowsOverACacheViewMatchTheDefinitionInFp32AndBf16) {
   torch::manual_seed(11);
-  const int64_t B = 2, H = 6, kvH = 2, S = 37, cap = 50, D = 20;
-  for (auto dt : {torch::kFloat32, torch::kBFloat16})
-    for (int64_t Tq : {1, 3}) {
-      auto kbuf = torch::randn({B, kvH, cap, D}).to(dt), vbuf = torch::randn({B, kvH, cap, D}).to(dt);
-      auto k = kbuf.narrow(2, 0, S), v = vbuf.narrow(2, 0, S);
-      ASSERT_FALSE(k.is_contiguous());
-      auto q = torch::randn({B, H, Tq, D}).to(dt);
-      auto qi = torch::arange(S - Tq, S).unsqueeze(1), kj = torch::arange(S).unsqueeze(0);
-      auto causal = torch::zeros({Tq, S}).masked_fill(kj > qi, -std::numeric_limits<float>::infinity());
-      auto m = torch::randn({B, 1, Tq, S});
-      m.narrow(3, 5, 3).fill_(-std::numeric_limits<float>::infinity());  // blocked keys
-      auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat32); };
-      const double tol = dt == torch::kFloat32 ? 1e-5 : 3e-2;
-      torch::NoGradGuard no_grad;
-      nn::AttentionOptions o;
-      o.causal = true;
-      auto got = nn::attention(q, k, v, o);
-      ASSERT_EQ(got.scalar_type(), dt);
-      EXPECT_LT(max_abs(f(got), reference_attention(f(q), f(k), f(v), causal)), tol) << Tq << " rows";
-      nn::AttentionOptions om;
-      om.mask = m;
-      EXPECT_LT(max_abs(f(nn::attention(q, k, v, om)), reference_attention(f(q), f(k), f(v), m)), tol) << Tq << " rows";
-      // the kernel itself takes exactly this case and declines what it does not do
-      EXPECT_TRUE(nn::attention_rows(q, k, v, 0.5, false, {}).defined());
-      EXPECT_FALSE(nn::attention_rows(torch::randn({B, H, 9, D}).to(dt), k, v, 0.5, false, {}).defined());
-      EXPECT_FALSE(nn::attention_rows(q, k.transpose(2, 3), v, 0.5, false, {}).defined());
-    }
+  const int64_t B = 2, H = 6, kvH = 2, S = 37, cap = 50;
+  for (int64_t D : {20, 32, 128})
+    for (auto dt : {torch::kFloat32, torch::kBFloat16})
+      for (int64_t Tq : {1, 3}) {
+        auto kbuf = torch::randn({B, kvH, cap, D}).to(dt), vbuf = torch::randn({B, kvH, cap, D}).to(dt);
+        auto k = kbuf.narrow(2, 0, S), v = vbuf.narrow(2, 0, S);
+        ASSERT_FALSE(k.is_contiguous());
+        auto q = torch::randn({B, H, Tq, D}).to(dt);
+        auto qi = torch::arange(S - Tq, S).unsqueeze(1), kj = torch::arange(S).unsqueeze(0);
+        auto causal = torch::zeros({Tq, S}).masked_fill(kj > qi, -std::numeric_limits<float>::infinity());
+        auto m = torch::randn({B, 1, Tq, S});
+        m.narrow(3, 5, 3).fill_(-std::numeric_limits<float>::infinity());  // blocked keys
+        auto f = [](const torch::Tensor& t) { return t.to(torch::kFloat32); };
+        const double tol = dt == torch::kFloat32 ? 1e-5 : 3e-2;
+        torch::NoGradGuard no_grad;
+        nn::AttentionOptions o;
+        o.causal = true;
+        auto got = nn::attention(q, k, v, o);
+        ASSERT_EQ(got.scalar_type(), dt);
+        EXPECT_LT(max_abs(f(got), reference_attention(f(q), f(k), f(v), causal)), tol) << Tq << " rows, D " << D;
+        nn::AttentionOptions om;
+        om.mask = m;
+        EXPECT_LT(max_abs(f(nn::attention(q, k, v, om)), reference_attention(f(q), f(k), f(v), m)), tol)
+            << Tq << " rows, D " << D;
+        // the kernel itself takes exactly this case and declines what it does not do
+        EXPECT_TRUE(nn::attention_rows(q, k, v, 0.5, false, {}).defined());
+        EXPECT_FALSE(nn::attention_rows(torch::randn({B, H, 9, D}).to(dt), k, v, 0.5, false, {}).defined());
+        EXPECT_FALSE(nn::attention_rows(q, k.transpose(2, 3), v, 0.5, false, {}).defined());
+      }
 }
 
 // --dtype bf16 without bf16 GEMM kernels keeps the cache bf16 under fp32 compute (kv_cache.h):
