@@ -279,6 +279,11 @@ int main(int argc, char** argv) {
 
   // ---- bounds (before any model exists; measured again at the end) ----
   const Bounds b0 = measure_bounds(quick);
+  CopyProbe copy_probe(f32(), [] {  // sampled around the decode steps (bench_util.h)
+    if (g_dev.is_cuda()) torch::cuda::synchronize();
+  });
+  const double copy_probe_at_b0 = std::max(copy_probe.sample(), copy_probe.sample());
+  std::vector<CopyProbedStage> copy_probed;
   say("bounds measured");
 
   std::vector<Row> rows;
@@ -634,7 +639,10 @@ int main(int argc, char** argv) {
       }
     };
     step(false);  // warm-up (grows the KV buffer once)
+    copy_probe.reset();
+    copy_probe.sample();
     for (int s = 0; s < decode_steps; ++s) step(true);
+    copy_probe.sample();
     t_fwd /= decode_steps;
     t_head /= decode_steps;
     auto hr = torch::randn({1, C}, fopts());
@@ -664,6 +672,9 @@ int main(int argc, char** argv) {
       lin_note = strf("1-row linear_rows GB/s: %s; the 7 alone %.4f s", lin_note.c_str(), sum);
       std::fprintf(stderr, "  decode: %s\n", lin_note.c_str());
     }
+    // the copy rate of these minutes, as b0's 1 GiB copy scaled by the probe's samples
+    copy_probed.push_back({"decode, ONE layer", und_layer_bytes + kv_bytes, per_layer,
+                           b0.copy * copy_probe.best() / copy_probe_at_b0});
     {
       Row r;
       r.stage = strf("decode 1 token vs %lld-token context, ONE layer (s/layer)", (long long)decode_ctx);
@@ -761,5 +772,6 @@ int main(int argc, char** argv) {
               "decode = (weights streamed per step, embedding gathers excluded, + KV cache read) / memory-copy rate.\n"
               "Noise: best-of-N (or single) wall times on a machine whose cores may be shared with other jobs.\n");
   print_probed_table(probed, gemm_flops, copy_bps, quick);
+  print_copy_probed_table(copy_probed, copy_bps);
   return 0;
 }

@@ -217,6 +217,10 @@ int main(int argc, char** argv) {
     }
     read_bps = 1.0 * n * 4 / best;
   }
+  CopyProbe copy_probe(opts, sync);  // sampled around the bandwidth-bound stages (bench_util.h)
+  const double copy_probe_at_bound = std::max(copy_probe.sample(), copy_probe.sample());
+  std::vector<CopyProbedStage> copy_probed;
+  const auto copy_around = [&] { return copy_bps * copy_probe.best() / copy_probe_at_bound; };
   say("bounds measured");
   GemmProbe probe(opts, sync, quick);  // sampled between the runs of the FLOP-bound stages (bench_util.h)
   std::vector<ProbedStage> probed;
@@ -328,15 +332,19 @@ int main(int argc, char** argv) {
     // faults in its activations and KV cache (~7 us a page on this VM), printed as "cold" below.
     probe.reset();
     probe.sample();
+    copy_probe.reset();
+    copy_probe.sample();
     auto r = model.understand(embeds, o);
     const double cold_prefill = r.prefill_seconds;
     if (!quick) {
       probe.sample();
+      copy_probe.sample();
       auto again = model.understand(embeds, o);
       r.prefill_seconds = std::min(r.prefill_seconds, again.prefill_seconds);
       r.decode_seconds = std::min(r.decode_seconds, again.decode_seconds);
     }
     probe.sample();
+    copy_probe.sample();
     if (!finite(r.logits_last)) std::fprintf(stderr, "warning: non-finite LM logits\n");
     const int64_t T = prefill;
     const double pf_flops = 2.0 * T * lm_layer_numel + Lyr * 4.0 * T * T * D + 2.0 * lm_head_numel;
@@ -358,6 +366,7 @@ int main(int argc, char** argv) {
     std::snprintf(name, sizeof name, "greedy decode, %d tokens after the prefill (tokens/s)", steps);
     add({name, fmt("%.2f", dec_tps), fmt("%.2f", dec_bound_tps), fmt("%.2f", dec_tps / dec_bound_tps), "0.72",
          fmt("%.2fx", dec_tps / 0.72)});
+    copy_probed.push_back({"greedy decode", lm_stream_bytes + kv_bytes, r.decode_seconds / steps, copy_around()});
     std::fprintf(stderr, "  decode %.3f s/token; streams %.2f GB weights + %.2f GB KV per token\n",
                  r.decode_seconds / steps, lm_stream_bytes / 1e9, kv_bytes / 1e9);
   }
@@ -385,9 +394,12 @@ int main(int argc, char** argv) {
       sync();
       stamps.push_back(clk::now());
     };
+    copy_probe.reset();
+    copy_probe.sample();
     auto t = clk::now();
     auto r = model.generate_image_tokens(prompt, 100002, o);
     const double total = secs(t);
+    copy_probe.sample();
     const double first = std::chrono::duration<double>(stamps.front() - t).count();  // prompt prefill
     const double per_tok = std::chrono::duration<double>(stamps.back() - stamps.front()).count() / (n_tok - 1);
     const int64_t L = static_cast<int64_t>(prompt.size());
@@ -400,6 +412,7 @@ int main(int argc, char** argv) {
                   static_cast<long long>(n_tok));
     add({name, fmt("%.3f", per_tok), fmt("%.3f", bound), fmt("%.2f", per_tok / bound), "1.19",
          fmt("%.2fx", 1.19 / per_tok)});
+    copy_probed.push_back({"text-to-image CFG step", t2i_bytes + kv_window, per_tok, copy_around()});
     const double ext = first + 576 * per_tok, ext_bound = 576 * (t2i_bytes + kv_576) / copy_bps;
     add({"text-to-image 576 tokens, extrapolated (s/image)", fmt("%.1f", ext), fmt("%.1f", ext_bound),
          fmt("%.2f", ext / ext_bound), "685 (576 x 1.19)", fmt("%.2fx", 576 * 1.19 / ext)});
@@ -458,5 +471,6 @@ int main(int argc, char** argv) {
               "(weights streamed per step, embedding gathers excluded, + KV cache read) / memory-copy rate.\n"
               "Official PyTorch: fp32, 2 threads, same machine class (GEMM 164 GFLOP/s, copy 28 GB/s).\n");
   print_probed_table(probed, gemm_flops, copy_bps, quick);
+  print_copy_probed_table(copy_probed, copy_bps);
   return 0;
 }

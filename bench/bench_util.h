@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "omni/core/memory.h"
 #include "omni/nn/vq.h"
 
 namespace omni::bench {
@@ -90,6 +91,60 @@ class GemmProbe {
   std::function<void()> sync_;
   double best_ = 0;
 };
+
+// The memory-copy rate sampled around the runs of a bandwidth-bound stage, as GemmProbe samples
+// the GEMM rate: a 128 MiB fp32 copy_ (4x the L3 of the machines these benches ran on, and small
+// beside the model), best of three a sample; its buffers are handed back to the OS after each
+// sample, so the peak RSS row keeps its meaning. Its rate is not the 1 GiB copy's, so the benches
+// use it as a ratio: the run-wide copy rate x (the best sample around the stage / the best of two
+// taken with the run-wide bound).
+class CopyProbe {
+ public:
+  CopyProbe(const torch::TensorOptions& o, std::function<void()> sync)
+      : opts_(o.dtype(torch::kFloat32)), sync_(std::move(sync)) {}
+  double sample() {
+    const int64_t n = int64_t{1} << 25;  // 128 MiB of fp32
+    double rate = 0;
+    {
+      auto a = torch::ones({n}, opts_), b = torch::empty({n}, opts_);
+      b.copy_(a);
+      for (int r = 0; r < 3; ++r) {
+        sync_();
+        auto t = clk::now();
+        b.copy_(a);
+        sync_();
+        rate = std::max(rate, 2.0 * n * 4 / secs(t));
+      }
+    }
+    omni::return_free_memory_to_os();
+    best_ = std::max(best_, rate);
+    return rate;
+  }
+  double best() const { return best_; }
+  void reset() { best_ = 0; }
+
+ private:
+  torch::TensorOptions opts_;
+  std::function<void()> sync_;
+  double best_ = 0;
+};
+
+// A bandwidth-bound stage: the bytes a step streams, its seconds a step, and the copy rate of its
+// own minutes (CopyProbe, scaled to the run-wide copy rate).
+struct CopyProbedStage {
+  std::string stage;
+  double bytes = 0, seconds = 0, copy_bps = 0;
+};
+
+inline void print_copy_probed_table(const std::vector<CopyProbedStage>& stages, double run_copy_bps) {
+  std::printf("\nThe bandwidth-bound stages against the copy rate sampled around their own runs (bench_util.h\n"
+              "CopyProbe: a 128 MiB copy_ before and after them, scaled by its rate beside the run-wide 1 GiB copy):\n\n"
+              "| stage | copy around its runs (GB/s) | run-wide copy | ours (GB/s streamed) | ours/bound at the copy around its runs |\n"
+              "|---|---:|---:|---:|---:|\n");
+  for (const auto& p : stages)
+    std::printf("| %s | %.1f | %.1f | %.1f | %.2f |\n", p.stage.c_str(), p.copy_bps / 1e9, run_copy_bps / 1e9,
+                p.bytes / p.seconds / 1e9, p.bytes / p.copy_bps / p.seconds);
+}
 
 // Best of `reps` runs of f, the probe (reset first) sampled before each run and after the last.
 template <class F>
