@@ -82,8 +82,8 @@ OMNI_NN_SIMD_WARNINGS_OFF
 // adjacent cache lines beside the weight row rather than two streams 2K elements apart. Over six
 // Janus-1B layers (interleaved rounds, means of 8): ahead in 10 of 11 runs, by 6% on average
 // (e.g. 57.0 vs 52.5 GB/s; one row: 62.9); a whole 24-layer CFG-pair step 3-4% faster (best of
-// 20: 51.7-54.5 ms vs 54.0-56.6). x in a 16-byte-aligned buffer instead, half its loads split
-// across two cache lines, lost 20%.
+// 20: 51.7-54.5 ms vs 54.0-56.6). x in a std::vector instead (16-byte aligned: every 64-byte
+// load split across two cache lines) lost 20%.
 template <int R, int U>
 __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void row_avx512bf16(const Bf16Rows<bf16>& a,
                                                                                          int64_t o) {
