@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "omni/nn/bf16_simd.h"
+#include "omni/nn/softmax_cpu.h"
 
 namespace omni::nn {
 namespace {
@@ -63,19 +64,21 @@ inline __attribute__((always_inline)) void mask_row(const Block& b, int64_t r, f
     for (int64_t s = S - b.Tq + t + 1; s < S; ++s) pr[s] = -std::numeric_limits<float>::infinity();
 }
 
+// Softmax of one row of S scores, in place.
+inline __attribute__((always_inline)) void softmax_row(float* pr, int64_t S) {
+  float mx = -std::numeric_limits<float>::infinity();
+  for (int64_t s = 0; s < S; ++s) mx = std::max(mx, pr[s]);
+  float sum = 0.f;
+  for (int64_t s = 0; s < S; ++s) sum += (pr[s] = std::exp(pr[s] - mx));
+  const float inv = 1.f / sum;
+  for (int64_t s = 0; s < S; ++s) pr[s] *= inv;
+}
+
 // Masks and softmax over the scores p [rows, S], in place.
 inline __attribute__((always_inline)) void softmax_rows(const Block& b, float* p) {
-  const int64_t S = b.S;
-  const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t r = 0; r < b.rows; ++r) {
-    float* pr = p + r * S;
-    mask_row(b, r, pr);
-    float mx = neg_inf;
-    for (int64_t s = 0; s < S; ++s) mx = std::max(mx, pr[s]);
-    float sum = 0.f;
-    for (int64_t s = 0; s < S; ++s) sum += (pr[s] = std::exp(pr[s] - mx));
-    const float inv = 1.f / sum;
-    for (int64_t s = 0; s < S; ++s) pr[s] *= inv;
+    mask_row(b, r, p + r * b.S);
+    softmax_row(p + r * b.S, b.S);
   }
 }
 
@@ -135,36 +138,10 @@ __attribute__((always_inline)) inline void prefetch_row(const T* row, int64_t D)
     _mm_prefetch(reinterpret_cast<const char*>(row) + i, _MM_HINT_T1);
 }
 
-// softmax_rows with 16 lanes a step: the max, then exp (simd::exp16, relative error ~1e-7 where
-// std::exp is correctly rounded; simd::exp_poly for the tail) and the sum, then the scaling.
-__attribute__((target("avx512f,fma"))) inline void softmax_rows_avx512(const Block& b, float* p) {
-  const int64_t S = b.S;
-  for (int64_t r = 0; r < b.rows; ++r) {
-    float* pr = p + r * S;
-    mask_row(b, r, pr);
-    __m512 m16 = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-    int64_t s = 0;
-    for (; s + 16 <= S; s += 16) m16 = _mm512_max_ps(m16, _mm512_loadu_ps(pr + s));
-    float mx = _mm512_reduce_max_ps(m16);
-    for (; s < S; ++s) mx = std::max(mx, pr[s]);
-    const __m512 mxv = _mm512_set1_ps(mx);
-    __m512 sum16 = _mm512_setzero_ps();
-    for (s = 0; s + 16 <= S; s += 16) {
-      const __m512 e = simd::exp16(_mm512_sub_ps(_mm512_loadu_ps(pr + s), mxv));
-      _mm512_storeu_ps(pr + s, e);
-      sum16 = _mm512_add_ps(sum16, e);
-    }
-    float sum = _mm512_reduce_add_ps(sum16);
-    for (; s < S; ++s) sum += (pr[s] = simd::exp_poly(pr[s] - mx));
-    const __m512 inv = _mm512_set1_ps(1.f / sum);
-    for (s = 0; s + 16 <= S; s += 16) _mm512_storeu_ps(pr + s, _mm512_mul_ps(_mm512_loadu_ps(pr + s), inv));
-    for (; s < S; ++s) pr[s] *= 1.f / sum;
-  }
-}
-
 // block_body for D = 16 * ND (ND <= 8) on AVX-512: a key's or value's D elements are ND registers,
 // loaded once for every query row; the value sums of two rows at a time stay in registers; each
-// score is a 16-lane FMA sum and one reduction, and the softmax runs 16 lanes a step. The values
+// score is a 16-lane FMA sum and one reduction, and the softmax runs 16 lanes a step
+// (softmax_cpu.h's row loop, exp by the 2^t polynomial: ~1e-7 from std::exp). The values
 // are prefetched while the keys are scored and the next block's keys while the values are summed,
 // so a block's two streams overlap and the next one starts warm. Where block_avx512 was the
 // compiler's 8-lane loop, a multiply and an add per element, a scalar 16-step sum per score and
@@ -191,7 +168,10 @@ __attribute__((target("avx512f,fma"))) void block_avx512_d16(const Block& b, flo
       p[r * S + s] = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) * b.scale;
     }
   }
-  softmax_rows_avx512(b, p);
+  // the softmax 16 lanes a step (softmax_cpu.h), where the CPU has AVX-512 BW and VL
+  for (int64_t r = 0; r < R; ++r) mask_row(b, r, p + r * S);
+  if (!softmax_fp32_rows_here_(p, R, S))
+    for (int64_t r = 0; r < R; ++r) softmax_row(p + r * S, S);
   const T* next = static_cast<const T*>(b.next_k);
   for (int64_t r0 = 0; r0 < R; r0 += 2) {
     const bool two = r0 + 1 < R;

@@ -211,12 +211,10 @@ std::vector<torch::Tensor> run(const torch::Tensor& x, const std::vector<torch::
   for (const auto& b : biases) b32s.push_back(b.defined() ? b.to(torch::kFloat32).contiguous() : torch::Tensor());
   const auto xc = x.contiguous();
   const int64_t K = Ws[0].size(1);
-  torch::Tensor xp;  // pair_tile_avx2's x, where that tile runs (AVX2, no AVX-512F)
-#ifdef OMNI_NN_X86_SIMD
-  if (row_kernel::isa() == row_kernel::Isa::avx2) xp = pair_order(reinterpret_cast<const A*>(xc.data_ptr()), R, K);
-#endif
+  torch::Tensor xp;       // pair_tile_avx2's x, where that tile runs (AVX2, no AVX-512F)
   torch::Tensor x_pairs;  // row_avx512bf16's x for two rows (interleave32)
 #ifdef OMNI_NN_X86_SIMD
+  if (row_kernel::isa() == row_kernel::Isa::avx2) xp = pair_order(reinterpret_cast<const A*>(xc.data_ptr()), R, K);
   if constexpr (std::is_same_v<A, bf16>)
     if (R >= 2 && simd::has_avx512bf16()) x_pairs = interleave32(reinterpret_cast<const bf16*>(xc.data_ptr()), R, K);
 #endif

@@ -115,6 +115,17 @@ bool softmax_rows(at::Tensor& x, float scale, bool allow_cvt) {
 
 bool softmax_lastdim_(at::Tensor& x, float scale) { return softmax_rows(x, scale, true); }
 
+bool softmax_fp32_rows_here_(float* p, int64_t rows, int64_t S) {
+#ifdef OMNI_NN_X86_SIMD
+  if (!has_avx512bw()) return false;
+  rows_avx512(p, 0, rows, S, 1.f, nullptr, false);  // fp32: the exps in place, no scratch
+  return true;
+#else
+  (void)p, (void)rows, (void)S;
+  return false;
+#endif
+}
+
 namespace detail {
 bool softmax_lastdim_without_bf16_cvt_(at::Tensor& x, float scale) { return softmax_rows(x, scale, false); }
 }  // namespace detail

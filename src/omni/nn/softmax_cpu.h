@@ -8,7 +8,8 @@
 // vector operations where Cephes' exp takes 14), a row's last partial vector is masked (9 scalar
 // exps had cost a 1369-key row a fifth of its time) and bf16 rounds by vcvtneps2bf16 where the CPU
 // has it: 256 rows of 1369 bf16 scores 0.16 -> 0.09 ms, of 4900 0.53 -> 0.29 ms, fp32 at 1369
-// 0.126 -> 0.083 ms (one thread). Internal to src/omni/nn (attention.cpp, attention_tiles.cpp).
+// 0.126 -> 0.083 ms (one thread). Internal to src/omni/nn (attention.cpp, attention_tiles.cpp,
+// attention_rows.cpp).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -20,6 +21,11 @@ namespace omni::nn {
 // -inf becomes NaN, as torch's softmax makes it. False, x untouched, where it does not apply
 // (another dtype or device, not contiguous, or no AVX-512 F, BW and VL on this CPU).
 bool softmax_lastdim_(at::Tensor& x, float scale = 1.f);
+
+// softmax_lastdim_ of `rows` contiguous fp32 rows of S scores at p (scale 1) on the calling thread,
+// for a caller already inside its own parallel loop (attention_rows' blocks). False, p untouched,
+// on a CPU without AVX-512 F, BW and VL.
+bool softmax_fp32_rows_here_(float* p, int64_t rows, int64_t S);
 
 namespace detail {
 // The same with bf16 rows rounded by AVX-512F integer arithmetic even where the CPU has
