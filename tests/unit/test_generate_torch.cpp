@@ -799,7 +799,7 @@ TEST(LinearBf16Rows, OneOrTwoRowsEqualTheWidenedProduct) {
         const double tol = (xt == torch::kFloat32 ? 1e-6 : 4e-3) * want.abs().max().item<double>();
         EXPECT_LT((got.to(f64) - want).abs().max().item<double>(), tol) << "K " << K << ", " << rows << " rows";
       }
-      // each row of a pair is summed as one row alone is (vdpbf16ps too: one weight row at a time)
+      // each row of a pair is summed as one row alone is (vdpbf16ps too: one sum along k per row)
       EXPECT_TRUE(omni::nn::linear_bf16_rows(x, w, b)[0].equal(omni::nn::linear_bf16_rows(x.narrow(0, 0, 1), w, b)[0]))
           << "K " << K;
       EXPECT_TRUE(omni::nn::linear_bf16_rows(x, w, b)[1].equal(omni::nn::linear_bf16_rows(x.narrow(0, 1, 1), w, b)[0]))

@@ -46,7 +46,7 @@ struct Bf16Rows {
   A* y;
   const float* xp = nullptr;  // AVX2 without AVX-512: x as pair_tile_avx2 reads it (pair_order)
   const bf16* xi = nullptr;   // AVX512-BF16, 2+ rows: x as row_avx512bf16 reads it (interleave32)
-  static constexpr int kAvx512Rows = 8;
+  static constexpr int kAvx512Rows = 4, kAvx512RowsMany = 4;  // as fp32's (the widening is one shift)
   static float wide(bf16 h) { return simd::widen(h); }
   static float wide(float f) { return f; }
 #ifdef OMNI_NN_X86_SIMD
@@ -70,49 +70,44 @@ struct Bf16Rows {
 OMNI_NN_SIMD_WARNINGS_OFF
 // AVX512-BF16: 32 weights per step, vdpbf16ps (pairs of bf16 products summed into fp32 lanes);
 // bf16 activations only, so outside row_kernel's widen-then-FMA tile.
-// Each weight row is read whole before the next, for R input rows (1 or 2 here), with U independent
-// sums along k per input row. A bf16 row of K = 2048 is one 4 KiB page, and reading 8 rows at once
-// (the tile row_kernel uses) reads 8 pages at once. In a stand-alone loop over Janus-1B-sized
-// layers (2 threads, interleaved rounds, best of 8-10): one row at a time 52-55 GB/s against the
-// 8-row tile's 39-43 on a quiet VM (a read-only pass: 49-55 GB/s with one stream, 41 with 8). Two
-// rows (a CFG pair), nine runs on a busy VM (copy 41-63 GB/s): one weight row at a time 37-52
-// GB/s, mean 45.0, against the 8-row tile's 37-50, mean 43.4, ahead in six of the nine; and each
-// row of a pair is now summed exactly as one row alone is.
+// Four weight rows a pass for R input rows (1 or 2 here), the rows of four far-apart pieces of the
+// thread's range (row_kernel::piece_length), one sum along k per weight and input row, so each row
+// of a pair is summed exactly as one row alone is. Before, one weight row at a time with four sums
+// along k (itself ahead of an 8-adjacent-row tile: 52-55 against 39-43 GB/s); over ten Janus-1B
+// layers in interleaved rounds on a quiet spell, best GB/s: one row 64 -> 68, two 54 -> 58, and a
+// whole 24-layer pair step 47 -> 53 GB/s (one row 49 -> 62 in another spell; in slow spells level).
 // Two rows read x interleaved (interleave32: each 32-block of both rows side by side), one run of
 // adjacent cache lines beside the weight row rather than two streams 2K elements apart. Over six
 // Janus-1B layers (interleaved rounds, means of 8): ahead in 10 of 11 runs, by 6% on average
 // (e.g. 57.0 vs 52.5 GB/s; one row: 62.9); a whole 24-layer CFG-pair step 3-4% faster (best of
 // 20: 51.7-54.5 ms vs 54.0-56.6). x in a std::vector instead (16-byte aligned: every 64-byte
 // load split across two cache lines) lost 20%.
-template <int R, int U>
-__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void row_avx512bf16(const Bf16Rows<bf16>& a,
-                                                                                         int64_t o) {
-  __m512 acc[R][U];
-  for (int r = 0; r < R; ++r)
-    for (int u = 0; u < U; ++u) acc[r][u] = _mm512_setzero_ps();
-  const bf16* w = a.w + o * a.K;
+template <int R, int OT>
+__attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_avx512bf16(const Bf16Rows<bf16>& a,
+                                                                                          int64_t o, int64_t s) {
+  __m512 acc[OT][R];
+  for (int t = 0; t < OT; ++t)
+    for (int r = 0; r < R; ++r) acc[t][r] = _mm512_setzero_ps();
   // row r's elements k..k+31, for k a multiple of 32, are at xs + R * k + 32 * r
   const bf16* xs = R == 1 ? a.x : a.xi;
   int64_t k = 0;
-  for (; k + 32 * U <= a.K; k += 32 * U)
-    for (int u = 0; u < U; ++u) {
-      const __m512bh wv = (__m512bh)_mm512_loadu_si512(w + k + 32 * u);
-      for (int r = 0; r < R; ++r)
-        acc[r][u] = _mm512_dpbf16_ps(acc[r][u], wv, (__m512bh)_mm512_loadu_si512(xs + R * (k + 32 * u) + 32 * r));
-    }
   for (; k + 32 <= a.K; k += 32) {
-    const __m512bh wv = (__m512bh)_mm512_loadu_si512(w + k);
-    for (int r = 0; r < R; ++r)
-      acc[r][0] = _mm512_dpbf16_ps(acc[r][0], wv, (__m512bh)_mm512_loadu_si512(xs + R * k + 32 * r));
+    __m512bh xv[R];
+    for (int r = 0; r < R; ++r) xv[r] = (__m512bh)_mm512_loadu_si512(xs + R * k + 32 * r);
+    for (int t = 0; t < OT; ++t) {
+      const __m512bh wv = (__m512bh)_mm512_loadu_si512(a.w + (o + t * s) * a.K + k);
+      for (int r = 0; r < R; ++r) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], wv, xv[r]);
+    }
   }
-  for (int r = 0; r < R; ++r) {
-    for (int u = 1; u < U; ++u) acc[r][0] = _mm512_add_ps(acc[r][0], acc[r][u]);
-    a.put(r, o, row_kernel::tail(a, r, o, k, _mm512_reduce_add_ps(acc[r][0])));
-  }
+  for (int t = 0; t < OT; ++t)
+    for (int r = 0; r < R; ++r) a.put(r, o + t * s, row_kernel::tail(a, r, o + t * s, k, _mm512_reduce_add_ps(acc[t][r])));
 }
 template <int R>
 __attribute__((target("avx512f,avx512bf16"))) void rows_avx512bf16(const Bf16Rows<bf16>& a, int64_t o0, int64_t o1) {
-  for (int64_t o = o0; o < o1; ++o) row_avx512bf16<R, 4>(a, o);
+  constexpr int OT = 4;  // weight rows a pass, as four far-apart streams (row_kernel::piece_length)
+  const int64_t len = row_kernel::piece_length(o0, o1, OT);
+  for (int64_t i = 0; i < len; ++i) tile_avx512bf16<R, OT>(a, o0 + i, len);
+  for (int64_t o = o0 + OT * len; o < o1; ++o) tile_avx512bf16<R, 1>(a, o, 0);
 }
 OMNI_NN_SIMD_WARNINGS_ON
 #endif
@@ -126,7 +121,7 @@ OMNI_NN_SIMD_WARNINGS_OFF
 // Janus-1B layers (bf16, 2 fp32 rows, 2 threads) at 21-24 GB/s against 14-20 for that tile in
 // interleaved rounds on the 2-core AVX2 EPYC (fp32 weights: 30-32); one row 22-25 against 17-19.
 template <int R, int OT, class A>
-__attribute__((target("avx2,fma"), always_inline)) inline void pair_tile_avx2(const Bf16Rows<A>& a, int64_t o) {
+__attribute__((target("avx2,fma"), always_inline)) inline void pair_tile_avx2(const Bf16Rows<A>& a, int64_t o, int64_t s) {
   __m256 acc[OT][R];
   for (int t = 0; t < OT; ++t)
     for (int r = 0; r < R; ++r) acc[t][r] = _mm256_setzero_ps();
@@ -139,7 +134,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void pair_tile_avx2(co
       odd[r] = _mm256_loadu_ps(a.xp + r * a.K + k + 8);
     }
     for (int t = 0; t < OT; ++t) {
-      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.w + (o + t) * a.K + k));
+      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.w + (o + t * s) * a.K + k));
       const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
       const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(w, high));
       for (int r = 0; r < R; ++r) {
@@ -149,14 +144,14 @@ __attribute__((target("avx2,fma"), always_inline)) inline void pair_tile_avx2(co
     }
   }
   for (int t = 0; t < OT; ++t)
-    for (int r = 0; r < R; ++r) a.put(r, o + t, row_kernel::tail(a, r, o + t, k, row_kernel::sum8(acc[t][r])));
+    for (int r = 0; r < R; ++r) a.put(r, o + t * s, row_kernel::tail(a, r, o + t * s, k, row_kernel::sum8(acc[t][r])));
 }
 template <int R, class A>
 __attribute__((target("avx2,fma"))) void pair_rows_avx2(const Bf16Rows<A>& a, int64_t o0, int64_t o1) {
   constexpr int OT = 4;
-  int64_t o = o0;
-  for (; o + OT <= o1; o += OT) pair_tile_avx2<R, OT>(a, o);
-  for (; o < o1; ++o) pair_tile_avx2<R, 1>(a, o);
+  const int64_t len = row_kernel::piece_length(o0, o1, OT);
+  for (int64_t i = 0; i < len; ++i) pair_tile_avx2<R, OT>(a, o0 + i, len);
+  for (int64_t o = o0 + OT * len; o < o1; ++o) pair_tile_avx2<R, 1>(a, o, 0);
 }
 OMNI_NN_SIMD_WARNINGS_ON
 #endif

@@ -31,7 +31,7 @@ struct Int8Rows {
   int64_t K, O;
   const float* scale;
   float* y;
-  static constexpr int kAvx512Rows = 4;  // the widening takes registers too
+  static constexpr int kAvx512Rows = 4, kAvx512RowsMany = 2;  // the widening takes registers too
   static float wide(int8_t v) { return static_cast<float>(v); }
   static float wide(float v) { return v; }
 #if defined(__GNUC__) && defined(__x86_64__)
