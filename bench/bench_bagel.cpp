@@ -409,6 +409,7 @@ int main(int argc, char** argv) {
     for (auto* w : {&model->language_model->lm_head->weight, &model->language_model->model->embed_tokens->weight})
       w->set_data(w->to(torch::kBFloat16));
   }
+  move_weights_to_huge_pages(*model);  // where the CLI's loader writes them
   // As omni infer and eval load it: fp32 / bf16 CPU ViT and connector weights stored transposed,
   // the layout OpenBLAS's sgemm runs fastest and oneDNN's packing reads fastest
   // (nn::store_linear_weights_transposed; a no-op for other dtypes / devices).

@@ -278,6 +278,7 @@ int main(int argc, char** argv) {
     for (auto& b : net->buffers())
       if (b.scalar_type() == torch::kBFloat16) b.set_data(b.to(dt));
   }
+  move_weights_to_huge_pages(*net);  // where the CLI's loader writes them
   // As omni infer and eval load it: fp32 / bf16 CPU tower and aligner weights stored transposed,
   // the layout OpenBLAS's sgemm runs fastest and oneDNN's packing reads fastest
   // (nn::store_linear_weights_transposed; a no-op for other dtypes / devices).

@@ -140,6 +140,7 @@ int main(int argc, char** argv) {
   // bf16 on a CPU without bf16 GEMM kernels: bf16 decoder linears over fp32 compute, as the CLI builds it
   if (narrow == torch::kBFloat16)
     omni::nn::narrow_linears_bf16(*model, "language_model.model.layers.");
+  move_weights_to_huge_pages(*model);  // where the CLI's loader writes them
   auto& lm = *model->language_model->model;
   auto& layer = *lm.layer_ptrs[0];
   const int64_t C = cfg.llm.hidden_size, und_lin = branch_linear(layer, false), gen_lin = branch_linear(layer, true);

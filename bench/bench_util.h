@@ -32,6 +32,25 @@ inline int64_t bytes_of(torch::nn::Module& m) {
   return n;
 }
 
+// Every CPU parameter and buffer of 4 MiB or more moved onto fresh memory under 2 MiB pages, as the
+// checkpoint loader writes the CLI's weights (omni/core/memory.h prefer_huge_pages): the benches
+// build their weights with torch's init, on whatever pages the heap gives, and the one/two-row
+// loops stream 4 KiB pages slower. One tensor at a time, its old storage handed back at once, so
+// the peak stays the model plus one tensor.
+inline void move_weights_to_huge_pages(torch::nn::Module& m) {
+  torch::NoGradGuard ng;
+  auto move = [](torch::Tensor& t) {
+    if (!t.defined() || !t.device().is_cpu() || t.nbytes() < (size_t{4} << 20)) return;
+    auto fresh = torch::empty_strided(t.sizes(), t.strides(), t.options());
+    omni::prefer_huge_pages(fresh.data_ptr(), fresh.nbytes());
+    fresh.copy_(t);
+    t.set_data(fresh);
+    omni::return_free_memory_to_os();
+  };
+  for (auto& p : m.parameters()) move(p);
+  for (auto& b : m.buffers()) move(b);
+}
+
 inline std::string fmt(const char* f, double v) {
   char b[64];
   std::snprintf(b, sizeof b, f, v);

@@ -27,6 +27,14 @@ void return_free_memory_to_os();
 // out of a memory-mapped checkpoint, a parameter whose shard has been taken.
 void drop_whole_pages(const void* p, size_t bytes);
 
+// Asks for 2 MiB pages under the whole huge pages inside [p, p + bytes) (madvise MADV_HUGEPAGE),
+// for memory about to be written for the first time: the kernel's THP mode is often "madvise".
+// Decode steps stream every weight once per token, and with 4 KiB pages the hardware prefetchers
+// stop at each page: the one/two-row loops read a Janus-Pro-7B matrix at 28-36 GB/s on 4 KiB pages
+// and 34-42 GB/s on 2 MiB pages (2-core EPYC); page faults drop 512-fold too. Advice only:
+// ignored where unsupported.
+void prefer_huge_pages(void* p, size_t bytes);
+
 // MemAvailable of /proc/meminfo in bytes (what can be allocated without swapping out other
 // processes), or 0 where it cannot be read: for a request whose buffers could never fit to fail
 // with a message instead of the OOM killer.

@@ -1,7 +1,5 @@
 #include "omni/io/module_loader_torch.h"
 
-#include <sys/mman.h>
-
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -9,6 +7,7 @@
 
 #include "omni/core/error.h"
 #include "omni/core/log.h"
+#include "omni/core/memory.h"
 #include "omni/io/dtype_torch.h"
 #include "omni/nn/linear.h"
 
@@ -32,17 +31,10 @@ std::string describe(const TensorInfo& i) {
   return std::string(dtype_name(i.dtype)) + " " + shape_str(i.shape);
 }
 
-// Asks for 2 MiB pages under a large CPU tensor about to be written (the whole huge pages inside
-// it; the kernel's THP mode here is "madvise"). Decode steps stream every weight once per token,
-// and with 4 KiB pages the hardware prefetchers stop at each page: our one/two-row loops read a
-// Janus-Pro-7B matrix at 28-36 GB/s on 4 KiB pages and 34-42 GB/s on 2 MiB pages (2-core EPYC).
-// The load's page faults drop 512-fold too. Advice only: ignored where unsupported.
+// 2 MiB pages under a large CPU tensor about to be written (omni/core/memory.h: decode streams
+// every weight once per token, and the prefetchers stop at each 4 KiB page).
 void prefer_huge_pages(const torch::Tensor& t) {
-  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
-  if (!t.device().is_cpu() || t.nbytes() < 2 * kHuge) return;
-  const auto p = reinterpret_cast<uintptr_t>(t.data_ptr());
-  const uintptr_t first = (p + kHuge - 1) & ~(kHuge - 1), last = (p + t.nbytes()) & ~(kHuge - 1);
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+  if (t.device().is_cpu() && t.nbytes() >= (size_t{4} << 20)) omni::prefer_huge_pages(t.data_ptr(), t.nbytes());
 }
 
 // The checkpoint tensor `name` copied into `dst` (converted to its dtype), then its mapped pages
