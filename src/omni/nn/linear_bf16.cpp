@@ -45,7 +45,7 @@ struct Bf16Rows {
   const float* bias;  // fp32 copy, or null
   A* y;
   const float* xp = nullptr;  // AVX2 without AVX-512: x as pair_tile_avx2 reads it (pair_order)
-  const bf16* xi = nullptr;   // AVX512-BF16, 2+ rows: x as row_avx512bf16 reads it (interleave32)
+  const bf16* xi = nullptr;   // AVX512-BF16, 2+ rows: x as tile_avx512bf16 reads it (interleave32)
   static constexpr int kAvx512Rows = 4, kAvx512RowsMany = 4;  // as fp32's (the widening is one shift)
   static float wide(bf16 h) { return simd::widen(h); }
   static float wide(float f) { return f; }
@@ -173,7 +173,7 @@ torch::Tensor pair_order(const A* x, int64_t R, int64_t K) {
 }
 
 #ifdef OMNI_NN_X86_SIMD
-// x [R, K] as row_avx512bf16 reads R >= 2 rows: for each full 32-block of k, row 0's 32
+// x [R, K] as tile_avx512bf16 reads R >= 2 rows: for each full 32-block of k, row 0's 32
 // elements, then row 1's, .. (the rest past the last full block is read from x itself). A
 // tensor, so 64-byte aligned as x is: each 32-element load is one cache line.
 torch::Tensor interleave32(const bf16* x, int64_t R, int64_t K) {
@@ -207,7 +207,7 @@ std::vector<torch::Tensor> run(const torch::Tensor& x, const std::vector<torch::
   const auto xc = x.contiguous();
   const int64_t K = Ws[0].size(1);
   torch::Tensor xp;       // pair_tile_avx2's x, where that tile runs (AVX2, no AVX-512F)
-  torch::Tensor x_pairs;  // row_avx512bf16's x for two rows (interleave32)
+  torch::Tensor x_pairs;  // tile_avx512bf16's x for two rows (interleave32)
 #ifdef OMNI_NN_X86_SIMD
   if (row_kernel::isa() == row_kernel::Isa::avx2) xp = pair_order(reinterpret_cast<const A*>(xc.data_ptr()), R, K);
   if constexpr (std::is_same_v<A, bf16>)

@@ -87,9 +87,10 @@ __attribute__((target("avx2,fma"), always_inline)) inline void tile_avx2(const P
     for (int r = 0; r < R; ++r) p.put(r, o + t * s, tail(p, r, o + t * s, k, sum8(acc[t][r])));
 }
 
-// AVX-512F: 16 elements per step and 32 registers, so more weight rows per pass (more
-// independent streams: Janus-Pro-7B's fp32 matrices at 24-38 GB/s for 1-2 rows against 16-23 GB/s
-// for the AVX2 loop on the same 2-core EPYC). From 3 input rows each weight row is also prefetched
+// AVX-512F: 16 elements per step and 32 registers, so four weight rows a pass also for 3-4 input
+// rows (the policy's kAvx512Rows / kAvx512RowsMany; with adjacent rows, 8 a pass read Janus-Pro-7B's
+// fp32 matrices at 24-38 GB/s for 1-2 rows against 16-23 GB/s for the AVX2 loop of 4 on the same
+// 2-core EPYC, before piece_length). From 3 input rows each weight row is also prefetched
 // kPrefetchAhead elements ahead: there the FMAs fill the out-of-order window and the hardware
 // prefetcher alone kept fewer lines in flight. Janus-1B's seven layer matrices, 2 threads, AVX-512
 // EPYC (copy_ 72 GB/s), best of 8 interleaved: 3 rows 40 -> 48-50 GB/s, 4 rows 38-40 -> 43-44;
