@@ -182,12 +182,14 @@ struct Row {
   const char* prec = "%.3f";
   std::string note;
   bool rate_note = false;  // prepend "X GFLOP, Y GFLOP/s"
+  bool fp32 = false;       // computes in fp32 whatever --dtype says (the VAE): bound at the fp32 GEMM rate
   std::vector<std::string> fixed;  // ours, bound, ratio
 };
 
 // GEMM rate (best of 2048^3 and, unless quick, 4096^3) and copy / read rates of 1 GiB.
 struct Bounds {
   double gemm = 0, copy = 0, read = 0;
+  double gemm_fp32 = 0;  // the fp32 GEMM rate, for the VAE (fp32 under every --dtype); = gemm for fp32
   double conv1x1 = 0, conv3x3 = 0;  // for reference only (oneDNN convolutions), not used as bounds
   std::string note;
 };
@@ -212,6 +214,13 @@ Bounds measure_bounds(bool quick) {
     const double rate = 2.0 * n * n * n / best;
     b.note += (b.note.empty() ? "" : ", ") + std::to_string(n) + "^3: " + fmt("%.1f", rate / 1e9);
     b.gemm = std::max(b.gemm, rate);
+  }
+  b.gemm_fp32 = b.gemm;
+  if (g_dt != torch::kFloat32) {
+    const int64_t n = 2048;
+    auto x = torch::randn({n, n}, f32()), y = torch::randn({n, n}, f32()), c = torch::empty({n, n}, f32());
+    torch::mm_out(c, x, y);
+    b.gemm_fp32 = 2.0 * n * n * n / best_of(quick ? 2 : 4, [&] { torch::mm_out(c, x, y); });
   }
   const int64_t n = int64_t{1} << 28;  // 1 GiB of fp32
   auto x = torch::ones({n}, fopts()), y = torch::zeros({n}, fopts());
@@ -288,8 +297,9 @@ int main(int argc, char** argv) {
 
   std::vector<Row> rows;
   auto add = [&](Row r) { rows.push_back(std::move(r)); };
-  auto flop_row = [&](const std::string& name, double s, double flops, const std::string& extra = "") {
+  auto flop_row = [&](const std::string& name, double s, double flops, const std::string& extra = "", bool fp32 = false) {
     Row r;
+    r.fp32 = fp32;
     r.stage = name;
     r.seconds = s;
     r.flops = flops;
@@ -317,7 +327,7 @@ int main(int argc, char** argv) {
       if (!finite(img)) std::fprintf(stderr, "warning: non-finite VAE decode output\n");
       flop_row(strf("VAE decode %lldx%lldx%lld latent -> %lld^2 (s)", (long long)z, (long long)g, (long long)g,
                     (long long)img_small),
-               vae_dec_small_s, vae_decode_flops(*vae, g), "1 run after a 64^2 warm-up");
+               vae_dec_small_s, vae_decode_flops(*vae, g), "1 run after a 64^2 warm-up", true);
     }
     say("VAE decode (small) timed");
     {
@@ -328,7 +338,7 @@ int main(int argc, char** argv) {
       if (!finite(lat)) std::fprintf(stderr, "warning: non-finite VAE encode output\n");
       flop_row(strf("VAE encode %lld^2 -> %lldx%lldx%lld latent (s)", (long long)img_small, (long long)z,
                     (long long)(img_small / f), (long long)(img_small / f)),
-               s, vae_encode_flops(*vae, img_small), "1 run after a 64^2 warm-up; posterior sampled");
+               s, vae_encode_flops(*vae, img_small), "1 run after a 64^2 warm-up; posterior sampled", true);
     }
     say("VAE encode timed");
     // 1024^2: 128-ch 1024^2 activations (0.5 GB each; the last upsample makes 256-ch 1 GB ones)
@@ -346,7 +356,8 @@ int main(int argc, char** argv) {
       flop_row(strf("VAE decode %lldx%lldx%lld latent -> %lld^2 (s)", (long long)z, (long long)g, (long long)g,
                     (long long)img_big),
                vae_dec_big_s, vae_decode_flops(*vae, g),
-               strf("1 run; RSS %.2f GiB before, peak %.2f GiB after", before / kGiB, omni::peak_rss_bytes() / kGiB));
+               strf("1 run; RSS %.2f GiB before, peak %.2f GiB after", before / kGiB, omni::peak_rss_bytes() / kGiB),
+               true);
       say("VAE decode (big) timed");
     } else {
       Row r;
@@ -484,19 +495,19 @@ int main(int argc, char** argv) {
   };
   const double und_layer_bytes = static_cast<double>(es.und_bytes);
   {
-    {  // warm-up
-      auto ctx = model->make_context();
-      model->add_text_block(ctx, ids_of(16));
-    }
     const int64_t T = prefill_T;
     auto ids = torch::tensor(ids_of(T), torch::kLong).to(g_dev);
     torch::Tensor x, h;
     const double t_embed = best_of(3, [&] { x = mot->embed(ids); });
     auto pos = torch::arange(0, T, lopts());
-    const double t_fwd = best_of_probed(reps, probe, sync, [&] {
+    auto prefill = [&] {
       auto ctx = model->make_context();
       h = mot->forward_inference(x, pos, ctx, onn::TokenRoute::understanding(), true, true);
-    });
+    };
+    // A warm-up at the timed size: its first call faults in the activations, which a 28-layer
+    // prefill pays once and this one layer would pay whole (as the flow stages below).
+    prefill();
+    const double t_fwd = best_of_probed(reps, probe, sync, prefill);
     if (!finite(h)) std::fprintf(stderr, "warning: non-finite prefill output\n");
     auto hr = torch::randn({T, C}, fopts());
     const double t_norm = best_of(3, [&] { auto y = mot->norm->forward(hr); });
@@ -504,7 +515,7 @@ int main(int argc, char** argv) {
     const double ext = t_embed + t_norm + kLayersReal * per_layer;
     const double layer_flops = 2.0 * T * es.und_linear + 4.0 * T * T * att_hidden;
     flop_row(strf("prefill %lld text tokens, ONE layer (s/layer)", (long long)T), per_layer, layer_flops,
-             strf("best of %d; 1-layer forward_inference %.3f s - final norm %.4f s", reps, t_fwd, t_norm));
+             strf("best of %d after a warm-up call; 1-layer forward_inference %.3f s - final norm %.4f s", reps, t_fwd, t_norm));
     probed.push_back({strf("prefill %lld text tokens, one layer", (long long)T), layer_flops, 0, per_layer, probe.best()});
     Row r;
     r.stage = strf("prefill %lld text tokens, 28 layers extrapolated (tokens/s)", (long long)T);
@@ -537,6 +548,10 @@ int main(int argc, char** argv) {
     auto lpos = model->latent_position_ids(hh, ww);
     torch::Tensor query, v;
     const double t_query = best_of(3, [&] { query = model->flow_query(x_t, 0.9, lpos); });
+    // One call first: the first calls at a size fault in their activations (bf16 512^2, one layer:
+    // 109k + 42k pages, 1.67 and 1.07 s, then 0.73 s a call with none), which a generation's
+    // 49 evaluations x 28 layers pay once.
+    model->flow_velocity(ctx_flow, query);
     const double t_vel = best_of_probed(n_reps, probe, sync, [&] { v = model->flow_velocity(ctx_flow, query); });
     if (!finite(v)) std::fprintf(stderr, "warning: non-finite flow velocity\n");
     // once per forward inside flow_velocity: the routed final norm and llm2vae on the latent rows
@@ -566,7 +581,7 @@ int main(int argc, char** argv) {
       r.flops = layer_flops;
       r.bytes = layer_bytes;
       r.rate_note = true;
-      r.note = strf("best of %d; bound + %.2f GB und-expert stream for the 2 markers; 1-layer flow_velocity %.3f s - "
+      r.note = strf("best of %d after a warm-up call; bound + %.2f GB und-expert stream for the 2 markers; 1-layer flow_velocity %.3f s - "
                     "norm+llm2vae %.4f s",
                     n_reps, layer_bytes / 1e9, t_vel, t_tail);
       add(r);
@@ -724,6 +739,7 @@ int main(int argc, char** argv) {
   const Bounds b1 = measure_bounds(quick);
   say("bounds measured again");
   const double gemm_flops = std::max(b0.gemm, b1.gemm), copy_bps = std::max(b0.copy, b1.copy);
+  const double gemm_fp32 = std::max(b0.gemm_fp32, b1.gemm_fp32);
   const double read_bps = std::max(b0.read, b1.read);
 
   std::printf("\nBAGEL-7B-MoT at the real dimensions, random %s weights, %s, %d threads%s\n",
@@ -746,6 +762,9 @@ int main(int argc, char** argv) {
               "        64^2: %.1f GFLOP/s (better of start / end); the VAE runs on these, hence VAE ours/bound < 1\n",
               gemm_flops / 1e9, b0.note.c_str(), b1.note.c_str(), copy_bps / 1e9, b0.copy / 1e9, b1.copy / 1e9,
               read_bps / 1e9, std::max(b0.conv1x1, b1.conv1x1) / 1e9, std::max(b0.conv3x3, b1.conv3x3) / 1e9);
+  if (g_dt != torch::kFloat32)
+    std::printf("VAE rows (fp32 under every --dtype): bound at the fp32 GEMM rate, %.1f GFLOP/s (2048^3, better of start / end)\n",
+                gemm_fp32 / 1e9);
   std::printf("flow schedule: 50 timesteps, shift 3, cfg_interval (0.4, 1]: %d of the 49 evaluations run %d branches "
               "(cfg_text 4.0, cfg_img 1.5), %d run 1\n",
               n_cfg, branches, n_evals - n_cfg);
@@ -756,7 +775,7 @@ int main(int argc, char** argv) {
     if (!r.fixed.empty()) {
       ours = r.fixed[0], bound = r.fixed[1], ratio = r.fixed[2];
     } else {
-      const double bs = r.flops / gemm_flops + r.bytes / copy_bps;
+      const double bs = r.flops / (r.fp32 ? gemm_fp32 : gemm_flops) + r.bytes / copy_bps;
       if (r.count > 0) {
         ours = fmt(r.prec, r.count / r.seconds), bound = fmt(r.prec, r.count / bs), ratio = fmt("%.2f", bs / r.seconds);
       } else {
@@ -768,7 +787,7 @@ int main(int argc, char** argv) {
     std::printf("| %s | %s | %s | %s | %s |\n", r.stage.c_str(), ours.c_str(), bound.c_str(), ratio.c_str(), note.c_str());
   }
   std::printf("\nours/bound: for times > 1 is slower than the bound, for rates (tokens/s) < 1 is below it.\n"
-              "Bounds: ViT, prefill, flow and VAE = FLOPs / GEMM rate (attention counted as full T x S\n"
+              "Bounds: ViT, prefill, flow and VAE = FLOPs / GEMM rate (the VAE's in fp32; attention counted as full T x S\n"
               "matmuls, causal or not; the flow rows add the und-expert weight stream of the 2 marker rows / copy rate);\n"
               "decode = (weights streamed per step, embedding gathers excluded, + KV cache read) / memory-copy rate.\n"
               "Noise: best-of-N (or single) wall times on a machine whose cores may be shared with other jobs.\n");
