@@ -206,22 +206,19 @@ std::string strf(const char* f, ...) {
 
 Bounds measure_bounds(bool quick) {
   Bounds b;
+  // FLOP/s of a square n^3 torch::mm in `o`'s dtype, best of reps after a warm-up
+  auto square_gemm = [](const torch::TensorOptions& o, int64_t n, int reps) {
+    auto x = torch::randn({n, n}, o), y = torch::randn({n, n}, o), c = torch::empty({n, n}, o);
+    torch::mm_out(c, x, y);
+    return 2.0 * n * n * n / best_of(reps, [&] { torch::mm_out(c, x, y); });
+  };
   for (int64_t n : {int64_t{2048}, int64_t{4096}}) {
     if (quick && n == 4096) continue;
-    auto x = torch::randn({n, n}, fopts()), y = torch::randn({n, n}, fopts()), c = torch::empty({n, n}, fopts());
-    torch::mm_out(c, x, y);
-    const double best = best_of(n == 2048 ? (quick ? 2 : 8) : 3, [&] { torch::mm_out(c, x, y); });
-    const double rate = 2.0 * n * n * n / best;
+    const double rate = square_gemm(fopts(), n, n == 2048 ? (quick ? 2 : 8) : 3);
     b.note += (b.note.empty() ? "" : ", ") + std::to_string(n) + "^3: " + fmt("%.1f", rate / 1e9);
     b.gemm = std::max(b.gemm, rate);
   }
-  b.gemm_fp32 = b.gemm;
-  if (g_dt != torch::kFloat32) {
-    const int64_t n = 2048;
-    auto x = torch::randn({n, n}, f32()), y = torch::randn({n, n}, f32()), c = torch::empty({n, n}, f32());
-    torch::mm_out(c, x, y);
-    b.gemm_fp32 = 2.0 * n * n * n / best_of(quick ? 2 : 4, [&] { torch::mm_out(c, x, y); });
-  }
+  b.gemm_fp32 = g_dt == torch::kFloat32 ? b.gemm : square_gemm(f32(), 2048, quick ? 2 : 4);
   const int64_t n = int64_t{1} << 28;  // 1 GiB of fp32
   auto x = torch::ones({n}, fopts()), y = torch::zeros({n}, fopts());
   y.copy_(x);
