@@ -27,6 +27,7 @@ struct Fp32Rows {
   int64_t K, O;
   float* y;
   static constexpr int kAvx512Rows = 4, kAvx512RowsMany = 4;  // row_kernel.h piece_length
+  static constexpr int64_t kPrefetchBytes = 1024;             // row_kernel.h tile_avx512
   static float wide(float v) { return v; }
 #if defined(__GNUC__) && defined(__x86_64__)
   __attribute__((target("avx2"), always_inline)) static __m256 w8(const float* p) { return _mm256_loadu_ps(p); }

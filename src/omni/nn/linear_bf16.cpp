@@ -47,6 +47,7 @@ struct Bf16Rows {
   const float* xp = nullptr;  // AVX2 without AVX-512: x as pair_tile_avx2 reads it (pair_order)
   const bf16* xi = nullptr;   // AVX512-BF16, 2+ rows: x as tile_avx512bf16 reads it (interleave32)
   static constexpr int kAvx512Rows = 4, kAvx512RowsMany = 4;  // as fp32's (the widening is one shift)
+  static constexpr int64_t kPrefetchBytes = 1024;             // row_kernel.h tile_avx512, and tile_avx512bf16
   static float wide(bf16 h) { return simd::widen(h); }
   static float wide(float f) { return f; }
 #ifdef OMNI_NN_X86_SIMD
@@ -82,6 +83,8 @@ OMNI_NN_SIMD_WARNINGS_OFF
 // (e.g. 57.0 vs 52.5 GB/s; one row: 62.9); a whole 24-layer CFG-pair step 3-4% faster (best of
 // 20: 51.7-54.5 ms vs 54.0-56.6). x in a std::vector instead (16-byte aligned: every 64-byte
 // load split across two cache lines) lost 20%.
+// Each weight row is prefetched as row_kernel::tile_avx512 does (non-temporal, kPrefetchBytes
+// ahead; the measurements are there).
 template <int R, int OT>
 __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_avx512bf16(const Bf16Rows<bf16>& a,
                                                                                           int64_t o, int64_t s) {
@@ -95,6 +98,7 @@ __attribute__((target("avx512f,avx512bf16"), always_inline)) inline void tile_av
     __m512bh xv[R];
     for (int r = 0; r < R; ++r) xv[r] = (__m512bh)_mm512_loadu_si512(xs + R * k + 32 * r);
     for (int t = 0; t < OT; ++t) {
+      row_kernel::prefetch_stream(a.w + (o + t * s) * a.K + k, Bf16Rows<bf16>::kPrefetchBytes);
       const __m512bh wv = (__m512bh)_mm512_loadu_si512(a.w + (o + t * s) * a.K + k);
       for (int r = 0; r < R; ++r) acc[t][r] = _mm512_dpbf16_ps(acc[t][r], wv, xv[r]);
     }
@@ -120,6 +124,7 @@ OMNI_NN_SIMD_WARNINGS_OFF
 // tile_avx2 (8 weights a load, a zero-extend and a shift each): streaming a t2i step's 24
 // Janus-1B layers (bf16, 2 fp32 rows, 2 threads) at 21-24 GB/s against 14-20 for that tile in
 // interleaved rounds on the 2-core AVX2 EPYC (fp32 weights: 30-32); one row 22-25 against 17-19.
+// Each weight row is prefetched as row_kernel::tile_avx2 does (not measured in this loop).
 template <int R, int OT, class A>
 __attribute__((target("avx2,fma"), always_inline)) inline void pair_tile_avx2(const Bf16Rows<A>& a, int64_t o, int64_t s) {
   __m256 acc[OT][R];
@@ -134,6 +139,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void pair_tile_avx2(co
       odd[r] = _mm256_loadu_ps(a.xp + r * a.K + k + 8);
     }
     for (int t = 0; t < OT; ++t) {
+      row_kernel::prefetch_stream_per_line(a.w + (o + t * s) * a.K + k, k, Bf16Rows<A>::kPrefetchBytes);
       const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.w + (o + t * s) * a.K + k));
       const __m256 we = _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
       const __m256 wo = _mm256_castsi256_ps(_mm256_and_si256(w, high));

@@ -32,6 +32,7 @@ struct Int8Rows {
   const float* scale;
   float* y;
   static constexpr int kAvx512Rows = 4, kAvx512RowsMany = 2;  // the widening takes registers too
+  static constexpr int64_t kPrefetchBytes = 2048;             // row_kernel.h tile_avx512
   static float wide(int8_t v) { return static_cast<float>(v); }
   static float wide(float v) { return v; }
 #if defined(__GNUC__) && defined(__x86_64__)

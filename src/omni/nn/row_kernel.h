@@ -9,6 +9,7 @@
 //   static __m256 w8(const W*), x8(const A*)            8 elements as fp32 (AVX2)
 //   static __m512 w16(const W*), x16(const A*)          16 elements as fp32 (AVX-512F)
 //   static constexpr int kAvx512Rows, kAvx512RowsMany    weight rows per AVX-512 pass (1-2 / 3-4 input rows)
+//   static constexpr int64_t kPrefetchBytes              how far ahead a pass prefetches each weight row
 //   void put(int r, int64_t o, float dot) const          the epilogue: scale, bias, store
 // Internal to src/omni/nn: include only from a kernel's .cpp.
 #pragma once
@@ -59,6 +60,17 @@ void rows_generic(const P& p, int64_t o0, int64_t o1) {
 inline int64_t piece_length(int64_t o0, int64_t o1, int OT) { return (o1 - o0) / OT; }
 
 #if defined(__GNUC__) && defined(__x86_64__)
+// The weight line `ahead` bytes past w, fetched for a one-time read (see tile_avx512).
+template <class W>
+__attribute__((always_inline)) inline void prefetch_stream(const W* w, int64_t ahead) {
+  _mm_prefetch(reinterpret_cast<const char*>(w) + ahead, _MM_HINT_NTA);
+}
+// The same once a 64-byte line, for loops whose step k (of weights of type W) is under a line.
+template <class W>
+__attribute__((always_inline)) inline void prefetch_stream_per_line(const W* w, int64_t k, int64_t ahead) {
+  if (((k * static_cast<int64_t>(sizeof(W))) & 63) == 0) prefetch_stream(w, ahead);
+}
+
 // The 8 lanes' sum, in a fixed order.
 __attribute__((target("avx2"), always_inline)) inline float sum8(__m256 a) {
   alignas(32) float v[8];
@@ -68,7 +80,10 @@ __attribute__((target("avx2"), always_inline)) inline float sum8(__m256 a) {
 
 // OT weight rows o, o + s, .., o + (OT - 1) s x R input rows per pass over K: each x chunk is
 // loaded once for OT weight rows and the OT * R accumulators are independent FMA chains (AVX2 has
-// 16 registers: <= 8 of them).
+// 16 registers: <= 8 of them). Each weight row is prefetched as in tile_avx512: this loop run on
+// the AVX-512 Zen 5 (fp32, Janus-1B's 24 layers, medians of 10 shuffled rounds) one row 67.5 ->
+// 71.9 GB/s, two rows 52.9 -> 66.3 (2048 bytes ahead: 67.0, 64.8); bf16 and int8 in this loop
+// are not measured, nor is an AVX2-only CPU.
 template <int R, int OT, class P>
 __attribute__((target("avx2,fma"), always_inline)) inline void tile_avx2(const P& p, int64_t o, int64_t s) {
   __m256 acc[OT][R];
@@ -79,6 +94,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void tile_avx2(const P
     __m256 xv[R];
     for (int r = 0; r < R; ++r) xv[r] = P::x8(p.x + r * p.K + k);
     for (int t = 0; t < OT; ++t) {
+      prefetch_stream_per_line(p.w + (o + t * s) * p.K + k, k, P::kPrefetchBytes);
       const __m256 wv = P::w8(p.w + (o + t * s) * p.K + k);
       for (int r = 0; r < R; ++r) acc[t][r] = _mm256_fmadd_ps(wv, xv[r], acc[t][r]);
     }
@@ -90,13 +106,19 @@ __attribute__((target("avx2,fma"), always_inline)) inline void tile_avx2(const P
 // AVX-512F: 16 elements per step and 32 registers, so four weight rows a pass also for 3-4 input
 // rows (the policy's kAvx512Rows / kAvx512RowsMany; with adjacent rows, 8 a pass read Janus-Pro-7B's
 // fp32 matrices at 24-38 GB/s for 1-2 rows against 16-23 GB/s for the AVX2 loop of 4 on the same
-// 2-core EPYC, before piece_length). From 3 input rows each weight row is also prefetched
-// kPrefetchAhead elements ahead: there the FMAs fill the out-of-order window and the hardware
-// prefetcher alone kept fewer lines in flight. Janus-1B's seven layer matrices, 2 threads, AVX-512
-// EPYC (copy_ 72 GB/s), best of 8 interleaved: 3 rows 40 -> 48-50 GB/s, 4 rows 38-40 -> 43-44;
-// for 1 and 2 rows it measured no faster (63 and 55 GB/s either way), so they run without it, as
-// do the narrow weights' policies (measured for fp32 only).
-constexpr int64_t kPrefetchAhead = 384;  // of 128-384 measured, the best for 3 and 4 rows
+// 2-core EPYC, before piece_length).
+//
+// Each weight row is prefetched P::kPrefetchBytes ahead with the non-temporal hint. The weights
+// are read once a step and never again before the next step, and with the hint the streamed lines
+// probably stop displacing the cache's useful lines (on AMD's Zen the L3 is a victim cache that
+// takes every line the L2 evicts). Janus-1B's 24 layers through linear_rows as the model calls it
+// (2 threads, AVX-512 Zen 5 EPYC, the configurations shuffled in each round, medians of 10-20
+// rounds, GB/s of the weight bytes): bf16 one row 54.7 -> 66.0 and 62.7 -> 70.6, two rows 52.4 ->
+// 59.6 and 42.0 -> 64.3; fp32 one row 56.3 -> 69.1 and 69.7 -> 73.7, two rows 41.4 -> 65.2 and
+// 60.7 -> 61.9, four rows 39.8 -> 45.1; int8 two rows 30.5 -> 41.9 and 36.3 -> 50.1. Of 512, 1024,
+// 2048 and 4096 bytes ahead 1024 was best for fp32 and bf16, 2048 for int8. Three and four fp32
+// rows had prefetched 384 elements ahead into all levels (T0): level with this (49.1 vs 48.8 GB/s
+// at 3 rows). Prefetches never fault, also past the end of the weights.
 template <int R, int OT, class P>
 __attribute__((target("avx512f"), always_inline)) inline void tile_avx512(const P& p, int64_t o, int64_t s) {
   __m512 acc[OT][R];
@@ -107,8 +129,7 @@ __attribute__((target("avx512f"), always_inline)) inline void tile_avx512(const 
     __m512 xv[R];
     for (int r = 0; r < R; ++r) xv[r] = P::x16(p.x + r * p.K + k);
     for (int t = 0; t < OT; ++t) {
-      if constexpr (R >= 3 && std::is_same_v<typename P::W, float>)  // never faults, also past the end
-        _mm_prefetch(reinterpret_cast<const char*>(p.w + (o + t * s) * p.K + k + kPrefetchAhead), _MM_HINT_T0);
+      prefetch_stream(p.w + (o + t * s) * p.K + k, P::kPrefetchBytes);
       const __m512 wv = P::w16(p.w + (o + t * s) * p.K + k);
       for (int r = 0; r < R; ++r) acc[t][r] = _mm512_fmadd_ps(wv, xv[r], acc[t][r]);
     }
