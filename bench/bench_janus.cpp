@@ -367,7 +367,8 @@ int main(int argc, char** argv) {
     std::snprintf(name, sizeof name, "greedy decode, %d tokens after the prefill (tokens/s)", steps);
     add({name, fmt("%.2f", dec_tps), fmt("%.2f", dec_bound_tps), fmt("%.2f", dec_tps / dec_bound_tps), "0.72",
          fmt("%.2fx", dec_tps / 0.72)});
-    copy_probed.push_back({"greedy decode", lm_stream_bytes + kv_bytes, r.decode_seconds / steps, copy_around()});
+    const double fp32_bytes = 4.0 * (numel_of(*lm) - lm->model->embed_tokens->weight.numel()) + kv_bytes / kv_es * 4;
+    copy_probed.push_back({"greedy decode", lm_stream_bytes + kv_bytes, r.decode_seconds / steps, copy_around(), fp32_bytes});
     std::fprintf(stderr, "  decode %.3f s/token; streams %.2f GB weights + %.2f GB KV per token\n",
                  r.decode_seconds / steps, lm_stream_bytes / 1e9, kv_bytes / 1e9);
   }
@@ -413,7 +414,10 @@ int main(int argc, char** argv) {
                   static_cast<long long>(n_tok));
     add({name, fmt("%.3f", per_tok), fmt("%.3f", bound), fmt("%.2f", per_tok / bound), "1.19",
          fmt("%.2fx", 1.19 / per_tok)});
-    copy_probed.push_back({"text-to-image CFG step", t2i_bytes + kv_window, per_tok, copy_around()});
+    const double fp32_bytes =
+        4.0 * (matrix_numel(*lm->model->layers) + numel_of(*net->gen_head) + numel_of(*net->gen_aligner)) +
+        kv_window / kv_es * 4;
+    copy_probed.push_back({"text-to-image CFG step", t2i_bytes + kv_window, per_tok, copy_around(), fp32_bytes});
     const double ext = first + 576 * per_tok, ext_bound = 576 * (t2i_bytes + kv_576) / copy_bps;
     add({"text-to-image 576 tokens, extrapolated (s/image)", fmt("%.1f", ext), fmt("%.1f", ext_bound),
          fmt("%.2f", ext / ext_bound), "685 (576 x 1.19)", fmt("%.2fx", 576 * 1.19 / ext)});

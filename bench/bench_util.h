@@ -163,20 +163,32 @@ class CopyProbe {
 };
 
 // A bandwidth-bound stage: the bytes a step streams, its seconds a step, and the copy rate of its
-// own minutes (CopyProbe, scaled to the run-wide copy rate).
+// own minutes (CopyProbe, scaled to the run-wide copy rate). fp32_bytes: what the same step streams
+// with fp32 weights and cache, where the run's dtype is narrower (0: not given).
 struct CopyProbedStage {
   std::string stage;
-  double bytes = 0, seconds = 0, copy_bps = 0;
+  double bytes = 0, seconds = 0, copy_bps = 0, fp32_bytes = 0;
 };
 
+// With fp32_bytes, two more columns: the step against the fp32 bandwidth bound (its time / ours:
+// the "1.5x the fp32 bound" for bf16), run-wide and at the copy around its runs.
 inline void print_copy_probed_table(const std::vector<CopyProbedStage>& stages, double run_copy_bps) {
+  bool narrow = false;
+  for (const auto& p : stages) narrow = narrow || (p.fp32_bytes > 0 && p.fp32_bytes != p.bytes);
   std::printf("\nThe bandwidth-bound stages against the copy rate sampled around their own runs (bench_util.h\n"
               "CopyProbe: a 128 MiB copy_ before and after them, scaled by its rate beside the run-wide 1 GiB copy):\n\n"
-              "| stage | copy around its runs (GB/s) | run-wide copy | ours (GB/s streamed) | ours/bound at the copy around its runs |\n"
-              "|---|---:|---:|---:|---:|\n");
-  for (const auto& p : stages)
-    std::printf("| %s | %.1f | %.1f | %.1f | %.2f |\n", p.stage.c_str(), p.copy_bps / 1e9, run_copy_bps / 1e9,
+              "| stage | copy around its runs (GB/s) | run-wide copy | ours (GB/s streamed) | ours/bound at the copy around its runs |%s\n"
+              "|---|---:|---:|---:|---:|%s\n",
+              narrow ? " x the fp32 bound, run-wide / around its runs |" : "", narrow ? "---:|" : "");
+  for (const auto& p : stages) {
+    std::printf("| %s | %.1f | %.1f | %.1f | %.2f |", p.stage.c_str(), p.copy_bps / 1e9, run_copy_bps / 1e9,
                 p.bytes / p.seconds / 1e9, p.bytes / p.copy_bps / p.seconds);
+    if (narrow && p.fp32_bytes > 0)
+      std::printf(" %.2fx / %.2fx |", p.fp32_bytes / run_copy_bps / p.seconds, p.fp32_bytes / p.copy_bps / p.seconds);
+    else if (narrow)
+      std::printf(" - |");
+    std::printf("\n");
+  }
 }
 
 // Best of `reps` runs of f, the probe (reset first) sampled before each run and after the last.
