@@ -687,7 +687,8 @@ int main(int argc, char** argv) {
     }
     // the copy rate of these minutes, as b0's 1 GiB copy scaled by the probe's samples
     copy_probed.push_back({"decode, ONE layer", und_layer_bytes + kv_bytes, per_layer,
-                           b0.copy * copy_probe.best() / copy_probe_at_b0});
+                           b0.copy * copy_probe.best() / copy_probe_at_b0,
+                           4.0 * static_cast<double>(es.und_params) + kv_bytes / kv_es * 4});
     {
       Row r;
       r.stage = strf("decode 1 token vs %lld-token context, ONE layer (s/layer)", (long long)decode_ctx);
