@@ -18,7 +18,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <type_traits>
 #include <vector>
 
 #if defined(__GNUC__) && defined(__x86_64__)
