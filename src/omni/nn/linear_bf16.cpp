@@ -47,7 +47,7 @@ struct Bf16Rows {
   const float* xp = nullptr;  // AVX2 without AVX-512: x as pair_tile_avx2 reads it (pair_order)
   const bf16* xi = nullptr;   // AVX512-BF16, 2+ rows: x as tile_avx512bf16 reads it (interleave32)
   static constexpr int kAvx512Rows = 4, kAvx512RowsMany = 4;  // as fp32's (the widening is one shift)
-  static constexpr int64_t kPrefetchBytes = 1024;             // row_kernel.h tile_avx512, and tile_avx512bf16
+  static constexpr int64_t kPrefetchBytes = 1024;             // row_kernel.h tiles, tile_avx512bf16, pair_tile_avx2
   static float wide(bf16 h) { return simd::widen(h); }
   static float wide(float f) { return f; }
 #ifdef OMNI_NN_X86_SIMD
