@@ -17,7 +17,8 @@
 // --quick); the first (cold) prefill time is printed on stderr.
 // --image_tokens N times the CFG loop over the first ceil(sqrt(N))^2 image tokens (an image of
 // 16*ceil(sqrt(N)) pixels: the same per-token work as a 384^2 image, apart from the attention
-// over a shorter KV cache) and extrapolates to the 576 tokens of a 384^2 image.
+// over a shorter KV cache) and extrapolates to the 576 tokens of a 384^2 image; the best of three
+// such runs is reported (one under --quick).
 // Peak memory: the 8.4 GB of fp32 weights plus ~0.3 GB of caches and activations; the bound
 // measurements (2 GiB) run and are freed before the model exists.
 #include <torch/torch.h>
@@ -387,8 +388,6 @@ int main(int argc, char** argv) {
     ImageGenOptions o;
     o.parallel_size = 1;
     o.image_size = grid * f;
-    at::Generator rng = omni::generate::make_generator(dev, 1234);
-    o.generator = &rng;
     o.progress = false;
     std::vector<clk::time_point> stamps;
     stamps.reserve(n_tok);
@@ -396,22 +395,31 @@ int main(int argc, char** argv) {
       sync();
       stamps.push_back(clk::now());
     };
+    // Best of three runs (one under --quick), as decode and the FLOP-bound stages are best-of-N and
+    // the bounds best-of-N rates: a single run's mean moved 0.046-0.093 s a token within an hour on
+    // the shared VM these numbers come from. Each run draws the same tokens (the same seed).
     copy_probe.reset();
     copy_probe.sample();
-    auto t = clk::now();
-    auto r = model.generate_image_tokens(prompt, 100002, o);
-    const double total = secs(t);
-    copy_probe.sample();
-    const double first = std::chrono::duration<double>(stamps.front() - t).count();  // prompt prefill
-    const double per_tok = std::chrono::duration<double>(stamps.back() - stamps.front()).count() / (n_tok - 1);
+    double total = 0, first = 1e30, per_tok = 1e30;
+    for (int run = 0; run < (quick ? 1 : 3); ++run) {
+      at::Generator rng = omni::generate::make_generator(dev, 1234);
+      o.generator = &rng;
+      stamps.clear();
+      auto t = clk::now();
+      model.generate_image_tokens(prompt, 100002, o);
+      total += secs(t);
+      copy_probe.sample();
+      first = std::min(first, std::chrono::duration<double>(stamps.front() - t).count());  // prompt prefill
+      per_tok = std::min(per_tok, std::chrono::duration<double>(stamps.back() - stamps.front()).count() / (n_tok - 1));
+    }
     const int64_t L = static_cast<int64_t>(prompt.size());
     const int64_t t2i_bytes = matrix_bytes(*lm->model->layers) + bytes_of(*net->gen_head) + bytes_of(*net->gen_aligner);
     const double kv_window = 2.0 * 2 * Lyr * D * kv_es * (L + n_tok / 2.0);  // 2 rows, mean length over the window
     const double kv_576 = 2.0 * 2 * Lyr * D * kv_es * (L + 288.0);           // mean over a full image
     const double bound = (t2i_bytes + kv_window) / copy_bps;
     char name[128];
-    std::snprintf(name, sizeof name, "text-to-image CFG step, 2 rows, mean of tokens 2..%lld (s/image token)",
-                  static_cast<long long>(n_tok));
+    std::snprintf(name, sizeof name, "text-to-image CFG step, 2 rows, mean of tokens 2..%lld, best of %d runs (s/image token)",
+                  static_cast<long long>(n_tok), quick ? 1 : 3);
     add({name, fmt("%.3f", per_tok), fmt("%.3f", bound), fmt("%.2f", per_tok / bound), "1.19",
          fmt("%.2fx", 1.19 / per_tok)});
     const double fp32_bytes =
@@ -421,10 +429,9 @@ int main(int argc, char** argv) {
     const double ext = first + 576 * per_tok, ext_bound = 576 * (t2i_bytes + kv_576) / copy_bps;
     add({"text-to-image 576 tokens, extrapolated (s/image)", fmt("%.1f", ext), fmt("%.1f", ext_bound),
          fmt("%.2f", ext / ext_bound), "685 (576 x 1.19)", fmt("%.2fx", 576 * 1.19 / ext)});
-    std::fprintf(stderr, "  t2i: %lld tokens in %.2f s; prompt step (L=%lld, 2 rows) %.3f s; %.3f s/token; %.2f GB/step\n",
+    std::fprintf(stderr, "  t2i: %lld tokens a run, %.2f s in all; prompt step (L=%lld, 2 rows) %.3f s; %.3f s/token (best run); %.2f GB/step\n",
                  static_cast<long long>(n_tok), total, static_cast<long long>(L), first, per_tok,
                  (t2i_bytes + kv_window) / 1e9);
-    (void)r;
   }
   say("text-to-image timed");
 
