@@ -695,6 +695,40 @@ TEST(LinearRows, Bf16PackedOrPaddedRowsEqualTheModule) {
   EXPECT_FALSE(nn::detail::bf16_linear_packed(x2.narrow(1, 0, 500), nb->weight, {}).defined());  // 1000 rows
 }
 
+// onednn_pack.h lays a bf16 weight stored transposed out as oneDNN's matmul asks: the bytes equal
+// oneDNN's own reorder of it, for shapes on and off the layout's 32 x 64 blocks (padding zeroed),
+// and the packed GEMM over them equals torch's linear within bf16 rounding. Where oneDNN is not
+// built in or the CPU has no bf16 GEMM kernels there is nothing to pack: both are undefined.
+TEST(LinearRows, Bf16WeightsPackedByOmniEqualOneDnnsReorder) {
+  torch::manual_seed(13);
+  const bool packs = nn::detail::onednn_built() && nn::cpu_has_bf16_gemm();
+  for (const auto& [out, in] : std::vector<std::pair<int64_t, int64_t>>{
+           {64, 32}, {1152, 96}, {40, 96}, {4304 / 8, 1152 / 8}, {17, 33}, {3, 5}, {100, 37}, {96, 131}}) {
+    const auto W = torch::randn({out, in}).to(torch::kBFloat16).t().contiguous().t();  // [out, in] over [in, out]
+    ASSERT_FALSE(W.is_contiguous());
+    for (int64_t rows : {512, 1369}) {
+      const auto ours = nn::detail::bf16_packed_weight_bytes(W, rows, true);
+      const auto onednn = nn::detail::bf16_packed_weight_bytes(W, rows, false);
+      ASSERT_EQ(ours.defined(), packs) << out << " x " << in;
+      ASSERT_EQ(onednn.defined(), packs) << out << " x " << in;
+      if (!packs) continue;
+      ASSERT_EQ(ours.numel(), onednn.numel()) << out << " x " << in;
+      EXPECT_TRUE(torch::equal(ours, onednn)) << out << " x " << in << ", " << rows << " rows: "
+                                              << ours.ne(onednn).sum().item<int64_t>() << " bytes differ";
+    }
+    // the packer takes only the transposed storage; the loaded layout is oneDNN's to reorder
+    EXPECT_FALSE(nn::detail::bf16_packed_weight_bytes(W.contiguous(), 512, true).defined());
+    c10::InferenceMode guard;
+    const auto x = torch::randn({600, in}).to(torch::kBFloat16);
+    const auto got = nn::detail::bf16_linear_packed(x, W, {});
+    ASSERT_EQ(got.defined(), packs);
+    if (!packs) continue;
+    const auto want = torch::nn::functional::linear(x, W.contiguous()).to(torch::kFloat64);
+    EXPECT_LE((got.to(torch::kFloat64) - want).abs().max().item<double>(), want.abs().max().item<double>() / 128)
+        << out << " x " << in;
+  }
+}
+
 TEST(LinearRows, Bf16WithAutogradIsTheModuleOnTheRowsGiven) {
   torch::manual_seed(9);
   torch::nn::Linear l(torch::nn::LinearOptions(96, 40).bias(true));
@@ -887,7 +921,7 @@ TEST(LinearRows, WeightsStoredTransposedComputeTheSame) {
   omni::nn::ViTConfig c;
   c.image_size = 64, c.patch_size = 16, c.width = 96, c.depth = 2, c.heads = 4, c.mlp_hidden = 160;
   omni::nn::VisionTransformer vt(c);
-  // bf16: re-laid only where oneDNN packs [in, out] storage faster (out % 64, in % 32)
+  // bf16: re-laid where oneDNN's packed GEMMs run (onednn_pack.h lays out every shape from it)
   auto half = torch::nn::Linear(96, 64), half_odd = torch::nn::Linear(96, 40);
   half->to(torch::kBFloat16);
   half_odd->to(torch::kBFloat16);
@@ -901,9 +935,9 @@ TEST(LinearRows, WeightsStoredTransposedComputeTheSame) {
     c10::InferenceMode guard;
     ref = vt->forward(px);
   }
-  // linear_onednn.h packs such a bf16 weight faster (where the CPU has bf16 GEMM kernels)
+  // linear_onednn.h packs a bf16 weight from it (where the CPU has bf16 GEMM kernels)
   const bool bf16_too = omni::nn::detail::onednn_built() && omni::nn::cpu_has_bf16_gemm();
-  EXPECT_EQ(omni::nn::store_linear_weights_transposed(*vt), 2 * 4 + (bf16_too ? 1 : 0));  // qkv, proj, fc1, fc2 per block
+  EXPECT_EQ(omni::nn::store_linear_weights_transposed(*vt), 2 * 4 + (bf16_too ? 2 : 0));  // qkv, proj, fc1, fc2 per block
   for (const auto& p : vt->named_parameters()) {
     ASSERT_TRUE(before.count(p.key())) << p.key();
     EXPECT_TRUE(p.value().equal(before[p.key()])) << p.key();
@@ -913,7 +947,7 @@ TEST(LinearRows, WeightsStoredTransposedComputeTheSame) {
   EXPECT_FALSE(w.is_contiguous());
   EXPECT_TRUE(w.t().is_contiguous());
   EXPECT_EQ(half->weight.is_contiguous(), !bf16_too);  // without oneDNN's packing bf16 is left as loaded
-  EXPECT_TRUE(half_odd->weight.is_contiguous());
+  EXPECT_EQ(half_odd->weight.is_contiguous(), !bf16_too);
   c10::InferenceMode guard;
   EXPECT_LT((vt->forward(px) - ref).abs().max().item<float>(), 1e-5f);
   // the residual stream is row-major [B, N, C] from the patch embedding on (a transposed view

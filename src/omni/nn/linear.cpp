@@ -155,11 +155,11 @@ int64_t store_linear_weights_transposed(torch::nn::Module& root) {
     if (!l || !l->weight.defined()) continue;
     const auto& W = l->weight;
     if (W.dim() != 2 || !W.device().is_cpu() || !W.is_contiguous()) continue;
-    // bf16: only where oneDNN packs [in, out] storage faster, which it measured to do for out a
-    // multiple of 64 and in of 32 (2-6x: 1152 -> 1152, 1024 -> 3072 / 4096, 4096 -> 1024); for
-    // others it took 2-5x longer (NaViT's 1152 -> 4304 and 4304 -> 1152).
-    const bool bf16_packs_faster = W.scalar_type() == torch::kBFloat16 && detail::onednn_built() &&
-                                   cpu_has_bf16_gemm() && W.size(0) % 64 == 0 && W.size(1) % 32 == 0;
+    // bf16: where oneDNN's packed GEMMs run (linear_onednn.h), whose weights onednn_pack.h lays
+    // out from [in, out] storage at memory speed, every shape (oneDNN's own reorder had been
+    // faster from it only for out a multiple of 64 and in of 32).
+    const bool bf16_packs_faster =
+        W.scalar_type() == torch::kBFloat16 && detail::onednn_built() && cpu_has_bf16_gemm();
     if (W.scalar_type() != torch::kFloat32 && !bf16_packs_faster) continue;
     l->weight.set_data(W.t().contiguous().t());
     // The old storage goes back to a heap that keeps freed blocks for reuse (core/memory.h), and

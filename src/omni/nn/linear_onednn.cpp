@@ -8,6 +8,7 @@
 
 #ifdef OMNI_HAVE_ONEDNN
 #include "omni/nn/cpu_bf16.h"
+#include "omni/nn/onednn_pack.h"
 #include "omni/nn/onednn_util.h"
 #endif
 
@@ -27,45 +28,75 @@ bool onednn_built() {
 #endif
 }
 
+#ifdef OMNI_HAVE_ONEDNN
+namespace {
+using dnnl::memory;
+
+// The matmul of M rows of x [M, K] by Wᵀ [K, N] (+ bias [1, N]) with the weights in the layout
+// oneDNN picks.
+dnnl::matmul::primitive_desc matmul_for(int64_t M, int64_t K, int64_t N, bool bias) {
+  const auto dt = memory::data_type::bf16;
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // callers on several threads stay safe
+  const memory::desc x_md({M, K}, dt, memory::format_tag::ab), w_any({K, N}, dt, memory::format_tag::any),
+      y_md({M, N}, dt, memory::format_tag::ab);
+  return bias ? onednn::matmul_pd(x_md, w_any, memory::desc({1, N}, dt, memory::format_tag::ab), y_md, attr)
+              : onednn::matmul_pd(x_md, w_any, y_md, attr);
+}
+
+// W [N, K] (contiguous, or the transpose of a contiguous [K, N]) into `packed` in `layout`: by
+// onednn_pack.h from the transposed storage where it knows the layout (`own`), else by oneDNN's
+// reorder (`own` false forces it, for the tests).
+void pack_weights(const at::Tensor& W, const memory::desc& layout, void* packed, bool own) {
+  const int64_t K = W.size(1), N = W.size(0);
+  const bool transposed = !W.is_contiguous();  // [N, K] over [K, N] storage
+  if (own && transposed &&
+      onednn::pack_bf16_kpairs(static_cast<const uint16_t*>(W.data_ptr()), K, N, layout, packed))
+    return;
+  const auto& eng = onednn::cpu_engine();
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  const memory::desc plain({K, N}, memory::data_type::bf16, transposed ? memory::format_tag::ab : memory::format_tag::ba);
+  const dnnl::reorder::primitive_desc pd(eng, plain, eng, layout, attr);
+  auto scratch = at::empty({static_cast<int64_t>(pd.scratchpad_desc().get_size() + 64)}, at::TensorOptions().dtype(at::kByte));
+  dnnl::stream stream(eng);
+  memory from(plain, eng, W.data_ptr()), to(layout, eng, packed);
+  dnnl::reorder(pd).execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to},
+                                     {DNNL_ARG_SCRATCHPAD, memory(pd.scratchpad_desc(), eng, scratch.data_ptr())}});
+  stream.wait();
+}
+
+bool packable_bf16(const at::Tensor& W) {
+  return W.scalar_type() == at::kBFloat16 && W.device().is_cpu() && W.dim() == 2 && W.numel() > 0 &&
+         (W.is_contiguous() || W.t().is_contiguous()) && cpu_has_bf16_gemm();
+}
+}  // namespace
+#endif
+
 at::Tensor bf16_linear_packed(const at::Tensor& x, const at::Tensor& W, const at::Tensor& bias) {
 #ifdef OMNI_HAVE_ONEDNN
-  using dnnl::memory;
   const auto bf16 = at::kBFloat16;
-  if (x.scalar_type() != bf16 || W.scalar_type() != bf16 || !x.device().is_cpu() || !W.device().is_cpu() ||
-      !cpu_has_bf16_gemm() || c10::GradMode::is_enabled() || x.dim() < 2 || W.dim() != 2 || x.size(-1) != W.size(1) ||
-      !(W.is_contiguous() || W.t().is_contiguous()) ||
+  if (x.scalar_type() != bf16 || !packable_bf16(W) || !x.device().is_cpu() || c10::GradMode::is_enabled() ||
+      x.dim() < 2 || x.size(-1) != W.size(1) ||
       (bias.defined() && (bias.scalar_type() != bf16 || bias.dim() != 1 || bias.size(0) != W.size(0) ||
                           !bias.is_contiguous())))
     return {};
   const int64_t K = W.size(1), N = W.size(0), M = x.numel() / std::max<int64_t>(1, K);
   const bool transposed = !W.is_contiguous();  // [N, K] over [K, N] storage
-  if (M < (transposed ? kMinRowsTransposed : kMinRows) || K == 0 || N == 0) return {};
+  if (M < (transposed ? kMinRowsTransposed : kMinRows)) return {};
   try {
-    const auto dt = memory::data_type::bf16;
     const auto& eng = onednn::cpu_engine();
-    dnnl::primitive_attr attr;
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // callers on several threads stay safe
-    const auto w_layout = transposed ? memory::format_tag::ab : memory::format_tag::ba;  // Wᵀ [K, N] as stored
-    const memory::desc x_md({M, K}, dt, memory::format_tag::ab), w_plain({K, N}, dt, w_layout),
-        w_any({K, N}, dt, memory::format_tag::any), y_md({M, N}, dt, memory::format_tag::ab);
-    const auto pd = bias.defined()
-                        ? onednn::matmul_pd(x_md, w_any, memory::desc({1, N}, dt, memory::format_tag::ab), y_md, attr)
-                        : onednn::matmul_pd(x_md, w_any, y_md, attr);
-    const dnnl::reorder::primitive_desc pack_pd(eng, w_plain, eng, pd.weights_desc(), attr);
+    const auto pd = matmul_for(M, K, N, bias.defined());
     const auto byte = at::TensorOptions().dtype(at::kByte);
     auto packed = at::empty({static_cast<int64_t>(pd.weights_desc().get_size())}, byte);
-    auto scratch = at::empty({static_cast<int64_t>(std::max(pd.scratchpad_desc().get_size(),
-                                                            pack_pd.scratchpad_desc().get_size()) + 64)}, byte);
+    pack_weights(W, pd.weights_desc(), packed.data_ptr(), /*own=*/true);
+    auto scratch = at::empty({static_cast<int64_t>(pd.scratchpad_desc().get_size() + 64)}, byte);
     const at::Tensor xc = x.reshape({M, K}).contiguous();
     auto y = at::empty({M, N}, x.options());
     dnnl::stream stream(eng);
-    memory w_mem(w_plain, eng, W.data_ptr()), packed_mem(pd.weights_desc(), eng, packed.data_ptr());
-    const memory pack_scratch(pack_pd.scratchpad_desc(), eng, scratch.data_ptr());
-    dnnl::reorder(pack_pd).execute(
-        stream, {{DNNL_ARG_FROM, w_mem}, {DNNL_ARG_TO, packed_mem}, {DNNL_ARG_SCRATCHPAD, pack_scratch}});
-    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(x_md, eng, xc.data_ptr())},
-                                         {DNNL_ARG_WEIGHTS, packed_mem},
-                                         {DNNL_ARG_DST, memory(y_md, eng, y.data_ptr())},
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, memory(pd.src_desc(), eng, xc.data_ptr())},
+                                         {DNNL_ARG_WEIGHTS, memory(pd.weights_desc(), eng, packed.data_ptr())},
+                                         {DNNL_ARG_DST, memory(pd.dst_desc(), eng, y.data_ptr())},
                                          {DNNL_ARG_SCRATCHPAD, memory(pd.scratchpad_desc(), eng, scratch.data_ptr())}};
     if (bias.defined()) args.emplace(DNNL_ARG_BIAS, memory(pd.bias_desc(), eng, bias.data_ptr()));
     dnnl::matmul(pd).execute(stream, args);
@@ -78,6 +109,29 @@ at::Tensor bf16_linear_packed(const at::Tensor& x, const at::Tensor& W, const at
   }
 #else
   (void)x, (void)W, (void)bias;
+  return {};
+#endif
+}
+
+at::Tensor bf16_packed_weight_bytes(const at::Tensor& W, int64_t rows, bool own) {
+#ifdef OMNI_HAVE_ONEDNN
+  if (!packable_bf16(W) || rows <= 0 || (own && W.is_contiguous())) return {};
+  try {
+    const auto layout = matmul_for(rows, W.size(1), W.size(0), false).weights_desc();
+    auto packed = at::empty({static_cast<int64_t>(layout.get_size())}, at::TensorOptions().dtype(at::kByte));
+    if (own) {
+      if (!onednn::pack_bf16_kpairs(static_cast<const uint16_t*>(W.data_ptr()), W.size(1), W.size(0), layout,
+                                    packed.data_ptr()))
+        return {};
+    } else {
+      pack_weights(W, layout, packed.data_ptr(), /*own=*/false);
+    }
+    return packed;
+  } catch (const dnnl::error&) {
+    return {};
+  }
+#else
+  (void)W, (void)rows, (void)own;
   return {};
 #endif
 }

@@ -8,9 +8,11 @@
 // 4900 x 1152 -> 4304 137 -> 117 ms, 4900 x 4304 -> 1152 137 -> 115, 4900 x 1152 -> 1152 32.2 ->
 // 29.5, 1369 x 1152 -> 4304 34.2 -> 32.6, BAGEL's flow MLP 4098 x 3584 -> 18944 1404 -> 1327. The
 // reorder from the checkpoint's [N, K] layout runs at ~4 GB/s, so below ~1000 rows it costs more
-// than it gains (576 x 4096 -> 1024: 11.5 -> 13.6 ms). From a weight stored transposed (the vision
-// towers' in inference, nn::store_linear_weights_transposed) it runs 4-6x faster and pays from 512
-// rows: Janus's 576-row linears 9.4 -> 8.8 ms (qkv), 12.1 -> 11.1 (fc1), 11.5 -> 11.3 (fc2).
+// than it gains (576 x 4096 -> 1024: 11.5 -> 13.6 ms). A weight stored transposed (the vision
+// towers' in inference, nn::store_linear_weights_transposed) is laid out by onednn_pack.h at 24-45
+// GB/s where oneDNN's reorder ran at 7-14 (Janus's SigLIP-L, 24 layers of 576 rows, 636 -> 616 ms;
+// BAGEL's NaViT + connector at 1369 patches 2270 -> 2230 ms), and pays from 512 rows (with the
+// packer: level with torch's linear at 256 rows, 1.06-1.12x at 384, 1.00-1.14x at 512).
 #pragma once
 #include <ATen/ATen.h>
 
@@ -24,5 +26,12 @@ bool onednn_built();
 // W contiguous (from 1024 rows) or the transpose of a contiguous [K, N] (from 512 rows). Undefined
 // where it does not apply (or oneDNN is not built in).
 at::Tensor bf16_linear_packed(const at::Tensor& x, const at::Tensor& W, const at::Tensor& bias);
+
+// The bytes bf16_linear_packed hands oneDNN as W for `rows` rows (W bf16, contiguous or the
+// transpose of a contiguous [K, N]): laid out by onednn_pack.h from the transposed storage (`own`)
+// or by oneDNN's reorder. Undefined where oneDNN is not built in, the CPU has no bf16 GEMM
+// kernels, or (own) W is not stored transposed or the packer does not know the layout. For the
+// tests: the two are equal byte for byte.
+at::Tensor bf16_packed_weight_bytes(const at::Tensor& W, int64_t rows, bool own);
 
 }  // namespace omni::nn::detail
