@@ -722,6 +722,9 @@ TEST(LinearRows, Bf16WeightsPackedByOmniEqualOneDnnsReorder) {
     const auto x = torch::randn({600, in}).to(torch::kBFloat16);
     const auto got = nn::detail::bf16_linear_packed(x, W, {});
     ASSERT_EQ(got.defined(), packs);
+    // from 384 rows with this packer (oneDNN's reorder pays from 512)
+    EXPECT_EQ(nn::detail::bf16_linear_packed(x.narrow(0, 0, 384), W, {}).defined(), packs);
+    EXPECT_FALSE(nn::detail::bf16_linear_packed(x.narrow(0, 0, 383), W, {}).defined());
     if (!packs) continue;
     const auto want = torch::nn::functional::linear(x, W.contiguous()).to(torch::kFloat64);
     EXPECT_LE((got.to(torch::kFloat64) - want).abs().max().item<double>(), want.abs().max().item<double>() / 128)

@@ -117,9 +117,10 @@ int64_t narrow_linears_bf16(torch::nn::Module& root, const std::string& prefix);
 // sgemm runs x @ W^T 3-10% faster at their shapes when W^T's storage is the contiguous one (the
 // "NN" kernel) than with W's (NT): a whole SigLIP-L tower 2.20 -> 2.11 s on 2 cores, its output
 // bit-identical with Debian's OpenBLAS. bf16 (where oneDNN is built in): linear_onednn.h packs
-// such a weight 2-6x faster where out is a multiple of 64 and in of 32 (slower elsewhere), which
-// pays from 512 rows. Re-lays the weight of every fp32 CPU torch::nn::Linear under `root`, and of
-// those bf16 ones, as an [out, in] view of [in, out] storage: the same values, shape and dotted
+// such a weight at memory speed (onednn_pack.h), which pays from 384 rows; below that torch's
+// linear runs it 0-9% slower than the loaded layout (NaViT's 1152 -> 4304 and back at 16-511 rows;
+// level for 1152 -> 1152). Re-lays the weight of every fp32 CPU torch::nn::Linear under `root`,
+// and of every bf16 one, as an [out, in] view of [in, out] storage: the same values, shape and dotted
 // name, no extra memory. Inference only
 // (omni infer / eval; models::LoadOptions::inference_only): a trainer's sharding and gradient
 // buckets take the parameters as laid out at load. linear_rows' few-row kernels read row-major

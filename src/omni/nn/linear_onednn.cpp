@@ -15,9 +15,11 @@
 namespace omni::nn::detail {
 
 namespace {
-// Below these the reorder costs more than the packed kernel gains: the checkpoint's [N, K] layout
-// packs at ~4 GB/s, the weights store_linear_weights_transposed re-lays 2-6x faster.
-constexpr int64_t kMinRows = 1024, kMinRowsTransposed = 512;
+// Below these the packing costs more than the packed kernel gains: oneDNN's reorder from the
+// checkpoint's [N, K] layout runs at ~4 GB/s, from the transposed storage
+// (store_linear_weights_transposed) at 7-14 GB/s, onednn_pack.h's at 24-45 GB/s (level with
+// torch's linear at 256 rows, 1.06-1.12x at 384).
+constexpr int64_t kMinRows = 1024, kMinRowsTransposed = 512, kMinRowsOwnPacker = 384;
 }  // namespace
 
 bool onednn_built() {
@@ -44,15 +46,18 @@ dnnl::matmul::primitive_desc matmul_for(int64_t M, int64_t K, int64_t N, bool bi
               : onednn::matmul_pd(x_md, w_any, y_md, attr);
 }
 
-// W [N, K] (contiguous, or the transpose of a contiguous [K, N]) into `packed` in `layout`: by
-// onednn_pack.h from the transposed storage where it knows the layout (`own`), else by oneDNN's
-// reorder (`own` false forces it, for the tests).
-void pack_weights(const at::Tensor& W, const memory::desc& layout, void* packed, bool own) {
+// W [N, K] (the transpose of a contiguous [K, N]) into `packed` in `layout` by onednn_pack.h,
+// false where it does not know the layout.
+bool pack_own(const at::Tensor& W, const memory::desc& layout, void* packed) {
+  return !W.is_contiguous() &&
+         onednn::pack_bf16_kpairs(static_cast<const uint16_t*>(W.data_ptr()), W.size(1), W.size(0), layout, packed);
+}
+
+// W [N, K] (contiguous, or the transpose of a contiguous [K, N]) into `packed` in `layout` by
+// oneDNN's reorder.
+void pack_reorder(const at::Tensor& W, const memory::desc& layout, void* packed) {
   const int64_t K = W.size(1), N = W.size(0);
   const bool transposed = !W.is_contiguous();  // [N, K] over [K, N] storage
-  if (own && transposed &&
-      onednn::pack_bf16_kpairs(static_cast<const uint16_t*>(W.data_ptr()), K, N, layout, packed))
-    return;
   const auto& eng = onednn::cpu_engine();
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
@@ -83,13 +88,16 @@ at::Tensor bf16_linear_packed(const at::Tensor& x, const at::Tensor& W, const at
     return {};
   const int64_t K = W.size(1), N = W.size(0), M = x.numel() / std::max<int64_t>(1, K);
   const bool transposed = !W.is_contiguous();  // [N, K] over [K, N] storage
-  if (M < (transposed ? kMinRowsTransposed : kMinRows)) return {};
+  if (M < (transposed ? kMinRowsOwnPacker : kMinRows)) return {};
   try {
     const auto& eng = onednn::cpu_engine();
     const auto pd = matmul_for(M, K, N, bias.defined());
     const auto byte = at::TensorOptions().dtype(at::kByte);
     auto packed = at::empty({static_cast<int64_t>(pd.weights_desc().get_size())}, byte);
-    pack_weights(W, pd.weights_desc(), packed.data_ptr(), /*own=*/true);
+    if (!pack_own(W, pd.weights_desc(), packed.data_ptr())) {
+      if (M < (transposed ? kMinRowsTransposed : kMinRows)) return {};
+      pack_reorder(W, pd.weights_desc(), packed.data_ptr());
+    }
     auto scratch = at::empty({static_cast<int64_t>(pd.scratchpad_desc().get_size() + 64)}, byte);
     const at::Tensor xc = x.reshape({M, K}).contiguous();
     auto y = at::empty({M, N}, x.options());
@@ -120,11 +128,9 @@ at::Tensor bf16_packed_weight_bytes(const at::Tensor& W, int64_t rows, bool own)
     const auto layout = matmul_for(rows, W.size(1), W.size(0), false).weights_desc();
     auto packed = at::empty({static_cast<int64_t>(layout.get_size())}, at::TensorOptions().dtype(at::kByte));
     if (own) {
-      if (!onednn::pack_bf16_kpairs(static_cast<const uint16_t*>(W.data_ptr()), W.size(1), W.size(0), layout,
-                                    packed.data_ptr()))
-        return {};
+      if (!pack_own(W, layout, packed.data_ptr())) return {};
     } else {
-      pack_weights(W, layout, packed.data_ptr(), /*own=*/false);
+      pack_reorder(W, layout, packed.data_ptr());
     }
     return packed;
   } catch (const dnnl::error&) {

@@ -11,8 +11,9 @@
 // than it gains (576 x 4096 -> 1024: 11.5 -> 13.6 ms). A weight stored transposed (the vision
 // towers' in inference, nn::store_linear_weights_transposed) is laid out by onednn_pack.h at 24-45
 // GB/s where oneDNN's reorder ran at 7-14 (Janus's SigLIP-L, 24 layers of 576 rows, 636 -> 616 ms;
-// BAGEL's NaViT + connector at 1369 patches 2270 -> 2230 ms), and pays from 512 rows (with the
-// packer: level with torch's linear at 256 rows, 1.06-1.12x at 384, 1.00-1.14x at 512).
+// BAGEL's NaViT + connector at 1369 patches 2270 -> 2230 ms) and pays from 384 rows (level with
+// torch's linear at 256 rows, 1.06-1.12x at 384, 1.00-1.14x at 512); 512 where the packer does not
+// know the layout oneDNN asks for and its reorder runs.
 #pragma once
 #include <ATen/ATen.h>
 
@@ -23,7 +24,7 @@ namespace omni::nn::detail {
 bool onednn_built();
 
 // x [..., K] @ W [N, K]ᵀ + bias [N] (bias may be undefined), all bf16 on the CPU without autograd,
-// W contiguous (from 1024 rows) or the transpose of a contiguous [K, N] (from 512 rows). Undefined
+// W contiguous (from 1024 rows) or the transpose of a contiguous [K, N] (from 384 rows). Undefined
 // where it does not apply (or oneDNN is not built in).
 at::Tensor bf16_linear_packed(const at::Tensor& x, const at::Tensor& W, const at::Tensor& bias);
 
